@@ -1,0 +1,28 @@
+# Two commands set everything up on a bare machine (Debian, root):
+#   make run    install, then run the built-in default job (writes run.nc)
+#   make test   install, then run the test suite
+PYTHON ?= python3
+OUT ?= run.nc
+
+.PHONY: system install run test lint bench
+
+system:
+	apt-get update -qq
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq libfftw3-dev netcdf-bin >/dev/null
+
+# shtns compiles with -march=native: always build it here, never reuse a wheel built elsewhere
+install: system
+	$(PYTHON) -m pip install -q --no-cache-dir --no-binary shtns "shtns>=3.6"
+	$(PYTHON) -m pip install -q -e ".[test]"
+
+run: install
+	spde-tokens run -o $(OUT)
+
+test: install
+	$(PYTHON) -m pytest -q
+
+lint:
+	ruff check spde_tokens tests benchmarks validation
+
+bench:
+	$(PYTHON) benchmarks/bench_density.py

@@ -1,0 +1,208 @@
+"""The attention output a_μ and the drift X[μ](x) = P_x V a_μ(x) of DESIGN 1.1, on grids and at tokens.
+
+Three evaluations of the same formula:
+
+* **zonal path** (grids, Qᵀ K = a I): Funk–Hecke multipliers, ``∇_v Z̃ = (1/κ) ∇_S(G̃_κ ρ) + x ∂_κ G̃_κ ρ`` with
+  ``G̃_κ`` the convolution with ``exp(κ x·y)`` scaled by ``e^{-|κ|}`` (:mod:`spde_tokens.grids.funk_hecke`);
+* **quadrature path** (grids, any A): the dense kernel ``exp(beta xᵀ A y - M_x)`` on the grid nodes, max-shifted
+  per row and precomputed once;
+* **points** (tokens): the same max-shifted sums over a measure Σ ω_j δ_{y_j}, in row blocks of bounded memory.
+
+Where the (scaled) partition function is too small to be trusted (DESIGN 1.1: below 1e-10 of its maximum on
+the zonal path; below 1e-10 of the sum of absolute terms on the other two), the output is set to 0; softmax
+outputs are clipped to |a| ≤ 1, which holds for every non-negative measure.  The fraction of such nodes is kept in
+``unreliable_fraction``.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+
+from spde_tokens.grids.base import Grid, ResolutionWarning
+from spde_tokens.grids.funk_hecke import resolving_degree
+from spde_tokens.model import AttentionModel
+
+#: relative size below which the scaled partition function is not trusted
+RELIABLE = 1e-10
+#: default bytes of one block of token-token logits
+BLOCK_BYTES = 64 * 2**20
+#: largest shift exp(M) that the unnormalized output may carry without overflow
+_MAX_LOG_SHIFT = 700.0
+
+
+def available_memory() -> int:
+    """Bytes of memory available to this process (MemAvailable of /proc/meminfo, else physical pages)."""
+    try:
+        with open("/proc/meminfo") as fh:
+            for line in fh:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    import os
+
+    return int(os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
+
+
+def _normalize(z: np.ndarray, grad_z: np.ndarray, reliable: np.ndarray, log_shift, softmax: bool):
+    """a = ∇Z / Z (softmax) or a = e^{shift} ∇Z (unnormalized) along the last axis of ``grad_z``.
+
+    Returns the output and the number of nodes that were zeroed (unreliable) or clipped to |a| = 1.
+    """
+    if softmax:
+        with np.errstate(divide="ignore", invalid="ignore"):
+            a = np.where(reliable[..., None], grad_z / z[..., None], 0.0)
+        norm = np.linalg.norm(a, axis=-1)
+        over = norm > 1.0
+        a[over] /= norm[over][:, None]
+        flagged = int(np.count_nonzero(~reliable | over))
+    else:
+        a = np.where(reliable[..., None], grad_z * np.exp(log_shift)[..., None], 0.0)
+        flagged = int(np.count_nonzero(~reliable))
+    return a, flagged
+
+
+def tangent_projection(points: np.ndarray, vectors: np.ndarray) -> np.ndarray:
+    """P_x v = v − (x·v) x for unit vectors ``points`` and vectors of the same shape (..., d)."""
+    return vectors - np.sum(points * vectors, axis=-1, keepdims=True) * points
+
+
+def attention_output_points(model: AttentionModel, queries: np.ndarray, keys: np.ndarray,
+                            weights: np.ndarray | None = None, block_bytes: int = BLOCK_BYTES) -> np.ndarray:
+    """a_μ(x_i) for μ = Σ_j ω_j δ_{y_j} (ω_j = 1/N by default), in row blocks of at most ``block_bytes``.
+
+    ``a(x) = Σ_j ω_j e^{beta xᵀA y_j} y_j / Σ_j ω_j e^{beta xᵀA y_j}`` (softmax) or the numerator alone
+    (unnormalized), with logits shifted by their row maximum.
+    """
+    keys = np.asarray(keys, dtype=float)
+    n = keys.shape[0]
+    w = np.full(n, 1.0 / n) if weights is None else np.asarray(weights, dtype=float)
+    qa = model.beta * (np.asarray(queries, dtype=float) @ model.A)
+    rhs = np.concatenate([w[:, None], w[:, None] * keys, np.abs(w)[:, None]], axis=1)
+    out = np.empty_like(qa)
+    rows = max(1, block_bytes // (8 * max(n, 1)))
+    for start in range(0, qa.shape[0], rows):
+        sl = slice(start, start + rows)
+        logits = qa[sl] @ keys.T
+        shift = logits.max(axis=1)
+        np.exp(logits - shift[:, None], out=logits)
+        sums = logits @ rhs
+        z, absz = sums[:, 0], sums[:, -1]
+        out[sl], _ = _normalize(z, sums[:, 1:-1], z > RELIABLE * absz, shift, model.softmax)
+    return out
+
+
+def drift_points(model: AttentionModel, tokens: np.ndarray, keys: np.ndarray | None = None,
+                 weights: np.ndarray | None = None, block_bytes: int = BLOCK_BYTES) -> np.ndarray:
+    """X[μ](x_i) = P_{x_i} V a_μ(x_i) at tokens x_i, with μ the empirical measure of ``keys`` (default the tokens)."""
+    keys = tokens if keys is None else keys
+    a = attention_output_points(model, tokens, keys, weights, block_bytes)
+    return tangent_projection(tokens, a @ model.V.T)
+
+
+class GridAttention:
+    """Attention output and drift of a density on a grid (DESIGN 1.1), zonal or quadrature path.
+
+    Parameters
+    ----------
+    model, grid : the model (``model.dim`` must equal ``grid.dim``) and the grid.
+    method : ``"auto"`` (zonal when Qᵀ K = a I, else quadrature), ``"zonal"`` or ``"quadrature"``.
+    memory_budget : bytes the quadrature kernel may take (default: 25% of available memory).
+    """
+
+    def __init__(self, model: AttentionModel, grid: Grid, method: str = "auto", memory_budget: float | None = None):
+        if model.dim != grid.dim:
+            raise ValueError(f"model.dim = {model.dim} does not match the grid ({grid!r} is for dim {grid.dim})")
+        if method not in ("auto", "zonal", "quadrature"):
+            raise ValueError(f"attention must be 'auto', 'zonal' or 'quadrature', got {method!r}")
+        a = model.zonal_factor
+        if method == "zonal" and a is None:
+            raise ValueError("attention='zonal' needs Qᵀ K = a I; use 'quadrature' or 'auto' for this model")
+        self.model, self.grid = model, grid
+        if method == "auto":
+            method = "zonal" if a is not None else "quadrature"
+        self.method = method
+        self.unreliable_fraction = 0.0
+        self._points = grid.points()
+        self._value_factor = model.value_factor
+        if self.method == "zonal":
+            self.kappa = model.beta * a
+            w = grid.zonal_weights(self.kappa)
+            self._w_value = grid.per_degree(w.value)
+            self._w_over = grid.per_degree(w.over_kappa)
+            self._w_deriv = grid.per_degree(w.derivative)
+            self._log_shift = np.asarray(w.log_scale)
+            if not model.softmax and self.kappa > _MAX_LOG_SHIFT:
+                raise ValueError(f"beta = {model.beta}: the unnormalized output exp(beta) overflows; "
+                                 f"beta·|a| must be ≤ {_MAX_LOG_SHIFT}")
+            need = resolving_degree(grid.dim, self.kappa)
+            self.required_degree = need
+            if grid.degree_max < need:
+                warnings.warn(f"{grid!r} does not resolve the attention kernel exp(κ x·y), κ = {self.kappa:g}: its "
+                              f"Funk–Hecke weights fall below 1e-16 only at degree {need} (≈ 8.7 sqrt(κ) on S^2); "
+                              "clustered densities will be under-resolved", ResolutionWarning, stacklevel=3)
+        else:
+            self._build_kernel(memory_budget)
+
+    def _build_kernel(self, memory_budget: float | None) -> None:
+        pts = self._points.reshape(-1, self.grid.dim)
+        n = pts.shape[0]
+        need = 8.0 * n * n
+        budget = 0.25 * available_memory() if memory_budget is None else float(memory_budget)
+        if not budget > 0:
+            raise ValueError(f"memory_budget must be a positive number of bytes, got {memory_budget!r}")
+        if need > budget:
+            raise ValueError(f"attention='quadrature' needs a dense {n}×{n} kernel on {self.grid!r}: "
+                             f"{need / 2**30:.2f} GiB, more than memory_budget = {budget / 2**30:.2f} GiB; "
+                             "lower the grid resolution or raise memory_budget")
+        kernel = (self.model.beta * pts @ self.model.A) @ pts.T
+        shift = kernel.max(axis=1)
+        if not self.model.softmax and shift.max() > _MAX_LOG_SHIFT:
+            raise ValueError(f"beta = {self.model.beta}: the unnormalized output exp(beta xᵀAx) overflows")
+        kernel -= shift[:, None]
+        np.exp(kernel, out=kernel)
+        self._kernel, self._log_shift, self._flat_points = kernel, shift, pts
+        self._flat_weights = self.grid.weights().ravel()
+        self.required_degree = 0
+
+    def output(self, coeffs: np.ndarray, field: np.ndarray) -> np.ndarray:
+        """a_ρ at the grid nodes as Cartesian vectors (*shape, d), for the density ρ (coefficients and values)."""
+        if self.method == "quadrature":
+            return self._quadrature_output(field)
+        z, tangential, radial = self._zonal_sums(coeffs, radial=True)
+        grad_z = self.grid.from_tangent(tangential) + radial[..., None] * self._points
+        a, flagged = _normalize(z, grad_z, self._zonal_reliable(z), self._log_shift, self.model.softmax)
+        self.unreliable_fraction = flagged / z.size
+        return a
+
+    def drift(self, coeffs: np.ndarray, field: np.ndarray) -> np.ndarray:
+        """X[ρ] = P_x V a_ρ as tangent components (k, *shape)."""
+        if self.method == "zonal" and self._value_factor is not None:
+            z, tangential, _ = self._zonal_sums(coeffs, radial=False)
+            a, flagged = _normalize(z, np.moveaxis(tangential, 0, -1), self._zonal_reliable(z), self._log_shift,
+                                    self.model.softmax)
+            self.unreliable_fraction = flagged / z.size
+            return self._value_factor * np.moveaxis(a, -1, 0)
+        return self.grid.to_tangent(self.output(coeffs, field) @ self.model.V.T)
+
+    def _zonal_sums(self, coeffs: np.ndarray, radial: bool):
+        """G̃ρ, (1/κ)∇_S G̃ρ and ∂_κ G̃ρ on the grid (all scaled by e^{-|κ|})."""
+        z = self.grid.synthesis(self._w_value * coeffs)
+        tangential = self.grid.gradient(self._w_over * coeffs)
+        r = self.grid.synthesis(self._w_deriv * coeffs) if radial else None
+        return z, tangential, r
+
+    @staticmethod
+    def _zonal_reliable(z: np.ndarray) -> np.ndarray:
+        return z > RELIABLE * np.max(z)
+
+    def _quadrature_output(self, field: np.ndarray) -> np.ndarray:
+        mass = self._flat_weights * field.ravel()
+        rhs = np.concatenate([mass[:, None], mass[:, None] * self._flat_points, np.abs(mass)[:, None]], axis=1)
+        sums = self._kernel @ rhs
+        z, absz = sums[:, 0], sums[:, -1]
+        a, flagged = _normalize(z, sums[:, 1:-1], z > RELIABLE * absz, self._log_shift, self.model.softmax)
+        self.unreliable_fraction = flagged / z.size
+        return a.reshape(*self.grid.shape, self.grid.dim)

@@ -1,0 +1,165 @@
+"""What every spectral grid offers; the coefficient convention is stated in :mod:`spde_tokens.grids`."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+
+import numpy as np
+
+from spde_tokens.grids.funk_hecke import ZonalWeights, zonal_weights
+
+#: bytes of the complex basis block formed at once by point evaluation
+_POINT_CHUNK_BYTES = 32 * 2**20
+
+
+class ResolutionWarning(UserWarning):
+    """The grid or the time step does not resolve the run (kernel, spectrum or transport CFL number)."""
+
+
+class Grid(ABC):
+    """A spectral grid on S^{dim-1}: transforms, calculus, quadrature and point evaluation.
+
+    Subclasses define the transforms; this class holds what follows from the coefficient convention.
+    """
+
+    dim: int
+    #: largest degree kept (lmax on S^2, kmax on S^1)
+    degree_max: int
+    #: shape of a field on the grid
+    shape: tuple[int, ...]
+    #: xarray dimension names of a field
+    dims: tuple[str, ...]
+    #: degree of every coefficient (shape (n_coeff,))
+    degrees: np.ndarray
+    #: 1 for order 0, 2 for positive orders (real-field sums over m ≥ 0)
+    order_weight: np.ndarray
+    #: surface area: 2π on S^1, 4π on S^2
+    area: float
+
+    # ---- transforms and calculus (grid specific) ------------------------------------------------------------
+    @abstractmethod
+    def analysis(self, field: np.ndarray) -> np.ndarray:
+        """Coefficients f_lm = ∫ f conj(Y_lm) dA of a real field on the grid."""
+
+    @abstractmethod
+    def synthesis(self, coeffs: np.ndarray) -> np.ndarray:
+        """The real field f = Σ w_m Re(f_lm Y_lm) on the grid."""
+
+    @abstractmethod
+    def gradient(self, coeffs: np.ndarray) -> np.ndarray:
+        """Surface gradient ∇_S f as tangent components, shape (k, *shape)."""
+
+    @abstractmethod
+    def divergence(self, tangent: np.ndarray) -> np.ndarray:
+        """Coefficients of div_S v for a tangent field given by its components (k, *shape)."""
+
+    @abstractmethod
+    def points(self) -> np.ndarray:
+        """Unit vectors of the grid nodes, shape (*shape, dim)."""
+
+    @abstractmethod
+    def tangent_basis(self) -> np.ndarray:
+        """Orthonormal tangent frame at the nodes, shape (k, *shape, dim)."""
+
+    @abstractmethod
+    def weights(self) -> np.ndarray:
+        """Quadrature weights of the nodes (shape ``shape``): ∫ f dA ≈ Σ weights · f."""
+
+    @abstractmethod
+    def coords(self) -> dict:
+        """xarray coordinates of a field: name -> (dim, values, attrs)."""
+
+    @abstractmethod
+    def attrs(self) -> dict:
+        """Attributes that identify the grid (rebuilt by :func:`grid_from_attrs`)."""
+
+    @abstractmethod
+    def _basis_block(self, points: np.ndarray) -> np.ndarray:
+        """Y_lm(x_i) for unit vectors ``points`` (N, dim): complex array (N, n_coeff)."""
+
+    # ---- derived from the convention -----------------------------------------------------------------------
+    @property
+    def n_coeff(self) -> int:
+        return self.degrees.size
+
+    @property
+    def laplacian_eigenvalues(self) -> np.ndarray:
+        """Eigenvalue of Δ_S for every coefficient: −l(l+1) on S^2, −k² on S^1."""
+        ell = self.degrees.astype(float)
+        return -ell * (ell + 1.0) if self.dim == 3 else -(ell**2)
+
+    def laplacian(self, coeffs: np.ndarray) -> np.ndarray:
+        """Laplace–Beltrami operator Δ_S in spectral space."""
+        return coeffs * self.laplacian_eigenvalues
+
+    def per_degree(self, values: np.ndarray) -> np.ndarray:
+        """Expand a per-degree array (degree_max + 1,) to one value per coefficient."""
+        return np.asarray(values)[self.degrees]
+
+    def integrate(self, field: np.ndarray) -> float:
+        """∫ f dA by the grid's quadrature (exact for band-limited f of degree ≤ the grid's exactness)."""
+        return float(np.sum(self.weights() * field))
+
+    def inner(self, a: np.ndarray, b: np.ndarray) -> float:
+        """∫ f g dA = Σ w_m Re(conj(f_lm) g_lm) for real fields f, g given by coefficients."""
+        return float(np.sum(self.order_weight * (a.conj() * b).real))
+
+    def power_spectrum(self, coeffs: np.ndarray) -> np.ndarray:
+        """P_l = Σ_m w_m |f_lm|², shape (degree_max + 1,)."""
+        return np.bincount(self.degrees, weights=self.order_weight * np.abs(coeffs) ** 2,
+                           minlength=self.degree_max + 1)
+
+    def zonal_weights(self, kappa: float) -> ZonalWeights:
+        """Scaled Funk–Hecke weights of exp(κ x·y) for the degrees of this grid."""
+        return zonal_weights(self.dim, kappa, self.degree_max)
+
+    def to_tangent(self, vectors: np.ndarray) -> np.ndarray:
+        """Tangent components (k, *shape) of Cartesian vectors (*shape, dim): the projection P_x."""
+        return np.einsum("k...d,...d->k...", self.tangent_basis(), vectors)
+
+    def from_tangent(self, tangent: np.ndarray) -> np.ndarray:
+        """Cartesian vectors (*shape, dim) of a tangent field given by components (k, *shape)."""
+        return np.einsum("k...d,k...->...d", self.tangent_basis(), tangent)
+
+    def coordinate_coefficients(self) -> np.ndarray:
+        """Coefficients of the coordinate functions x ↦ x_i, shape (dim, n_coeff)."""
+        pts = self.points()
+        return np.stack([self.analysis(np.ascontiguousarray(pts[..., i])) for i in range(self.dim)])
+
+    # ---- point evaluation ----------------------------------------------------------------------------------
+    def _check_points(self, points: np.ndarray) -> np.ndarray:
+        pts = np.asarray(points, dtype=float)
+        if pts.ndim != 2 or pts.shape[1] != self.dim:
+            raise ValueError(f"points must have shape (N, {self.dim}), got {pts.shape}")
+        if not np.all(np.isfinite(pts)):
+            raise ValueError("points must be finite")
+        if pts.size and np.max(np.abs(np.linalg.norm(pts, axis=1) - 1.0)) > 1e-8:
+            raise ValueError("points must be unit vectors (|x| = 1 within 1e-8)")
+        return pts
+
+    def _chunks(self, n: int):
+        size = max(1, _POINT_CHUNK_BYTES // (16 * max(self.n_coeff, 1)))
+        for start in range(0, n, size):
+            yield slice(start, min(n, start + size))
+
+    def evaluate(self, coeffs: np.ndarray, points: np.ndarray) -> np.ndarray:
+        """Band-limited field f = Σ w_m Re(f_lm Y_lm) at arbitrary unit vectors ``points`` (N, dim).
+
+        Vectorized over the points (Legendre recurrences on S^2, exponentials on S^1), in blocks of bounded memory.
+        """
+        pts = self._check_points(points)
+        wc = self.order_weight * coeffs
+        out = np.empty(pts.shape[0])
+        for sl in self._chunks(pts.shape[0]):
+            out[sl] = (self._basis_block(pts[sl]) @ wc).real
+        return out
+
+    def empirical_coefficients(self, points: np.ndarray, weights: np.ndarray | None = None) -> np.ndarray:
+        """Coefficients of the measure Σ_i ω_i δ_{x_i}: μ_lm = Σ_i ω_i conj(Y_lm(x_i)) (ω_i = 1/N by default)."""
+        pts = self._check_points(points)
+        n = pts.shape[0]
+        om = np.full(n, 1.0 / n) if weights is None else np.asarray(weights, dtype=float)
+        out = np.zeros(self.n_coeff, dtype=complex)
+        for sl in self._chunks(n):
+            out += om[sl] @ self._basis_block(pts[sl]).conj()
+        return out

@@ -1,0 +1,154 @@
+"""Gauss–Legendre grid on the sphere S^2 (shtns spherical-harmonic transforms)."""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import sys
+
+import numpy as np
+
+from spde_tokens.grids.base import Grid
+
+
+def _import_shtns():
+    """Import shtns without letting its banner reach the package's standard output."""
+    if "shtns" in sys.modules:
+        return sys.modules["shtns"]
+    sys.stdout.flush()
+    saved = os.dup(1)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 1)
+        import shtns
+
+        ctypes.CDLL(None).fflush(None)  # the banner sits in the C library's buffer until flushed
+    finally:
+        os.dup2(saved, 1)
+        os.close(saved)
+        os.close(devnull)
+    shtns.set_verbosity(0)
+    return shtns
+
+
+class SphereGrid(Grid):
+    """Gauss–Legendre grid on S^2 with spherical harmonics of degree ≤ lmax (shtns).
+
+    Parameters
+    ----------
+    lmax : largest degree (≥ 4); mmax = lmax.
+    dealias : if True (default) the grid has nlat ≥ 3(lmax+1)/2 latitudes and nlon ≥ 3 lmax + 1 longitudes, so
+        products of two fields of degree ≤ lmax are analysed without aliasing (shtns ``nl_order=2``).
+    threads : OpenMP threads of the transforms (1 by default: parallelism belongs to ensembles).
+
+    Coefficients are ``f_lm = ∫ f conj(Y_lm) dA`` with orthonormal, Condon–Shortley phased Y_lm, in shtns
+    order (see :mod:`spde_tokens.grids`). Fields have shape (nlat, nlon), latitude from north to south.
+    """
+
+    dim = 3
+    dims = ("lat", "lon")
+    area = 4.0 * np.pi
+
+    def __init__(self, lmax: int, dealias: bool = True, threads: int = 1):
+        if isinstance(lmax, bool) or not isinstance(lmax, (int, np.integer)) or lmax < 4:
+            raise ValueError(f"lmax must be an integer ≥ 4, got {lmax!r}")
+        if not isinstance(threads, (int, np.integer)) or threads < 1:
+            raise ValueError(f"threads must be a positive integer, got {threads!r}")
+        shtns = _import_shtns()
+        self.degree_max = self.lmax = int(lmax)
+        self.dealias = bool(dealias)
+        self.threads = int(threads)
+        self._sh = shtns.sht(self.lmax, self.lmax, norm=shtns.sht_orthonormal, nthreads=self.threads)
+        self.nlat, self.nlon = self._sh.set_grid(flags=shtns.sht_gauss | shtns.SHT_PHI_CONTIGUOUS,
+                                                 nl_order=2 if self.dealias else 1)
+        self.shape = (self.nlat, self.nlon)
+        self.degrees = np.asarray(self._sh.l, dtype=int)
+        self.orders = np.asarray(self._sh.m, dtype=int)
+        self.order_weight = np.where(self.orders == 0, 1.0, 2.0)
+        self.cos_theta = np.asarray(self._sh.cos_theta)
+        self.theta = np.arccos(self.cos_theta)
+        self.phi = 2.0 * np.pi * np.arange(self.nlon) / self.nlon
+        nodes, gauss = np.polynomial.legendre.leggauss(self.nlat)
+        order = np.argsort(-nodes)  # shtns stores latitudes from north (cos θ ≈ 1) to south
+        if np.max(np.abs(nodes[order] - self.cos_theta)) > 1e-12:
+            raise RuntimeError("shtns latitudes are not the Gauss–Legendre nodes")
+        self._lat_weights = gauss[order]
+        self._laplacian_inverse = np.zeros(self.n_coeff)
+        nonzero = self.degrees > 0
+        self._laplacian_inverse[nonzero] = -1.0 / (self.degrees[nonzero] * (self.degrees[nonzero] + 1.0))
+        # recurrence coefficients of the normalized associated Legendre functions P̄_l^m
+        ell = np.arange(self.lmax + 1, dtype=float)[:, None]
+        em = np.arange(self.lmax + 1, dtype=float)[None, :]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            self._rec_a = np.sqrt((4 * ell**2 - 1) / (ell**2 - em**2))
+            self._rec_b = np.sqrt(((ell - 1) ** 2 - em**2) / (4 * (ell - 1) ** 2 - 1))
+
+    def __repr__(self) -> str:
+        return f"SphereGrid(lmax={self.lmax}, nlat={self.nlat}, nlon={self.nlon})"
+
+    def analysis(self, field: np.ndarray) -> np.ndarray:
+        return self._sh.analys(np.ascontiguousarray(field, dtype=float))
+
+    def synthesis(self, coeffs: np.ndarray) -> np.ndarray:
+        return self._sh.synth(np.ascontiguousarray(coeffs, dtype=complex))
+
+    def gradient(self, coeffs: np.ndarray) -> np.ndarray:
+        """(∂_θ f, ∂_φ f / sin θ) on the grid."""
+        vt, vp = self._sh.synth_grad(np.ascontiguousarray(coeffs, dtype=complex))
+        return np.stack([vt, vp])
+
+    def divergence(self, tangent: np.ndarray) -> np.ndarray:
+        """div_S v = Δ_S S for the spheroidal potential S of v (v = ∇_S S + toroidal part)."""
+        s = self._sh.spec_array()
+        t = self._sh.spec_array()
+        self._sh.spat_to_SHsphtor(np.ascontiguousarray(tangent[0]), np.ascontiguousarray(tangent[1]), s, t)
+        return self.laplacian(s)
+
+    def points(self) -> np.ndarray:
+        st = np.sin(self.theta)[:, None]
+        ct = self.cos_theta[:, None]
+        return np.stack(np.broadcast_arrays(st * np.cos(self.phi), st * np.sin(self.phi), ct), axis=-1)
+
+    def tangent_basis(self) -> np.ndarray:
+        st = np.sin(self.theta)[:, None]
+        ct = self.cos_theta[:, None]
+        cp, sp = np.cos(self.phi)[None, :], np.sin(self.phi)[None, :]
+        e_theta = np.stack(np.broadcast_arrays(ct * cp, ct * sp, -st), axis=-1)
+        e_phi = np.stack(np.broadcast_arrays(-sp + 0 * st, cp + 0 * st, 0 * st * cp), axis=-1)
+        return np.stack([e_theta, e_phi])
+
+    def weights(self) -> np.ndarray:
+        return np.outer(self._lat_weights, np.full(self.nlon, 2.0 * np.pi / self.nlon))
+
+    def coords(self) -> dict:
+        lat = 90.0 - np.degrees(self.theta)
+        lon = np.degrees(self.phi)
+        return {
+            "lat": ("lat", lat, {"units": "degrees_north", "long_name": "latitude (Gauss–Legendre nodes)",
+                                 "standard_name": "latitude"}),
+            "lon": ("lon", lon, {"units": "degrees_east", "long_name": "longitude",
+                                 "standard_name": "longitude"}),
+        }
+
+    def attrs(self) -> dict:
+        return {"grid": "sphere", "grid_lmax": self.lmax, "grid_nlat": self.nlat, "grid_nlon": self.nlon,
+                "grid_dealias": int(self.dealias)}
+
+    def _basis_block(self, points: np.ndarray) -> np.ndarray:
+        """Y_lm(x_i) = P̄_l^m(cos θ_i) e^{i m φ_i} by the standard three-term recurrence, vectorized over points."""
+        x = np.clip(points[:, 2], -1.0, 1.0)
+        s = np.hypot(points[:, 0], points[:, 1])
+        phi = np.arctan2(points[:, 1], points[:, 0])
+        lmax = self.lmax
+        p = np.zeros((lmax + 1, lmax + 1, x.size))
+        p[0, 0] = 1.0 / np.sqrt(4.0 * np.pi)
+        for m in range(1, lmax + 1):  # sectoral terms, Condon–Shortley phase
+            p[m, m] = -np.sqrt((2 * m + 1) / (2.0 * m)) * s * p[m - 1, m - 1]
+        for m in range(lmax):
+            p[m + 1, m] = np.sqrt(2 * m + 3.0) * x * p[m, m]
+        for ell in range(2, lmax + 1):  # vectorized over all orders m ≤ l - 2 and all points
+            a = self._rec_a[ell, : ell - 1, None]
+            b = self._rec_b[ell, : ell - 1, None]
+            p[ell, : ell - 1] = a * (x * p[ell - 1, : ell - 1] - b * p[ell - 2, : ell - 1])
+        phase = np.exp(1j * np.outer(self.orders, phi))  # (n_coeff, N)
+        return (p[self.degrees, self.orders] * phase).T

@@ -1,0 +1,138 @@
+"""Initial densities (w.r.t. surface measure, ∫ ρ dA = 1) as ``xarray.DataArray`` fields that carry their grid.
+
+Every function returns a DataArray named ``density`` on the grid's coordinates, whose attributes identify the grid
+(``grid_from_attrs``), normalized to mass 1 by the grid's quadrature (so the spectral mass sqrt(area) ρ_00 is 1 to
+rounding).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import numpy as np
+import xarray as xr
+
+from spde_tokens.grids import Grid, grid_from_attrs
+
+#: a density is refused when min ρ < −NEGATIVE_TOLERANCE · max ρ
+NEGATIVE_TOLERANCE = 1e-10
+
+
+def _as_grid(grid: Grid) -> Grid:
+    if not isinstance(grid, Grid):
+        raise ValueError(f"grid must be a CircleGrid or SphereGrid, got {type(grid).__name__}")
+    return grid
+
+
+def _unit(name: str, vector, dim: int) -> np.ndarray:
+    v = np.asarray(vector, dtype=float)
+    if v.shape != (dim,) or not np.all(np.isfinite(v)) or np.linalg.norm(v) == 0:
+        raise ValueError(f"{name} must be a finite non-zero vector of length {dim}, got {vector!r}")
+    return v / np.linalg.norm(v)
+
+
+def _nonnegative(name: str, value) -> float:
+    try:
+        x = float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} must be a real number ≥ 0, got {value!r}") from None
+    if not np.isfinite(x) or x < 0:
+        raise ValueError(f"{name} must be finite and ≥ 0, got {value!r}")
+    return x
+
+
+def as_density(grid: Grid, values: np.ndarray, normalize: bool = True, **attrs) -> xr.DataArray:
+    """Wrap grid values as a ``density`` DataArray (normalized to mass 1 unless ``normalize`` is False)."""
+    values = np.asarray(values, dtype=float)
+    if values.shape != grid.shape:
+        raise ValueError(f"density values must have the grid's shape {grid.shape}, got {values.shape}")
+    if normalize:
+        total = grid.integrate(values)
+        if not np.isfinite(total) or total <= 0:
+            raise ValueError(f"the density must have a positive finite integral, got {total}")
+        values = values / total
+    check_density(values)
+    coords = {name: xr.Variable(*spec) for name, spec in grid.coords().items()}
+    all_attrs = {"long_name": "token density w.r.t. surface measure", "units": "1", **grid.attrs(), **attrs}
+    return xr.DataArray(values, dims=grid.dims, coords=coords, name="density", attrs=all_attrs)
+
+
+def check_density(values: np.ndarray, name: str = "rho0") -> None:
+    """Refuse non-finite values and min ρ < −1e-10 · max ρ (DESIGN 2)."""
+    if not np.all(np.isfinite(values)):
+        raise ValueError(f"{name} has non-finite values (NaN or inf)")
+    if values.min() < -NEGATIVE_TOLERANCE * values.max():
+        raise ValueError(f"{name} is negative: min ρ = {values.min():.3e} < −1e-10 · max ρ = {values.max():.3e}")
+
+
+def grid_of(density) -> Grid:
+    """The grid a density DataArray lives on; plain arrays are refused."""
+    if not isinstance(density, xr.DataArray):
+        raise ValueError(f"rho0 must be an xarray.DataArray from spde_tokens.initial (it carries its grid), "
+                         f"got {type(density).__name__}")
+    return grid_from_attrs(density.attrs)
+
+
+def uniform(grid: Grid) -> xr.DataArray:
+    """ρ = 1/area (1/(2π) on S^1, 1/(4π) on S^2)."""
+    grid = _as_grid(grid)
+    return as_density(grid, np.full(grid.shape, 1.0 / grid.area), initial="uniform")
+
+
+def _vmf_values(grid: Grid, mean: np.ndarray, kappa: float) -> np.ndarray:
+    """exp(κ(μ·x − 1)) times the normalization of the von Mises–Fisher density (stable for large κ)."""
+    t = grid.points() @ mean
+    if kappa == 0.0:
+        return np.full(grid.shape, 1.0 / grid.area)
+    if grid.dim == 3:
+        norm = kappa / (2.0 * np.pi * -np.expm1(-2.0 * kappa))
+    else:
+        from scipy.special import ive
+
+        norm = 1.0 / (2.0 * np.pi * ive(0, kappa))
+    return norm * np.exp(kappa * (t - 1.0))
+
+
+def von_mises_fisher(grid: Grid, mean: Sequence[float], kappa: float) -> xr.DataArray:
+    """ρ(x) = C_κ exp(κ μ·x): C_κ = κ/(4π sinh κ) on S^2, 1/(2π I_0(κ)) on S^1 (κ ≥ 0, μ normalized)."""
+    grid = _as_grid(grid)
+    mu = _unit("mean", mean, grid.dim)
+    kappa = _nonnegative("kappa", kappa)
+    return as_density(grid, _vmf_values(grid, mu, kappa), initial="von_mises_fisher", kappa=kappa,
+                      mean=mu)
+
+
+def mixture(grid: Grid, weights: Sequence[float], means: Sequence[Sequence[float]],
+            kappas: Sequence[float]) -> xr.DataArray:
+    """Σ_i w_i vMF(μ_i, κ_i) with weights w_i ≥ 0 normalized to sum 1."""
+    grid = _as_grid(grid)
+    w = np.asarray(weights, dtype=float)
+    if w.ndim != 1 or w.size == 0 or not np.all(np.isfinite(w)) or np.any(w < 0) or w.sum() == 0:
+        raise ValueError(f"weights must be a non-empty list of finite numbers ≥ 0 with positive sum, got {weights!r}")
+    if len(means) != w.size or len(kappas) != w.size:
+        raise ValueError(f"weights, means and kappas must have the same length, got {w.size}, {len(means)}, "
+                         f"{len(kappas)}")
+    values = sum(wi * _vmf_values(grid, _unit("means", m, grid.dim), _nonnegative("kappas", k))
+                 for wi, m, k in zip(w / w.sum(), means, kappas, strict=True))
+    return as_density(grid, values, initial="mixture", weights=w / w.sum(), kappas=np.asarray(kappas, float),
+                      means=np.asarray(means, float).ravel())
+
+
+def poisson_kernel(grid: Grid, center: Sequence[float]) -> xr.DataArray:
+    """(1 − |z|²)/(2π |e^{iθ} − z|²) on S^1, (1 − |z|²)/(4π |x − z|³) on S^2, for |z| < 1."""
+    grid = _as_grid(grid)
+    z = np.asarray(center, dtype=float)
+    if z.shape != (grid.dim,) or not np.all(np.isfinite(z)) or np.linalg.norm(z) >= 1:
+        raise ValueError(f"center must be a finite vector of length {grid.dim} with |center| < 1, got {center!r}")
+    dist = np.linalg.norm(grid.points() - z, axis=-1)
+    values = (1.0 - z @ z) / (grid.area * dist ** (grid.dim))
+    return as_density(grid, values, initial="poisson_kernel", center=z)
+
+
+def from_function(grid: Grid, f: Callable[[np.ndarray], np.ndarray]) -> xr.DataArray:
+    """Evaluate f on ``grid.points()`` (shape (*grid.shape, dim)) and normalize to mass 1."""
+    grid = _as_grid(grid)
+    if not callable(f):
+        raise ValueError(f"f must be callable on an array of unit vectors, got {type(f).__name__}")
+    values = np.broadcast_to(np.asarray(f(grid.points()), dtype=float), grid.shape)
+    return as_density(grid, values, initial="from_function")

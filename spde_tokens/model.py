@@ -1,0 +1,90 @@
+"""The self-attention model: parameters of the drift of DESIGN 1.1 and their validation."""
+
+from __future__ import annotations
+
+import numpy as np
+
+NORMALIZATIONS = ("softmax", "unnormalized")
+
+
+def _matrix(name: str, value, dim: int) -> np.ndarray:
+    if value is None:
+        return np.eye(dim)
+    try:
+        mat = np.array(value, dtype=float)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"{name} must be a real {dim}×{dim} matrix: {exc}") from None
+    if mat.shape != (dim, dim):
+        raise ValueError(f"{name} must have shape ({dim}, {dim}) for dim = {dim}, got {mat.shape}")
+    if not np.all(np.isfinite(mat)):
+        raise ValueError(f"{name} must be finite (no NaN or inf entries)")
+    return mat
+
+
+class AttentionModel:
+    """Self-attention dynamics on S^{dim-1}: ẋ = P_x V a_μ(x).
+
+    The attention output is ``a_μ(x) = ∇_v log Z_μ(v)`` (softmax, SA) or ``∇_v Z_μ(v)`` (unnormalized, USA) at
+    ``v = beta Aᵀ x``, with ``Z_μ(v) = ∫ exp(v·y) dμ(y)`` and ``A = Qᵀ K``.
+
+    Parameters
+    ----------
+    dim : ambient dimension d ≥ 2 (tokens on S^{d-1}).
+    beta : inverse temperature, finite and ≥ 0 (0 is uniform attention, a = mean of μ).
+    Q, K, V : d×d real matrices, identity by default.
+    normalization : ``"softmax"`` or ``"unnormalized"``.
+    """
+
+    def __init__(self, dim: int, beta: float = 1.0, Q=None, K=None, V=None, normalization: str = "softmax"):
+        if isinstance(dim, bool) or not isinstance(dim, (int, np.integer)) or dim < 2:
+            raise ValueError(f"dim must be an integer ≥ 2, got {dim!r}")
+        try:
+            beta = float(beta)
+        except (TypeError, ValueError):
+            raise ValueError(f"beta must be a real number ≥ 0, got {beta!r}") from None
+        if not np.isfinite(beta) or beta < 0:
+            raise ValueError(f"beta must be finite and ≥ 0, got {beta}")
+        if normalization not in NORMALIZATIONS:
+            raise ValueError(f"normalization must be one of {NORMALIZATIONS}, got {normalization!r}")
+        self.dim = int(dim)
+        self.beta = beta
+        self.Q = _matrix("Q", Q, self.dim)
+        self.K = _matrix("K", K, self.dim)
+        self.V = _matrix("V", V, self.dim)
+        self.normalization = normalization
+
+    @property
+    def A(self) -> np.ndarray:
+        """The bilinear form of the attention logits, A = Qᵀ K."""
+        return self.Q.T @ self.K
+
+    @staticmethod
+    def _scalar_multiple(mat: np.ndarray) -> float | None:
+        """c if mat = c I (to 1e-12 relative), else None."""
+        c = np.trace(mat) / mat.shape[0]
+        scale = max(np.abs(mat).max(), 1e-300)
+        return float(c) if np.abs(mat - c * np.eye(mat.shape[0])).max() <= 1e-12 * scale else None
+
+    @property
+    def zonal_factor(self) -> float | None:
+        """a when Qᵀ K = a I (the kernel exp(beta a x·y) is zonal), else None."""
+        return self._scalar_multiple(self.A)
+
+    @property
+    def value_factor(self) -> float | None:
+        """c when V = c I (the drift is then tangential to the attention output), else None."""
+        return self._scalar_multiple(self.V)
+
+    @property
+    def softmax(self) -> bool:
+        return self.normalization == "softmax"
+
+    def attrs(self) -> dict:
+        """Scalar parameters as NetCDF attributes (matrices go in :meth:`matrices`)."""
+        return {"model_dim": self.dim, "beta": self.beta, "normalization": self.normalization}
+
+    def matrices(self) -> dict[str, np.ndarray]:
+        return {"Q": self.Q, "K": self.K, "V": self.V}
+
+    def __repr__(self) -> str:
+        return f"AttentionModel(dim={self.dim}, beta={self.beta}, normalization={self.normalization!r})"
