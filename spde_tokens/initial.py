@@ -51,7 +51,7 @@ def as_density(grid: Grid, values: np.ndarray, normalize: bool = True, **attrs) 
         if not np.isfinite(total) or total <= 0:
             raise ValueError(f"the density must have a positive finite integral, got {total}")
         values = values / total
-    check_density(values)
+    check_density(values, "density")
     coords = {name: xr.Variable(*spec) for name, spec in grid.coords().items()}
     all_attrs = {"long_name": "token density w.r.t. surface measure", "units": "1", **grid.attrs(), **attrs}
     return xr.DataArray(values, dims=grid.dims, coords=coords, name="density", attrs=all_attrs)

@@ -34,6 +34,14 @@ class Scheme:
     c: tuple[float, ...]
     imaginary_stability: float
 
+    def amplification(self, z: complex) -> float:
+        """|R(z)| of the stability function R(z) = 1 + z bᵀ (I − z A)⁻¹ 𝟙 (the growth per step of y' = λy, z = hλ)."""
+        n = len(self.b)
+        a = np.zeros((n, n))
+        for i, row in enumerate(self.a):
+            a[i, : len(row)] = row
+        return float(abs(1.0 + z * np.asarray(self.b) @ np.linalg.solve(np.eye(n) - z * a, np.ones(n))))
+
     def step(self, f: Callable[[np.ndarray], np.ndarray], y: np.ndarray, h: float,
              linear: np.ndarray | None = None) -> np.ndarray:
         """One step of size h of y' = f(y) + L y (L diagonal with eigenvalues ``linear``, or absent)."""

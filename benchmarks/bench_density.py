@@ -1,0 +1,200 @@
+"""Cost of the density equation's right-hand side and of one RK4 step, in units of one transform pair.
+
+What it measures
+----------------
+For every grid (SphereGrid(lmax), lmax = 63, 127, 255; CircleGrid(n), n = 256, 1024, 4096), with one thread:
+
+* **floor**: one analysis + synthesis pair of the grid's own transforms (``grid.analysis(field)`` followed by
+  ``grid.synthesis(coeffs)``): shtns on S^2, pyfftw on S^1;
+* **rhs**: one evaluation of ``DensityEquation(model, grid).tendency(coeffs)``, i.e. ``−div_S(ρ X[ρ])``;
+* **step**: one deterministic step ``get_scheme("rk4").step(eq.tendency, coeffs, dt)`` (four RHS and the stage
+  sums);
+
+and prints rhs/floor and step/floor. The density is the two-bump von Mises–Fisher mixture
+``initial.mixture(grid, weights=[0.5, 0.5], means=[north pole, x axis], kappas=[4, 6])`` and the model
+``AttentionModel(dim, beta=1.0)``, once with V = I (zonal path, the drift is tangential to the attention output)
+and once with V = diag(1, 2, 0.5) (diag(1, 2) on S^1), which needs the radial term ∂_κ G̃ρ and the Cartesian
+round trip ``P_x V a``.
+
+Expected floor
+--------------
+An RHS on the zonal path needs four transforms: the synthesis of ρ, the synthesis of G̃ρ, a gradient
+synthesis (of G̃ρ/κ) and a vector analysis (spheroidal/toroidal) for the divergence of ρX. A vector transform
+costs about two scalar ones, so the transforms alone are about 3 pairs; everything else (normalization of the
+attention output, products on the grid) should be small. The issue asks that one RHS cost no more than about
+5 pairs at lmax = 255; an RK4 step is then about 4 × 5 = 20 pairs.
+
+Timing method
+-------------
+``time.perf_counter``; every callable is run once to warm up, then in batches of as many calls as take at
+least 0.2 s. For each row the floor, rhs and step batches are interleaved, five rounds, and the median batch of
+each time is reported; a ratio is the median over the rounds of the ratio of the batches of the same round, so
+that a burst of load from another process hits numerator and denominator alike. Ratios are what matter: they
+should be stable to about 10% between runs on a quiet machine; absolute times depend on the machine. The
+``spread`` column, (max - min)/median of the per-round ratios, shows how quiet the machine was.
+
+How to run
+----------
+::
+
+    python benchmarks/bench_density.py              # full table (about a minute)
+    python benchmarks/bench_density.py --quick      # lmax 63 and n 256 only
+    python benchmarks/bench_density.py --json out.json
+
+OMP_NUM_THREADS is set to 1 when it is not already set (before numpy is imported), so that BLAS and shtns stay
+on one thread; the grids are built with ``threads=1``.
+"""
+
+from __future__ import annotations
+
+# ruff: noqa: E402  (OMP_NUM_THREADS must be set before numpy is imported)
+import os
+
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+import argparse
+import json
+import platform
+import sys
+import time
+from collections.abc import Callable
+
+import numpy as np
+
+from spde_tokens import initial
+from spde_tokens.density import DensityEquation
+from spde_tokens.grids import CircleGrid, Grid, SphereGrid
+from spde_tokens.model import AttentionModel
+from spde_tokens.steppers import get_scheme
+
+#: seconds one batch of calls must last at least
+MIN_BATCH_SECONDS = 0.2
+#: batches per measurement (the median is reported)
+ROUNDS = 5
+SPHERE_LMAX = (63, 127, 255)
+CIRCLE_N = (256, 1024, 4096)
+#: CFL number degree_max · |V| · dt of the timed step (well inside RK4's limit 2√2)
+CFL = 0.5
+
+
+def calibrate(fn: Callable[[], object], min_seconds: float = MIN_BATCH_SECONDS) -> int:
+    """Warm ``fn`` up once and return a number of calls that lasts at least ``min_seconds``."""
+    fn()
+    n = 1
+    while True:
+        elapsed = run_batch(fn, n) * n
+        if elapsed >= min_seconds:
+            return n
+        # aim 20% past the target, never more than 10x at once
+        n = max(n + 1, min(10 * n, int(np.ceil(1.2 * n * min_seconds / max(elapsed, 1e-9)))))
+
+
+def run_batch(fn: Callable[[], object], n: int) -> float:
+    """Seconds per call over ``n`` consecutive calls."""
+    start = time.perf_counter()
+    for _ in range(n):
+        fn()
+    return (time.perf_counter() - start) / n
+
+
+def measure(fns: dict[str, Callable[[], object]], rounds: int = ROUNDS) -> dict[str, list[float]]:
+    """Per-call seconds of each callable in ``rounds`` batches, the batches of different callables interleaved."""
+    counts = {name: calibrate(fn) for name, fn in fns.items()}
+    times: dict[str, list[float]] = {name: [] for name in fns}
+    for _ in range(rounds):
+        for name, fn in fns.items():
+            times[name].append(run_batch(fn, counts[name]))
+    return times
+
+
+def setups(quick: bool):
+    """(label, grid factory, model dim, means, V matrices) of every grid in the table."""
+    lmaxes = SPHERE_LMAX[:1] if quick else SPHERE_LMAX
+    ns = CIRCLE_N[:1] if quick else CIRCLE_N
+    for lmax in lmaxes:
+        yield (f"sphere lmax={lmax}", lambda lmax=lmax: SphereGrid(lmax, threads=1), 3,
+               [[0, 0, 1], [1, 0, 0]], [("I", None), ("diag(1,2,.5)", np.diag([1.0, 2.0, 0.5]))])
+    for n in ns:
+        yield (f"circle n={n}", lambda n=n: CircleGrid(n, threads=1), 2,
+               [[0, 1], [1, 0]], [("I", None), ("diag(1,2)", np.diag([1.0, 2.0]))])
+
+
+def bench_row(label: str, grid: Grid, dim: int, means, v_label: str, V) -> dict:
+    """Floor, RHS and RK4-step times of one grid and model."""
+    rho0 = initial.mixture(grid, weights=[0.5, 0.5], means=means, kappas=[4, 6])
+    field = np.ascontiguousarray(rho0.values, dtype=float)
+    coeffs = grid.analysis(field)
+    model = AttentionModel(dim=dim, beta=1.0, V=V)
+    eq = DensityEquation(model, grid)
+    rk4 = get_scheme("rk4")
+    dt = CFL / (grid.degree_max * np.linalg.norm(model.V, 2))
+
+    rhs = eq.tendency(coeffs)
+    if not np.all(np.isfinite(rhs)) or abs(rhs[0]) > 1e-10 * np.max(np.abs(rhs)):
+        raise RuntimeError(f"{label}, V = {v_label}: the RHS is not finite or does not conserve mass")
+
+    times = measure({
+        "floor": lambda: grid.synthesis(grid.analysis(field)),
+        "rhs": lambda: eq.tendency(coeffs),
+        "step": lambda: rk4.step(eq.tendency, coeffs, dt),
+    })
+    med = {name: float(np.median(values)) for name, values in times.items()}
+    rhs_ratios = np.array(times["rhs"]) / np.array(times["floor"])
+    step_ratios = np.array(times["step"]) / np.array(times["floor"])
+    return {
+        "grid": label, "repr": repr(grid), "shape": list(grid.shape), "V": v_label,
+        "attention": eq.attention.method, "radial": model.value_factor is None,
+        "floor_ms": 1e3 * med["floor"], "rhs_ms": 1e3 * med["rhs"], "step_ms": 1e3 * med["step"],
+        # ratios of batches of the same round (taken seconds apart), then their median: a burst of load from
+        # another process then slows numerator and denominator alike
+        "rhs_over_floor": float(np.median(rhs_ratios)), "step_over_floor": float(np.median(step_ratios)),
+        # spread of the per-round ratios, (max - min) / median: the stability of the numbers
+        "rhs_ratio_spread": float(np.ptp(rhs_ratios) / np.median(rhs_ratios)),
+        "step_ratio_spread": float(np.ptp(step_ratios) / np.median(step_ratios)),
+        "batches_ms": {name: [1e3 * t for t in values] for name, values in times.items()},
+    }
+
+
+HEADER = (f"{'grid':<18} {'V':<13} {'floor (ms)':>10} {'rhs (ms)':>10} {'rhs/floor':>9} {'step (ms)':>10} "
+          f"{'step/floor':>10} {'spread':>7}")
+
+
+def format_row(row: dict) -> str:
+    spread = max(row["rhs_ratio_spread"], row["step_ratio_spread"])
+    return (f"{row['grid']:<18} {row['V']:<13} {row['floor_ms']:>10.3f} {row['rhs_ms']:>10.3f} "
+            f"{row['rhs_over_floor']:>9.2f} {row['step_ms']:>10.3f} {row['step_over_floor']:>10.2f} "
+            f"{100 * spread:>6.0f}%")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="only lmax 63 and n 256")
+    parser.add_argument("--json", metavar="PATH", help="also write the numbers to this JSON file")
+    args = parser.parse_args(argv)
+
+    print(f"spde_tokens density RHS benchmark: OMP_NUM_THREADS={os.environ['OMP_NUM_THREADS']}, numpy "
+          f"{np.__version__}, python {platform.python_version()}, {platform.machine()}")
+    print("floor = one analysis + synthesis pair (shtns on S^2, pyfftw on S^1); median of "
+          f"{ROUNDS} batches of >= {MIN_BATCH_SECONDS} s; spread = (max - min)/median of the per-batch ratios")
+    print(HEADER)
+    print("-" * len(HEADER))
+    rows = []
+    for label, make_grid, dim, means, models in setups(args.quick):
+        grid = make_grid()
+        for v_label, V in models:
+            row = bench_row(label, grid, dim, means, v_label, V)
+            rows.append(row)
+            print(format_row(row), flush=True)
+
+    if args.json:
+        meta = {"omp_num_threads": os.environ["OMP_NUM_THREADS"], "numpy": np.__version__,
+                "python": platform.python_version(), "machine": platform.machine(), "quick": args.quick,
+                "rounds": ROUNDS, "min_batch_seconds": MIN_BATCH_SECONDS, "cfl": CFL}
+        with open(args.json, "w") as fh:
+            json.dump({"meta": meta, "rows": rows}, fh, indent=2)
+        print(f"wrote {args.json}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,166 @@
+"""The attention output and drift of DESIGN 1.1: zonal path, quadrature path and direct token sums agree."""
+
+import warnings
+
+import numpy as np
+import pytest
+
+from spde_tokens.drift import GridAttention, attention_output_points, drift_points, tangent_projection
+from spde_tokens.grids import CircleGrid, ResolutionWarning, SphereGrid
+from spde_tokens.model import AttentionModel
+
+RNG = np.random.default_rng(1)
+V_RANDOM = {2: RNG.standard_normal((2, 2)), 3: RNG.standard_normal((3, 3))}
+
+
+def _density(grid, kappa=2.0):
+    """A smooth, non-symmetric, band-limited probability density (coefficients, values)."""
+    pts = grid.points()
+    mu = np.zeros(grid.dim)
+    mu[0], mu[-1] = 0.3, 1.0
+    rho = np.exp(kappa * pts @ mu / np.linalg.norm(mu) + 0.5 * pts[..., 0] ** 2)
+    c = grid.analysis(rho / grid.integrate(rho))
+    return c, grid.synthesis(c)
+
+
+GRIDS = [SphereGrid(20), CircleGrid(48)]
+
+
+@pytest.mark.parametrize("grid", GRIDS, ids=repr)
+@pytest.mark.parametrize("normalization", ["softmax", "unnormalized"])
+@pytest.mark.parametrize("beta", [0.0, 1.0, 4.0])
+@pytest.mark.parametrize("value", ["identity", "scaled", "random"])
+def test_zonal_and_quadrature_paths_agree(grid, normalization, beta, value):
+    d = grid.dim
+    V = {"identity": None, "scaled": -0.7 * np.eye(d), "random": V_RANDOM[d]}[value]
+    model = AttentionModel(d, beta, V=V, normalization=normalization)
+    c, rho = _density(grid)
+    zonal = GridAttention(model, grid, "zonal")
+    quad = GridAttention(model, grid, "quadrature")
+    # both are exact for this band-limited density up to the Gauss quadrature of the kernel, whose
+    # Legendre tail beyond degree ~2 nlat is far below 1e-14 for beta ≤ 4: 1e-10 leaves room for rounding
+    scale = max(1.0, np.abs(quad.output(c, rho)).max())
+    np.testing.assert_allclose(zonal.output(c, rho), quad.output(c, rho), rtol=0, atol=1e-10 * scale)
+    np.testing.assert_allclose(zonal.drift(c, rho), quad.drift(c, rho), rtol=0, atol=1e-10 * scale)
+
+
+@pytest.mark.parametrize("fine", [SphereGrid(40), CircleGrid(96)], ids=repr)
+@pytest.mark.parametrize("normalization", ["softmax", "unnormalized"])
+def test_paths_agree_with_direct_token_sum_on_a_finer_quadrature(fine, normalization):
+    coarse = SphereGrid(20) if fine.dim == 3 else CircleGrid(48)
+    d = fine.dim
+    model = AttentionModel(d, 3.0, V=V_RANDOM[d], normalization=normalization)
+    c, rho = _density(coarse)
+    # the density as N weighted tokens at the nodes of a finer grid (its own exact quadrature)
+    keys = fine.points().reshape(-1, d)
+    weights = fine.weights().ravel() * coarse.evaluate(c, keys)
+    queries = coarse.points().reshape(-1, d)
+    direct = attention_output_points(model, queries, keys, weights).reshape(*coarse.shape, d)
+    for method in ("zonal", "quadrature"):
+        a = GridAttention(model, coarse, method).output(c, rho)
+        np.testing.assert_allclose(a, direct, rtol=0, atol=1e-10 * max(1.0, np.abs(direct).max()))
+    x = drift_points(model, queries, keys, weights).reshape(*coarse.shape, d)
+    np.testing.assert_allclose(coarse.from_tangent(GridAttention(model, coarse).drift(c, rho)), x, atol=1e-10)
+
+
+@pytest.mark.parametrize("grid", GRIDS, ids=repr)
+def test_beta_zero_is_the_mean(grid):
+    c, rho = _density(grid)
+    m = (grid.weights()[..., None] * rho[..., None] * grid.points()).sum(axis=tuple(range(grid.dim - 1)))
+    for norm in ("softmax", "unnormalized"):
+        a = GridAttention(AttentionModel(grid.dim, 0.0, normalization=norm), grid).output(c, rho)
+        # uniform attention: a(x) = m for every x, up to the rounding of the quadrature sum
+        np.testing.assert_allclose(a, np.broadcast_to(m, a.shape), atol=1e-13)
+
+
+def test_softmax_drift_is_gradient_of_log_convolution():
+    """For Q = K = V = I, X = (1/beta) ∇_S log(G_beta ρ) (DESIGN 1.1)."""
+    grid = SphereGrid(24)
+    beta = 2.5
+    c, rho = _density(grid)
+    w = grid.zonal_weights(beta)
+    log_g = np.log(grid.synthesis(grid.per_degree(w.value) * c))
+    # log G ρ is smooth but not band-limited: its degree-24 truncation error is ~1e-9 here
+    expected = grid.gradient(grid.analysis(log_g)) / beta
+    got = GridAttention(AttentionModel(3, beta), grid).drift(c, rho)
+    np.testing.assert_allclose(got, expected, atol=1e-7)
+
+
+def test_negative_zonal_factor_matches_quadrature():
+    grid = SphereGrid(16)
+    model = AttentionModel(3, 2.0, Q=-np.eye(3), V=V_RANDOM[3])
+    c, rho = _density(grid)
+    z, q = GridAttention(model, grid, "zonal"), GridAttention(model, grid, "quadrature")
+    np.testing.assert_allclose(z.output(c, rho), q.output(c, rho), atol=1e-10)
+
+
+def test_general_qk_uses_quadrature_and_matches_tokens():
+    grid = SphereGrid(16)
+    model = AttentionModel(3, 1.5, Q=np.diag([1.0, 2.0, 0.5]), K=RNG.standard_normal((3, 3)))
+    att = GridAttention(model, grid)
+    assert att.method == "quadrature"
+    c, rho = _density(grid)
+    pts = grid.points().reshape(-1, 3)
+    direct = attention_output_points(model, pts, pts, grid.weights().ravel() * rho.ravel())
+    np.testing.assert_allclose(att.output(c, rho).reshape(-1, 3), direct, atol=1e-13)
+    with pytest.raises(ValueError, match="zonal"):
+        GridAttention(model, grid, "zonal")
+
+
+def test_large_beta_clustered_density_stays_finite_and_bounded():
+    """beta = 200 on a tight cluster: accurate where G̃ρ ≥ 1e-10 max, zero elsewhere, |a| ≤ 1 (DESIGN 1.1)."""
+    grid = CircleGrid(256)
+    beta = 200.0
+    pts = grid.points()
+    rho = np.exp(40.0 * (pts[:, 0] - 1.0))
+    c = grid.analysis(rho / grid.integrate(rho))
+    rho = grid.synthesis(c)
+    att = GridAttention(AttentionModel(2, beta), grid)
+    a = att.output(c, rho)
+    assert np.all(np.isfinite(a)) and np.all(np.linalg.norm(a, axis=-1) <= 1.0 + 1e-15)
+    assert 0.0 < att.unreliable_fraction < 1.0
+    # where trusted, the output matches the direct max-shifted token sum over a fine quadrature
+    fine = CircleGrid(1024)
+    keys = fine.points()
+    weights = fine.weights() * grid.evaluate(c, keys)
+    direct = attention_output_points(AttentionModel(2, beta), pts, keys, weights)
+    g = grid.synthesis(grid.per_degree(grid.zonal_weights(beta).value) * c)
+    trusted = g >= 1e-10 * g.max()
+    assert np.all(a[~trusted] == 0.0)
+    # the spectral G̃ρ carries an absolute rounding error ~1e-16 · max G̃ρ, so the ratio a = ∇Z/Z has a relative
+    # error ~1e-16 · max G̃ρ / G̃ρ(x): up to 1e-6 at the edge of the trusted region, 1e-15 at the cluster
+    bound = 1e-14 * g.max() / g[trusted]
+    err = np.linalg.norm(a[trusted] - direct[trusted], axis=-1)
+    assert np.all(err <= bound), (err / bound).max()
+
+
+def test_resolution_warning_for_large_beta():
+    with pytest.warns(ResolutionWarning, match="does not resolve"):
+        GridAttention(AttentionModel(3, 100.0), SphereGrid(16))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        GridAttention(AttentionModel(3, 1.0), SphereGrid(16))
+
+
+def test_memory_guard_and_bad_input():
+    grid = SphereGrid(16)
+    model = AttentionModel(3, 1.0, Q=np.diag([1.0, 2.0, 3.0]))
+    with pytest.raises(ValueError, match="memory_budget"):
+        GridAttention(model, grid, memory_budget=1e6)
+    with pytest.raises(ValueError, match="memory_budget"):
+        GridAttention(model, grid, memory_budget=-1)
+    with pytest.raises(ValueError, match="model.dim"):
+        GridAttention(AttentionModel(2, 1.0), grid)
+    with pytest.raises(ValueError, match="attention"):
+        GridAttention(AttentionModel(3, 1.0), grid, "fast")
+    with pytest.raises(ValueError, match="beta"):
+        GridAttention(AttentionModel(3, 800.0, normalization="unnormalized"), grid)
+
+
+def test_tangent_projection():
+    x = RNG.standard_normal((10, 5))
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    v = RNG.standard_normal((10, 5))
+    p = tangent_projection(x, v)
+    np.testing.assert_allclose(np.sum(p * x, axis=1), 0.0, atol=1e-14)
+    np.testing.assert_allclose(tangent_projection(x, p), p, atol=1e-14)
