@@ -181,7 +181,8 @@ def solve_density(model: AttentionModel, noise, rho0: xr.DataArray, t_end: float
             with np.errstate(over="ignore", invalid="ignore"):  # a blow-up is caught below, with its state
                 new = stepper.step(equation.tendency, coeffs, times.dt)
             if not np.all(np.abs(new) <= blow_up):  # also catches NaN
-                raise BlowUpError(f"the density became non-finite or unbounded at step {step} (t = {step * times.dt:g}); the "
+                raise BlowUpError(f"the density became non-finite or unbounded at step {step} "
+                                  f"(t = {step * times.dt:g}); the "
                                   f"records up to t = {recorder.times[-1]:g} are in .dataset and the last good "
                                   "state in .state", build(), grid.synthesis(coeffs))
             coeffs = new
