@@ -41,6 +41,10 @@ How to run
     python benchmarks/bench_density.py --quick      # lmax 63 and n 256 only
     python benchmarks/bench_density.py --json out.json
 
+``--keep-heap`` asks glibc (``mallopt``) to keep freed memory instead of returning it to the system, so that the
+multi-megabyte temporaries of an RHS at lmax 255 stop costing fresh page faults on every call: a diagnostic of how
+much of the time is page faulting (which is slow in virtual machines and varies between processes).
+
 OMP_NUM_THREADS is set to 1 when it is not already set (before numpy is imported), so that BLAS and shtns stay
 on one thread; the grids are built with ``threads=1``.
 """
@@ -75,6 +79,22 @@ SPHERE_LMAX = (63, 127, 255)
 CIRCLE_N = (256, 1024, 4096)
 #: CFL number degree_max · |V| · dt of the timed step (well inside RK4's limit 2√2)
 CFL = 0.5
+
+
+def keep_heap() -> bool:
+    """Ask glibc to keep freed memory (no trimming, no mmap for large blocks); False where that is not possible."""
+    import ctypes
+    import ctypes.util
+
+    name = ctypes.util.find_library("c")
+    if name is None:
+        return False
+    try:
+        mallopt = ctypes.CDLL(name).mallopt
+    except (OSError, AttributeError):
+        return False
+    m_trim_threshold, m_mmap_threshold = -1, -3
+    return bool(mallopt(m_trim_threshold, 2**30)) and bool(mallopt(m_mmap_threshold, 2**30))
 
 
 def calibrate(fn: Callable[[], object], min_seconds: float = MIN_BATCH_SECONDS) -> int:
@@ -170,10 +190,15 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="only lmax 63 and n 256")
     parser.add_argument("--json", metavar="PATH", help="also write the numbers to this JSON file")
+    parser.add_argument("--keep-heap", action="store_true",
+                        help="keep freed memory in the heap (glibc mallopt): times without fresh page faults")
     args = parser.parse_args(argv)
+    heap = "default"
+    if args.keep_heap:
+        heap = "kept (mallopt)" if keep_heap() else "default (mallopt unavailable)"
 
     print(f"spde_tokens density RHS benchmark: OMP_NUM_THREADS={os.environ['OMP_NUM_THREADS']}, numpy "
-          f"{np.__version__}, python {platform.python_version()}, {platform.machine()}")
+          f"{np.__version__}, python {platform.python_version()}, {platform.machine()}, heap {heap}")
     print("floor = one analysis + synthesis pair (shtns on S^2, pyfftw on S^1); median of "
           f"{ROUNDS} batches of >= {MIN_BATCH_SECONDS} s; spread = (max - min)/median of the per-batch ratios")
     print(HEADER)
@@ -188,7 +213,7 @@ def main(argv: list[str] | None = None) -> int:
 
     if args.json:
         meta = {"omp_num_threads": os.environ["OMP_NUM_THREADS"], "numpy": np.__version__,
-                "python": platform.python_version(), "machine": platform.machine(), "quick": args.quick,
+                "python": platform.python_version(), "machine": platform.machine(), "quick": args.quick, "heap": heap,
                 "rounds": ROUNDS, "min_batch_seconds": MIN_BATCH_SECONDS, "cfl": CFL}
         with open(args.json, "w") as fh:
             json.dump({"meta": meta, "rows": rows}, fh, indent=2)

@@ -1,11 +1,12 @@
 """The density equation on S^1 and S^2 and its solver ``solve_density`` (DESIGN 1.3).
 
-The state is kept in spectral space (coefficients of ρ); the grid is visited only to form the flux ρ X[ρ]:
+The state is kept in spectral space (coefficients of ρ); the grid is visited only to form the flux:
 
-    ∂_t ρ = −div_S(ρ X[ρ]),     X[ρ](x) = P_x V a_ρ(x)      (deterministic part)
+    dρ = [−div_S(ρ X[ρ]) + ½ Δ_S(g ρ) + nu Δ_S ρ] dt − div_S(ρ dN),     X[ρ](x) = P_x V a_ρ(x).
 
-Each step integrates this ODE over [t, t + dt] with a registered Runge–Kutta scheme (:mod:`spde_tokens.steppers`,
-RK4 by default). Mass is conserved exactly: the divergence has no degree-0 component.
+Each step freezes the noise increment and integrates the random ODE of :class:`DensityEquation` (Wong–Zakai) with
+a registered Runge–Kutta scheme (:mod:`spde_tokens.steppers`, RK4 by default), in sub-steps chosen from the
+transport CFL number. Mass is conserved exactly: the divergence has no degree-0 component.
 """
 
 from __future__ import annotations
@@ -21,8 +22,9 @@ from spde_tokens.drift import GridAttention
 from spde_tokens.grids import Grid, ResolutionWarning, grid_from_attrs
 from spde_tokens.initial import check_density, grid_of
 from spde_tokens.model import AttentionModel
+from spde_tokens.noise import NoisePath, as_noise, resolve_path
 from spde_tokens.records import BlowUpError, Recorder, TimeGrid, default_progress
-from spde_tokens.steppers import get_scheme
+from spde_tokens.steppers import Scheme, get_scheme
 
 #: spectral_tail above which a run is reported as under-resolved
 TAIL_WARNING = 1e-10
@@ -31,30 +33,96 @@ BLOW_UP = 1e8
 
 
 class DensityEquation:
-    """Right-hand side ``F(ρ) = −div_S(ρ X[ρ])`` in spectral space.
+    """The density equation in spectral space, one frozen noise increment per step (DESIGN 1.3).
+
+    Within a step of length dt the noise increment is frozen and the step integrates
+
+        ∂_t ρ = −div_S(ρ (X[ρ] + u_n/dt + c_n)) + nu Δ_S ρ − hyperviscosity · (Δ_S/Δ_max)^4 ρ
+
+    with u_n = P_x ΔN_n(x) the tangential noise field of step n and, for ValueNoise only, the drift correction
+    c_n = −(sigma²/4) ∇_S |a_{ρ_n}|² (the Itô limit of the layer update; it vanishes at beta = 0). The linear terms
+    are diagonal in spectral space and integrated exactly (Lawson).
 
     Parameters
     ----------
-    model : the attention model (``model.dim`` must match the grid).
-    grid : CircleGrid or SphereGrid.
+    model, grid : the attention model (``model.dim`` must match the grid) and the grid.
     attention : ``"auto"``, ``"zonal"`` or ``"quadrature"`` (see :class:`spde_tokens.drift.GridAttention`).
     memory_budget : bytes allowed for the quadrature kernel (default 25% of available memory).
+    noise : None, a noise model or a sum of models.
+    hyperviscosity : damping rate of the top degree (0: off, the default).
     """
 
     def __init__(self, model: AttentionModel, grid: Grid, attention: str = "auto",
-                 memory_budget: float | None = None):
+                 memory_budget: float | None = None, noise=None, hyperviscosity: float = 0.0):
         self.model, self.grid = model, grid
+        self.noise = as_noise(noise)
         self.attention = GridAttention(model, grid, attention, memory_budget)
+        self._drift_off = model.value_factor == 0.0
+        lap = grid.laplacian_eigenvalues
+        linear = np.zeros(grid.n_coeff)
+        if self.noise is not None and self.noise.nu > 0:
+            linear += self.noise.nu * lap
+        if hyperviscosity > 0:
+            linear -= hyperviscosity * (lap / lap.min()) ** 4
+        self.linear = linear if np.any(linear) else None
+        # |a| ≤ 1 for softmax attention, so ‖V‖₂ bounds the drift speed; unnormalized speeds are measured
+        self._speed_bound = np.linalg.norm(model.V, 2) if model.softmax else None
 
-    def velocity(self, coeffs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """The density on the grid and the drift X[ρ] there (tangent components)."""
+    def velocity(self, coeffs: np.ndarray, frozen: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """The density on the grid and its velocity X[ρ] (+ the frozen field of the step), tangent components."""
         rho = self.grid.synthesis(coeffs)
-        return rho, self.attention.drift(coeffs, rho)
+        v = np.zeros((self.grid.n_tangent, *self.grid.shape)) if self._drift_off else self.attention.drift(coeffs, rho)
+        return rho, v if frozen is None else v + frozen
 
-    def tendency(self, coeffs: np.ndarray) -> np.ndarray:
-        """Coefficients of −div_S(ρ X[ρ])."""
-        rho, x = self.velocity(coeffs)
-        return -self.grid.divergence(rho * x)
+    def tendency(self, coeffs: np.ndarray, frozen: np.ndarray | None = None) -> np.ndarray:
+        """Coefficients of −div_S(ρ (X[ρ] + frozen))."""
+        rho, v = self.velocity(coeffs, frozen)
+        return -self.grid.divergence(rho * v)
+
+    def frozen_field(self, coeffs: np.ndarray, increments: dict, dt: float) -> np.ndarray:
+        """u_n/dt + c_n at the start of a step: the noise's tangential velocity, frozen over the step."""
+        context = None
+        if self.noise.needs_context:
+            context = self.attention.output(coeffs, self.grid.synthesis(coeffs))
+        u = self.grid.to_tangent(self.noise.grid_field(self.grid, increments, context)) / dt
+        value = self.noise.models.get("value")
+        if value is not None and value.sigma > 0:
+            a2 = np.sum(context**2, axis=-1)
+            u -= 0.25 * value.sigma**2 * self.grid.gradient(self.grid.analysis(a2))
+        return u
+
+    def drift_speed(self, coeffs: np.ndarray) -> float:
+        """An upper bound of |X[ρ]| (softmax: ‖V‖₂) or its measured maximum (unnormalized)."""
+        if self._drift_off:
+            return 0.0
+        if self._speed_bound is not None:
+            return self._speed_bound
+        return float(np.sqrt(np.max(np.sum(self.velocity(coeffs)[1] ** 2, axis=0))))
+
+    def step(self, coeffs: np.ndarray, dt: float, scheme: Scheme, cfl: float,
+             increments: dict | None = None) -> tuple[np.ndarray, int]:
+        """Advance one step of length dt; returns the new coefficients and the number of sub-steps taken.
+
+        Sub-steps (stochastic steps only; deterministic steps are plain and checked once by the solver):
+        λ = degree_max · (max|X| dt + max|u_n|) bounds the phase a mode turns through in the step; the step is split
+        into ⌈λ / (cfl · λ_stab)⌉ sub-steps, λ_stab the scheme's limit on the imaginary axis (none for a scheme with
+        no such limit, such as Heun, which is then plain — and unstable for transport).
+        """
+        frozen, n_sub = None, 1
+        if increments is not None and self.noise is not None and self.noise.common_models:
+            frozen = self.frozen_field(coeffs, increments, dt)
+            speed = self.drift_speed(coeffs) + float(np.sqrt(np.max(np.sum(frozen**2, axis=0))))
+            lam = self.grid.degree_max * speed * dt
+            if scheme.imaginary_stability > 0:
+                n_sub = max(1, int(np.ceil(lam / (cfl * scheme.imaginary_stability))))
+        h = dt / n_sub
+
+        def f(c):
+            return self.tendency(c, frozen)
+
+        for _ in range(n_sub):
+            coeffs = scheme.step(f, coeffs, h, self.linear)
+        return coeffs, n_sub
 
 
 def _records(grid: Grid, coeffs: np.ndarray, beta: float) -> dict:
@@ -84,14 +152,16 @@ def _variables(grid: Grid) -> dict:
         "spectral_tail": ((), {"long_name": "share of power at degrees >= 0.9 lmax", "units": "1"}),
         "attention_unreliable_fraction": ((), {"long_name": "fraction of nodes where the attention output was "
                                                             "zeroed or clipped", "units": "1"}),
+        "substeps": ((), {"long_name": "largest number of sub-steps per step since the previous record",
+                          "units": "1"}),
     }
 
 
-def _check_transport_stability(stepper, grid: Grid, model: AttentionModel, times: TimeGrid) -> None:
+def _check_transport_stability(stepper: Scheme, grid: Grid, model: AttentionModel, times: TimeGrid) -> None:
     """Warn when the top degree, moved at the largest softmax drift speed |V|, could grow tenfold over the run.
 
     On a mode of degree l transported at speed |u| the scheme multiplies the amplitude by |R(iλ)| per step,
-    λ = l |u| dt (|a| ≤ 1 for softmax attention, so |X| ≤ ‖V‖₂).
+    λ = l |u| dt (|a| ≤ 1 for softmax attention, so |X| ≤ ‖V‖₂). Stochastic runs choose sub-steps instead.
     """
     if not model.softmax or times.n_steps == 0:
         return
@@ -104,19 +174,23 @@ def _check_transport_stability(stepper, grid: Grid, model: AttentionModel, times
 
 
 def solve_density(model: AttentionModel, noise, rho0: xr.DataArray, t_end: float, dt: float, *,
-                  path=None, seed: int | None = None, save_every: float | None = None, scheme: str = "rk4",
-                  attention: str = "auto", memory_budget: float | None = None, progress: bool | None = None,
-                  threads: int = 1) -> xr.Dataset:
-    """Solve the density equation from ``rho0`` to ``t_end`` with fixed step ``dt``.
+                  path: NoisePath | None = None, seed: int | None = None, save_every: float | None = None,
+                  scheme: str = "rk4", cfl: float = 0.5, hyperviscosity: float = 0.0, attention: str = "auto",
+                  memory_budget: float | None = None, progress: bool | None = None, threads: int = 1) -> xr.Dataset:
+    """Solve the density equation from ``rho0`` to ``t_end`` with fixed step ``dt`` (DESIGN 1.3).
 
     Parameters
     ----------
     model : AttentionModel with ``dim`` 2 (CircleGrid) or 3 (SphereGrid).
-    noise : ``None`` for the deterministic equation ∂_t ρ = −div_S(ρ X[ρ]).
+    noise : None (deterministic), a noise model or a sum of models (:mod:`spde_tokens.noise`).
     rho0 : density DataArray from :mod:`spde_tokens.initial` (it carries its grid).
     t_end, dt : final time ≥ 0 and step > 0; t_end/dt must be a whole number.
+    path : the NoisePath of the realization (same noise, dim and dt, at least t_end/dt steps); else built from seed.
+    seed : integer seed of the realization (needed with common noise when no path is given).
     save_every : time between records, a whole number of steps (default: about 100 records).
     scheme : a registered Runge–Kutta scheme (``"rk4"`` default, ``"rk3"``, ``"heun"``).
+    cfl : fraction of the scheme's stability limit on the imaginary axis that one sub-step may use (0 < cfl ≤ 1).
+    hyperviscosity : damping rate of the top degree by −(Δ_S/Δ_max)^4 (off by default; recorded when on).
     attention : ``"auto"``, ``"zonal"`` or ``"quadrature"``; memory_budget bounds the quadrature kernel.
     progress : tqdm progress bar (default: on when standard error is a terminal).
     threads : transform threads of the grid (1 by default).
@@ -124,7 +198,7 @@ def solve_density(model: AttentionModel, noise, rho0: xr.DataArray, t_end: float
     Returns
     -------
     xarray.Dataset with ``density``, ``power_spectrum``, ``energy``, ``dispersion``, ``mean_vector``, ``mass``,
-    ``min_density``, ``spectral_tail`` on ``time`` (DESIGN 3).
+    ``min_density``, ``spectral_tail``, ``substeps`` on ``time`` (DESIGN 3).
 
     Raises
     ------
@@ -132,8 +206,6 @@ def solve_density(model: AttentionModel, noise, rho0: xr.DataArray, t_end: float
     """
     if not isinstance(model, AttentionModel):
         raise ValueError(f"model must be an AttentionModel, got {type(model).__name__}")
-    if noise is not None or path is not None:
-        raise NotImplementedError("stochastic runs (noise, path) are not available yet: pass noise=None")
     grid = grid_of(rho0)
     if threads != 1:
         grid = grid_from_attrs(grid.attrs(), threads=threads)
@@ -143,8 +215,15 @@ def solve_density(model: AttentionModel, noise, rho0: xr.DataArray, t_end: float
     check_density(np.asarray(rho0.values), "rho0")
     times = TimeGrid.build(t_end, dt, save_every)
     stepper = get_scheme(scheme)
-    equation = DensityEquation(model, grid, attention, memory_budget)
-    _check_transport_stability(stepper, grid, model, times)
+    if not isinstance(cfl, (int, float)) or not 0 < cfl <= 1:
+        raise ValueError(f"cfl must be a number in (0, 1], got {cfl!r}")
+    if not isinstance(hyperviscosity, (int, float)) or not 0 <= hyperviscosity < np.inf:
+        raise ValueError(f"hyperviscosity must be a finite number ≥ 0, got {hyperviscosity!r}")
+    noise = as_noise(noise)
+    path = resolve_path(noise, path, seed, grid.dim, times.dt, times.n_steps, grid.degree_max)
+    equation = DensityEquation(model, grid, attention, memory_budget, noise, float(hyperviscosity))
+    if noise is None or not noise.common_models:
+        _check_transport_stability(stepper, grid, model, times)
 
     coeffs = grid.analysis(np.asarray(rho0.values, dtype=float))
     # |ρ_lm| ≤ max|Y_lm| ∫|ρ| ≤ sqrt((2l+1)/4π) ∫|ρ|: a coefficient beyond BLOW_UP · |ρ_00| means ∫|ρ| grew by
@@ -152,21 +231,24 @@ def solve_density(model: AttentionModel, noise, rho0: xr.DataArray, t_end: float
     blow_up = BLOW_UP * abs(coeffs[0]) * np.sqrt(2 * grid.degree_max + 1)
     recorder = Recorder()
     warned = False
+    substeps = 1
 
     def record(step: int) -> None:
-        nonlocal warned
+        nonlocal warned, substeps
         values = _records(grid, coeffs, model.beta)
         recorder.add(step * times.dt, attention_unreliable_fraction=equation.attention.unreliable_fraction,
-                     **values)
+                     substeps=substeps, **values)
+        substeps = 1
         if values["spectral_tail"] > TAIL_WARNING and not warned:
             warned = True
             warnings.warn(f"under-resolved at t = {step * times.dt:g}: spectral_tail = {values['spectral_tail']:.2e}"
                           f" > {TAIL_WARNING:g} on {grid!r}; raise the resolution", ResolutionWarning, stacklevel=3)
 
     def build() -> xr.Dataset:
-        attrs = {"title": "spde_tokens density run", "engine": "density", "scheme": scheme,
-                 "attention": equation.attention.method, "noise": "none",
-                 "seed": "none" if seed is None else int(seed), **grid.attrs(), **times.attrs()}
+        attrs = {"title": "spde_tokens density run", "engine": "density", "scheme": scheme, "cfl": float(cfl),
+                 "hyperviscosity": float(hyperviscosity), "attention": equation.attention.method,
+                 "seed": "none" if seed is None else seed, **(noise.attrs() if noise is not None else {"noise": "none"}),
+                 **(path.attrs() if path is not None else {}), **grid.attrs(), **times.attrs()}
         coords = {name: xr.Variable(*spec) for name, spec in grid.coords().items()}
         coords["degree"] = xr.Variable("degree", np.arange(grid.degree_max + 1), {"long_name": "harmonic degree",
                                                                                   "units": "1"})
@@ -178,14 +260,15 @@ def solve_density(model: AttentionModel, noise, rho0: xr.DataArray, t_end: float
     with tqdm(total=times.n_steps, disable=not default_progress(progress), unit="step",
               desc=f"density {grid!r}") as bar:
         for step in range(1, times.n_steps + 1):
+            increments = path.increments(step - 1) if path is not None else None
             with np.errstate(over="ignore", invalid="ignore"):  # a blow-up is caught below, with its state
-                new = stepper.step(equation.tendency, coeffs, times.dt)
+                new, n_sub = equation.step(coeffs, times.dt, stepper, cfl, increments)
             if not np.all(np.abs(new) <= blow_up):  # also catches NaN
-                raise BlowUpError(f"the density became non-finite or unbounded at step {step} "
-                                  f"(t = {step * times.dt:g}); the "
-                                  f"records up to t = {recorder.times[-1]:g} are in .dataset and the last good "
-                                  "state in .state", build(), grid.synthesis(coeffs))
+                raise BlowUpError(f"the density became non-finite or unbounded at step {step} (t = "
+                                  f"{step * times.dt:g}); the records up to t = {recorder.times[-1]:g} are in "
+                                  ".dataset and the last good state in .state", build(), grid.synthesis(coeffs))
             coeffs = new
+            substeps = max(substeps, n_sub)
             if times.is_record(step):
                 record(step)
             bar.update()

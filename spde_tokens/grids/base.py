@@ -23,6 +23,8 @@ class Grid(ABC):
     """
 
     dim: int
+    #: number of tangent components (1 on S^1, 2 on S^2)
+    n_tangent: int
     #: largest degree kept (lmax on S^2, kmax on S^1)
     degree_max: int
     #: shape of a field on the grid

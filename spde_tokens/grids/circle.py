@@ -35,6 +35,7 @@ class CircleGrid(Grid):
     """
 
     dim = 2
+    n_tangent = 1
     dims = ("theta",)
     area = 2.0 * np.pi
 

@@ -46,6 +46,7 @@ class SphereGrid(Grid):
     """
 
     dim = 3
+    n_tangent = 2
     dims = ("lat", "lon")
     area = 4.0 * np.pi
 
@@ -60,7 +61,7 @@ class SphereGrid(Grid):
         self.threads = int(threads)
         self._sh = shtns.sht(self.lmax, self.lmax, norm=shtns.sht_orthonormal, nthreads=self.threads)
         self.nlat, self.nlon = self._sh.set_grid(flags=shtns.sht_gauss | shtns.SHT_PHI_CONTIGUOUS,
-                                                 nl_order=2 if self.dealias else 1)
+                                                 nl_order=2 if self.dealias else 1, polar_opt=0.0)
         self.shape = (self.nlat, self.nlon)
         self.degrees = np.asarray(self._sh.l, dtype=int)
         self.orders = np.asarray(self._sh.m, dtype=int)

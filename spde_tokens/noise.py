@@ -1,0 +1,623 @@
+"""Common-noise models of DESIGN 1.2 and the random path of one realization (``NoisePath``).
+
+One layer of a deep Transformer at initialization moves every token by the same random field ΔN(x; μ), with
+mean 0 and covariance O(dt). Each model below gives that field at any set of points (grid nodes or tokens) from the
+increments of one step, so the density solver and the particle simulator driven by the same ``NoisePath`` see
+exactly the same field. E[ΔN(x) ΔN(y)ᵀ]/dt is given by ``covariance`` (the basis of the tests):
+
+=========================  ================================================  ===================================
+model                      ΔN(x)                                             E[ΔN(x) ΔN(y)ᵀ]/dt
+=========================  ================================================  ===================================
+RotationNoise(sigma)       sigma ΔΩ x, ΔΩ antisymmetric                      sigma² ((x·y) I − y xᵀ)
+BiasNoise(gamma)           gamma ΔB                                          gamma² I
+QuadraticFormNoise(alpha)  alpha ΔS x, ΔS = (ΔB + ΔBᵀ)/√2                     alpha² ((x·y) I + y xᵀ)
+ValueNoise(sigma)          sigma ΔW a_μ(x)                                   sigma² (a(x)·a(y)) I
+MLPNoise(sigma, φ, width)  sigma W₂ φ(W₁ x)/sqrt(width)                       sigma² κ_φ(x·y) I
+IdiosyncraticNoise(nu)     sqrt(2 nu) ΔB_i, independent per token            2 nu I (same token), 0 otherwise
+=========================  ================================================  ===================================
+
+Brownian entries have variance dt. Models add (``BiasNoise(0.3) + MLPNoise(0.5, "tanh", 64)``); a sum holds at most
+one model of each kind and its order does not matter.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Mapping
+
+import numpy as np
+
+from spde_tokens.activations import (
+    Activation,
+    cosine_coefficients,
+    dual_kernel,
+    get_activation,
+    legendre_coefficients,
+)
+from spde_tokens.grids import Grid, grid_from_attrs
+
+#: stream of each kind in ``SeedSequence(seed, spawn_key=(code, step))``
+KIND_CODES = {"rotation": 1, "bias": 2, "quadratic_form": 3, "value": 4, "mlp": 5, "idiosyncratic": 6}
+#: bytes of one block of hidden features φ(W₁ x) in the finite-width MLP field
+MLP_BLOCK_BYTES = 32 * 2**20
+
+
+def _amplitude(name: str, value) -> float:
+    try:
+        x = float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} must be a real number ≥ 0, got {value!r}") from None
+    if not np.isfinite(x) or x < 0:
+        raise ValueError(f"{name} must be finite and ≥ 0, got {value!r}")
+    return x
+
+
+def _brownian(rng: np.random.Generator, shape, dt: float) -> np.ndarray:
+    return rng.standard_normal(shape) * np.sqrt(dt)
+
+
+class NoiseModel:
+    """A common-noise model: increments of one step, the field they make, and its covariance."""
+
+    kind: str = ""
+    #: the field needs the attention output a_μ (passed as ``context``)
+    needs_context = False
+    #: one field shared by all tokens (False for idiosyncratic noise)
+    common = True
+
+    def __add__(self, other) -> NoiseSum:
+        return NoiseSum(self) + other
+
+    def __radd__(self, other) -> NoiseSum:
+        if other == 0 or other is None:  # sum([...]) starts from 0
+            return NoiseSum(self)
+        return NotImplemented
+
+    def __eq__(self, other) -> bool:
+        return type(self) is type(other) and self.parameters() == other.parameters()
+
+    def __hash__(self) -> int:
+        return hash((type(self).__name__, tuple(sorted(self.parameters().items()))))
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in self.parameters().items())
+        return f"{type(self).__name__}({args})"
+
+    def parameters(self) -> dict:
+        raise NotImplementedError
+
+    def increment_keys(self) -> tuple[str, ...]:
+        """Keys of ``NoisePath.dW`` that this model draws."""
+        return (self.kind,)
+
+    def sample(self, rng: np.random.Generator, dim: int, dt: float, lmax: int | None) -> dict[str, np.ndarray]:
+        """Increments of one step (without the amplitude), keyed as in ``NoisePath.dW``."""
+        raise NotImplementedError
+
+    @staticmethod
+    def combine(increments: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
+        """Increments of k consecutive steps merged into those of one step of length k·dt (Brownian: summed)."""
+        return {key: np.sum([inc[key] for inc in increments], axis=0) for key in increments[0]}
+
+    def field(self, points: np.ndarray, increments: dict, context: np.ndarray | None = None) -> np.ndarray:
+        """ΔN at ``points`` (..., d) as Cartesian vectors (..., d), amplitude included."""
+        raise NotImplementedError
+
+    def grid_field(self, grid: Grid, increments: dict, context: np.ndarray | None = None) -> np.ndarray:
+        """ΔN at the nodes of ``grid``, shape (*grid.shape, d)."""
+        return self.field(grid.points(), increments, context)
+
+    def covariance(self, x: np.ndarray, y: np.ndarray, context_x=None, context_y=None) -> np.ndarray:
+        """E[ΔN(x) ΔN(y)ᵀ]/dt for two points (d,), the formula of DESIGN 1.2."""
+        raise NotImplementedError
+
+    def one_point_rate(self, dim: int) -> float:
+        """g with E[P_x ΔN(x) (P_x ΔN(x))ᵀ]/dt = g P_x (for the value noise it depends on a_μ: not defined)."""
+        raise NotImplementedError
+
+    def attrs(self) -> dict:
+        out = {}
+        for key, value in self.parameters().items():
+            out[f"noise_{self.kind}_{key}"] = "none" if value is None else value
+        return out
+
+
+class RotationNoise(NoiseModel):
+    """ΔN(x) = sigma ΔΩ x with ΔΩ antisymmetric, d(d−1)/2 independent Brownian entries (rigid rotation)."""
+
+    kind = "rotation"
+
+    def __init__(self, sigma: float):
+        self.sigma = _amplitude("sigma", sigma)
+
+    def parameters(self) -> dict:
+        return {"sigma": self.sigma}
+
+    def sample(self, rng, dim, dt, lmax):
+        upper = np.triu(_brownian(rng, (dim, dim), dt), 1)
+        return {"rotation": upper - upper.T}
+
+    def field(self, points, increments, context=None):
+        return self.sigma * points @ increments["rotation"].T
+
+    def covariance(self, x, y, context_x=None, context_y=None):
+        return self.sigma**2 * ((x @ y) * np.eye(x.size) - np.outer(y, x))
+
+    def one_point_rate(self, dim):
+        return self.sigma**2
+
+
+class BiasNoise(NoiseModel):
+    """ΔN(x) = gamma ΔB: one Brownian d-vector (random biases in the residual stream)."""
+
+    kind = "bias"
+
+    def __init__(self, gamma: float):
+        self.gamma = _amplitude("gamma", gamma)
+
+    def parameters(self) -> dict:
+        return {"gamma": self.gamma}
+
+    def sample(self, rng, dim, dt, lmax):
+        return {"bias": _brownian(rng, dim, dt)}
+
+    def field(self, points, increments, context=None):
+        return np.broadcast_to(self.gamma * increments["bias"], points.shape).copy()
+
+    def covariance(self, x, y, context_x=None, context_y=None):
+        return self.gamma**2 * np.eye(x.size)
+
+    def one_point_rate(self, dim):
+        return self.gamma**2
+
+
+class QuadraticFormNoise(NoiseModel):
+    """ΔN(x) = alpha ΔS x, ΔS = (ΔB + ΔBᵀ)/√2 a symmetric Brownian matrix."""
+
+    kind = "quadratic_form"
+
+    def __init__(self, alpha: float):
+        self.alpha = _amplitude("alpha", alpha)
+
+    def parameters(self) -> dict:
+        return {"alpha": self.alpha}
+
+    def sample(self, rng, dim, dt, lmax):
+        b = _brownian(rng, (dim, dim), dt)
+        return {"quadratic_form": (b + b.T) / np.sqrt(2.0)}
+
+    def field(self, points, increments, context=None):
+        return self.alpha * points @ increments["quadratic_form"]
+
+    def covariance(self, x, y, context_x=None, context_y=None):
+        return self.alpha**2 * ((x @ y) * np.eye(x.size) + np.outer(y, x))
+
+    def one_point_rate(self, dim):
+        return self.alpha**2
+
+
+class ValueNoise(NoiseModel):
+    """ΔN(x; μ) = sigma ΔW a_μ(x): random value matrices; ``context`` is the attention output a_μ at the points."""
+
+    kind = "value"
+    needs_context = True
+
+    def __init__(self, sigma: float):
+        self.sigma = _amplitude("sigma", sigma)
+
+    def parameters(self) -> dict:
+        return {"sigma": self.sigma}
+
+    def sample(self, rng, dim, dt, lmax):
+        return {"value": _brownian(rng, (dim, dim), dt)}
+
+    def field(self, points, increments, context=None):
+        if context is None:
+            raise ValueError("ValueNoise needs the attention output a_μ at the points (context=...)")
+        return self.sigma * context @ increments["value"].T
+
+    def covariance(self, x, y, context_x=None, context_y=None):
+        return self.sigma**2 * (context_x @ context_y) * np.eye(x.size)
+
+    def one_point_rate(self, dim):
+        raise ValueError("the one-point rate of ValueNoise is sigma² |a_μ(x)|²: it depends on the measure")
+
+
+class MLPNoise(NoiseModel):
+    """ΔN(x) = sigma W₂ φ(W₁ x)/sqrt(width): random MLP blocks.
+
+    W₁ (width × d) has i.i.d. N(0, 1) entries, fresh every step; W₂ (d × width) has i.i.d. N(0, dt) entries.
+    ``width=None`` is the infinite-width Gaussian field of covariance sigma² κ_φ(x·y) I, sampled spectrally up to
+    the degree L of the path (dim 2 and 3 only): each component is Σ_{l ≤ L} s_l Σ_m ξ_lm Y_lm with
+    s_l² = area · c_l / (number of real harmonics of degree l), c_l the Legendre (S²) or Fourier-cosine (S¹)
+    coefficients of κ_φ, so that the covariance is Σ_{l ≤ L} c_l P_l(x·y) (truncated g = sigma² Σ c_l).
+
+    Cost on a grid of N nodes: O(N · width · d) per step for finite width (two BLAS products, in blocks);
+    d spectral syntheses per step for width=None.
+    """
+
+    kind = "mlp"
+
+    def __init__(self, sigma: float, activation: str | Callable = "tanh", width: int | None = None):
+        self.sigma = _amplitude("sigma", sigma)
+        self.activation: Activation = get_activation(activation)
+        if width is not None and (isinstance(width, bool) or not isinstance(width, (int, np.integer)) or width < 1):
+            raise ValueError(f"width must be a positive integer or None (infinite width), got {width!r}")
+        self.width = None if width is None else int(width)
+
+    def parameters(self) -> dict:
+        return {"sigma": self.sigma, "activation": self.activation.name, "width": self.width}
+
+    def __eq__(self, other) -> bool:
+        return (super().__eq__(other) and (self.activation.builtin or self.activation.phi is other.activation.phi))
+
+    __hash__ = NoiseModel.__hash__
+
+    def increment_keys(self):
+        return ("mlp_coeff",) if self.width is None else ("mlp_w1", "mlp_w2")
+
+    def sample(self, rng, dim, dt, lmax):
+        if self.width is not None:
+            return {"mlp_w1": rng.standard_normal((self.width, dim)),
+                    "mlp_w2": _brownian(rng, (dim, self.width), dt)}
+        return {"mlp_coeff": _brownian(rng, (dim, spectral_size(dim, lmax)), dt)}
+
+    @staticmethod
+    def combine(increments):
+        if "mlp_w1" in increments[0]:  # the k steps' features side by side: the same field
+            return {"mlp_w1": np.concatenate([inc["mlp_w1"] for inc in increments], axis=0),
+                    "mlp_w2": np.concatenate([inc["mlp_w2"] for inc in increments], axis=1)}
+        return NoiseModel.combine(increments)
+
+    def field(self, points, increments, context=None):
+        if "mlp_coeff" in increments:
+            grid = spectral_grid(points.shape[-1], increments["mlp_coeff"])
+            coeffs = self._coefficients(grid, increments["mlp_coeff"])
+            flat = points.reshape(-1, points.shape[-1])
+            out = np.stack([grid.evaluate(c, flat) for c in coeffs], axis=-1)
+            return out.reshape(points.shape)
+        w1, w2 = increments["mlp_w1"], increments["mlp_w2"]
+        flat = points.reshape(-1, points.shape[-1])
+        out = np.empty((flat.shape[0], w2.shape[0]))
+        rows = max(1, MLP_BLOCK_BYTES // (8 * w1.shape[0]))
+        scale = self.sigma / np.sqrt(self.width)
+        for start in range(0, flat.shape[0], rows):
+            hidden = self.activation.phi(flat[start:start + rows] @ w1.T)
+            out[start:start + rows] = scale * (hidden @ w2.T)
+        return out.reshape(points.shape)
+
+    def grid_field(self, grid, increments, context=None):
+        if "mlp_coeff" in increments and spectral_size(grid.dim, grid.degree_max) == increments["mlp_coeff"].shape[1]:
+            coeffs = self._coefficients(grid, increments["mlp_coeff"])
+            return np.stack([grid.synthesis(c) for c in coeffs], axis=-1)
+        return super().grid_field(grid, increments, context)
+
+    def spectral_weights(self, dim: int, lmax: int) -> np.ndarray:
+        """c_l: Legendre coefficients a_l of κ_φ on S² (dim 3), Fourier-cosine b_n on S¹ (dim 2), l ≤ lmax."""
+        if dim == 3:
+            return legendre_coefficients(self.activation, lmax)
+        if dim == 2:
+            return cosine_coefficients(self.activation, lmax)
+        raise ValueError(f"MLPNoise(width=None) exists for dim 2 and 3 only, got dim = {dim}")
+
+    def _coefficients(self, grid: Grid, xi: np.ndarray) -> np.ndarray:
+        """Complex coefficients (d, n_coeff) of the d field components from the real normals ξ (d, n_real)."""
+        c = self.spectral_weights(grid.dim, grid.degree_max)
+        n_real_per_degree = np.bincount(grid.degrees, weights=grid.order_weight, minlength=grid.degree_max + 1)
+        scale = self.sigma * grid.per_degree(np.sqrt(grid.area * c / n_real_per_degree))
+        positive = grid.order_weight > 1
+        out = xi[:, : grid.n_coeff].astype(complex)
+        out[:, positive] = (out[:, positive] + 1j * xi[:, grid.n_coeff:]) / np.sqrt(2.0)
+        return scale * out
+
+    def covariance(self, x, y, context_x=None, context_y=None):
+        return self.sigma**2 * float(dual_kernel(self.activation, np.clip(x @ y, -1.0, 1.0))) * np.eye(x.size)
+
+    def one_point_rate(self, dim, lmax: int | None = None):
+        """sigma² κ_φ(1); for width=None and a truncation degree, the truncated sigma² Σ_{l ≤ L} c_l."""
+        if self.width is None and lmax is not None:
+            return self.sigma**2 * float(np.sum(self.spectral_weights(dim, lmax)))
+        return self.sigma**2 * float(dual_kernel(self.activation, 1.0))
+
+
+class IdiosyncraticNoise(NoiseModel):
+    """Independent Brownian motion of each token with generator nu Δ_S (particles: x ← normalize(x + sqrt(2nu) ΔB_i)).
+
+    In the density equation it is the exact spectral factor exp(nu Δ_S dt).
+    """
+
+    kind = "idiosyncratic"
+    common = False
+
+    def __init__(self, nu: float):
+        self.nu = _amplitude("nu", nu)
+
+    def parameters(self) -> dict:
+        return {"nu": self.nu}
+
+    def increment_keys(self):
+        return ()
+
+    def sample(self, rng, dim, dt, lmax):
+        return {}
+
+    def field(self, points, increments, context=None):
+        return np.zeros(points.shape)
+
+    def token_field(self, rng: np.random.Generator, n: int, dim: int, dt: float) -> np.ndarray:
+        """sqrt(2 nu) ΔB_i for n tokens."""
+        return np.sqrt(2.0 * self.nu) * _brownian(rng, (n, dim), dt)
+
+    def covariance(self, x, y, context_x=None, context_y=None):
+        return 2.0 * self.nu * np.eye(x.size) if np.array_equal(x, y) else np.zeros((x.size, x.size))
+
+    def one_point_rate(self, dim):
+        return 2.0 * self.nu
+
+
+def spectral_size(dim: int, lmax: int | None) -> int:
+    """Number of real Gaussian coefficients of a band-limited field of degree lmax: (L+1)² on S², 2L+1 on S¹."""
+    if dim not in (2, 3):
+        raise ValueError(f"MLPNoise(width=None) exists for dim 2 and 3 only, got dim = {dim}")
+    if lmax is None:
+        raise ValueError("lmax (the truncation degree of the infinite-width MLP field) is required for "
+                         "MLPNoise(width=None)")
+    return (lmax + 1) ** 2 if dim == 3 else 2 * lmax + 1
+
+
+def spectral_grid(dim: int, xi: np.ndarray) -> Grid:
+    """The grid whose degree matches the spectral increments ξ (d, n_real) of an infinite-width field."""
+    n = xi.shape[-1]
+    if dim == 3:
+        lmax = int(round(np.sqrt(n))) - 1
+        return grid_from_attrs({"grid": "sphere", "grid_lmax": lmax, "grid_dealias": 1})
+    return grid_from_attrs({"grid": "circle", "grid_n": (n - 1) // 2, "grid_dealias": 1})
+
+
+class NoiseSum(NoiseModel):
+    """A sum of noise models of distinct kinds; the field is the sum of the fields."""
+
+    def __init__(self, *models: NoiseModel):
+        self.models: dict[str, NoiseModel] = {}
+        for m in models:
+            self._add(m)
+
+    def _add(self, model) -> None:
+        parts = model.models.values() if isinstance(model, NoiseSum) else [model]
+        for m in parts:
+            if not isinstance(m, NoiseModel):
+                raise ValueError(f"noise must be a sum of noise models, got {type(m).__name__}")
+            if m.kind in self.models:
+                raise ValueError(f"noise: two {type(m).__name__} models in one sum; combine their amplitudes instead")
+            self.models[m.kind] = m
+        self.models = dict(sorted(self.models.items()))
+
+    def __add__(self, other) -> NoiseSum:
+        out = NoiseSum(*self.models.values())
+        out._add(other)
+        return out
+
+    def __eq__(self, other) -> bool:
+        other = as_noise(other) if isinstance(other, NoiseModel) else other
+        return isinstance(other, NoiseSum) and self.models == other.models
+
+    __hash__ = NoiseModel.__hash__
+
+    def __iter__(self) -> Iterator[NoiseModel]:
+        return iter(self.models.values())
+
+    def __repr__(self) -> str:
+        return " + ".join(repr(m) for m in self.models.values()) or "NoiseSum()"
+
+    def parameters(self) -> dict:
+        return {kind: m.parameters() for kind, m in self.models.items()}
+
+    @property
+    def needs_context(self) -> bool:
+        return any(m.needs_context for m in self)
+
+    @property
+    def common_models(self) -> list[NoiseModel]:
+        return [m for m in self if m.common]
+
+    @property
+    def nu(self) -> float:
+        """Diffusivity of the idiosyncratic part (0 without it)."""
+        m = self.models.get("idiosyncratic")
+        return m.nu if m is not None else 0.0
+
+    @property
+    def random(self) -> bool:
+        """True when a run with this noise needs random numbers."""
+        return bool(self.models)
+
+    def field(self, points, increments, context=None):
+        out = np.zeros(points.shape)
+        for m in self.common_models:
+            out += m.field(points, increments, context)
+        return out
+
+    def grid_field(self, grid, increments, context=None):
+        out = np.zeros((*grid.shape, grid.dim))
+        for m in self.common_models:
+            out += m.grid_field(grid, increments, context)
+        return out
+
+    def covariance(self, x, y, context_x=None, context_y=None):
+        return sum(m.covariance(x, y, context_x, context_y) for m in self)
+
+    def one_point_rate(self, dim):
+        return sum(m.one_point_rate(dim) for m in self)
+
+    def attrs(self) -> dict:
+        out = {"noise": repr(self) if self.models else "none"}
+        for m in self:
+            out.update(m.attrs())
+        return out
+
+
+def as_noise(noise) -> NoiseSum | None:
+    """None, a model or a sum → None or a NoiseSum (an empty sum is None: a deterministic run)."""
+    if noise is None:
+        return None
+    if isinstance(noise, NoiseSum):
+        return noise if noise.models else None
+    if isinstance(noise, NoiseModel):
+        return NoiseSum(noise)
+    raise ValueError(f"noise must be None or a noise model (e.g. st.BiasNoise(0.3)), got {type(noise).__name__}")
+
+
+class _LazyIncrements(Mapping):
+    """``path.dW``: key → array over all steps, produced only when asked for."""
+
+    def __init__(self, path: NoisePath):
+        self._path = path
+
+    def __getitem__(self, key: str) -> np.ndarray:
+        if key not in self._keys():
+            raise KeyError(f"{key!r}: this path has increments {sorted(self._keys())}")
+        return np.stack([self._path.increments(s)[key] for s in range(self._path.n_steps)])
+
+    def _keys(self) -> list[str]:
+        return list(self._path.increments(0)) if self._path.n_steps else []
+
+    def __iter__(self):
+        return iter(self._keys())
+
+    def __len__(self) -> int:
+        return len(self._keys())
+
+
+class NoisePath:
+    """The randomness of one realization on S^{dim−1}: increments of every step, produced lazily.
+
+    Step s of kind k is drawn from ``numpy.random.SeedSequence(seed, spawn_key=(KIND_CODES[k], s))``, so a path is
+    reproducible from (noise, dim, seed, dt, n_steps) alone and a longer path extends a shorter one. ``lmax`` is
+    the truncation degree of ``MLPNoise(width=None)`` (required for it, ignored otherwise).
+
+    Parameters
+    ----------
+    noise : a noise model or a sum of models.
+    dim : ambient dimension d ≥ 2.
+    dt : step > 0.
+    n_steps : number of steps ≥ 1.
+    seed : non-negative integer.
+    lmax : truncation degree of the infinite-width MLP field (the density grid's degree).
+    """
+
+    def __init__(self, noise, dim: int, dt: float, n_steps: int, seed: int, lmax: int | None = None,
+                 _factor: int = 1):
+        self.noise = as_noise(noise)
+        if self.noise is None:
+            raise ValueError("noise: a NoisePath needs at least one noise model")
+        if isinstance(dim, bool) or not isinstance(dim, (int, np.integer)) or dim < 2:
+            raise ValueError(f"dim must be an integer ≥ 2, got {dim!r}")
+        try:
+            dt = float(dt)
+        except (TypeError, ValueError):
+            raise ValueError(f"dt must be a positive number, got {dt!r}") from None
+        if not np.isfinite(dt) or dt <= 0:
+            raise ValueError(f"dt must be finite and > 0, got {dt!r}")
+        if isinstance(n_steps, bool) or not isinstance(n_steps, (int, np.integer)) or n_steps < 1:
+            raise ValueError(f"n_steps must be an integer ≥ 1, got {n_steps!r}")
+        if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+            raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
+        mlp = self.noise.models.get("mlp")
+        if mlp is not None and mlp.width is None:
+            spectral_size(int(dim), lmax)  # dim 2 or 3 and lmax given
+            if isinstance(lmax, bool) or not isinstance(lmax, (int, np.integer)) or lmax < 1:
+                raise ValueError(f"lmax must be a positive integer, got {lmax!r}")
+        self.dim, self.dt, self.n_steps, self.seed = int(dim), dt, int(n_steps), int(seed)
+        self.lmax = None if lmax is None else int(lmax)
+        self.factor = int(_factor)  # steps of the base path per step of this one
+        self.dW = _LazyIncrements(self)
+
+    def __repr__(self) -> str:
+        return (f"NoisePath({self.noise!r}, dim={self.dim}, dt={self.dt}, n_steps={self.n_steps}, seed={self.seed}"
+                f"{'' if self.factor == 1 else f', coarsened ×{self.factor}'})")
+
+    def _base_increments(self, step: int) -> dict[str, np.ndarray]:
+        base_dt = self.dt / self.factor
+        out: dict[str, np.ndarray] = {}
+        for model in self.noise.common_models:
+            seq = np.random.SeedSequence(self.seed, spawn_key=(KIND_CODES[model.kind], step))
+            out.update(model.sample(np.random.default_rng(seq), self.dim, base_dt, self.lmax))
+        return out
+
+    def increments(self, step: int) -> dict[str, np.ndarray]:
+        """Increments of step ``step`` (0-based) of this path, keyed as in ``dW``."""
+        if not 0 <= step < self.n_steps:
+            raise ValueError(f"step must be in [0, {self.n_steps}), got {step}")
+        if self.factor == 1:
+            return self._base_increments(step)
+        fine = [self._base_increments(step * self.factor + j) for j in range(self.factor)]
+        out: dict[str, np.ndarray] = {}
+        for model in self.noise.common_models:
+            keys = model.increment_keys()
+            out.update(model.combine([{k: inc[k] for k in keys} for inc in fine]))
+        return out
+
+    def token_increments(self, step: int, n_tokens: int) -> np.ndarray:
+        """The idiosyncratic displacements sqrt(2 nu) ΔB_i of ``n_tokens`` tokens at this step (zeros without it)."""
+        model = self.noise.models.get("idiosyncratic")
+        if model is None:
+            return np.zeros((n_tokens, self.dim))
+        base_dt = self.dt / self.factor
+        out = np.zeros((n_tokens, self.dim))
+        for j in range(self.factor):
+            seq = np.random.SeedSequence(self.seed, spawn_key=(KIND_CODES["idiosyncratic"], step * self.factor + j))
+            out += model.token_field(np.random.default_rng(seq), n_tokens, self.dim, base_dt)
+        return out
+
+    def coarsen(self, k: int) -> NoisePath:
+        """The same realization with step k·dt (k must divide n_steps): increments merged over k steps."""
+        if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1 or self.n_steps % k:
+            raise ValueError(f"k must be a positive integer dividing n_steps = {self.n_steps}, got {k!r}")
+        return NoisePath(self.noise, self.dim, self.dt * k, self.n_steps // k, self.seed, self.lmax,
+                         _factor=self.factor * int(k))
+
+    def check(self, noise, dim: int, dt: float, n_steps: int, lmax: int | None = None) -> None:
+        """ValueError naming what differs when this path cannot drive a run with these settings."""
+        noise = as_noise(noise)
+        if noise != self.noise:
+            raise ValueError(f"path: its noise {self.noise!r} differs from the run's noise {noise!r}")
+        if dim != self.dim:
+            raise ValueError(f"path: its dim = {self.dim} differs from the run's dim = {dim}")
+        if abs(dt - self.dt) > 1e-12 * dt:
+            raise ValueError(f"path: its dt = {self.dt} differs from the run's dt = {dt}")
+        if n_steps > self.n_steps:
+            raise ValueError(f"path: it has n_steps = {self.n_steps}, fewer than the {n_steps} steps of the run")
+        mlp = noise.models.get("mlp")
+        if mlp is not None and mlp.width is None and lmax is not None and lmax != self.lmax:
+            raise ValueError(f"path: its lmax = {self.lmax} (infinite-width MLP truncation) differs from the "
+                             f"grid's degree {lmax}")
+
+    def attrs(self) -> dict:
+        return {"seed": self.seed, "path_dt": self.dt, "path_n_steps": self.n_steps,
+                "path_coarsening": self.factor, "path_lmax": -1 if self.lmax is None else self.lmax}
+
+
+def resolve_path(noise: NoiseSum | None, path: NoisePath | None, seed: int | None, dim: int, dt: float,
+                 n_steps: int, lmax: int | None, tokens: bool = False) -> NoisePath | None:
+    """The path that drives a run: the given one (checked against the run) or a new one from ``seed``.
+
+    ``tokens`` says whether idiosyncratic noise needs random numbers (particles) or not (the density, where it is
+    the deterministic term nu Δ_S ρ). Returns None when the run needs no randomness.
+    """
+    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0):
+        raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
+    if noise is None:
+        if path is not None:
+            raise ValueError("path is given but the run has no noise (noise=None)")
+        return None
+    if path is not None:
+        if not isinstance(path, NoisePath):
+            raise ValueError(f"path must be a NoisePath, got {type(path).__name__}")
+        path.check(noise, dim, dt, n_steps, lmax)
+        if seed is not None and seed != path.seed:
+            raise ValueError(f"seed = {seed} differs from the path's seed = {path.seed}; give one of them")
+        return path
+    if not noise.common_models and not (tokens and "idiosyncratic" in noise.models):
+        return None
+    if seed is None:
+        raise ValueError("seed: a run with noise needs seed= (an integer) or path= (a NoisePath)")
+    return NoisePath(noise, dim, dt, max(n_steps, 1), seed, lmax)

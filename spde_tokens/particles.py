@@ -1,0 +1,166 @@
+"""Tokens on S^{d−1} driven by attention and the common noise: the layer update and its flow (DESIGN 1.2, 1.3).
+
+Two steppers, both using the tangential noise field u_n(x) = P_x ΔN_n(x) of the same ``NoisePath`` as the density:
+
+* ``"layer"`` (default): the layer update itself, x ← normalize(x + dt X[μ](x) + u_n(x) + P_x ξ_i) with ξ_i the
+  idiosyncratic displacement of token i. Its limit is the Itô SDE of DESIGN 1.2.
+* ``"flow"``: RK4 on the frozen-increment ODE ẋ = P_x(X[μ](x) dt + u_n(x) + ξ_i) over s ∈ [0, 1], then normalize —
+  the same map as the density step (Wong–Zakai), for noise fields that do not depend on μ.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import xarray as xr
+from tqdm.auto import tqdm
+
+from spde_tokens import diagnostics as diag
+from spde_tokens.drift import attention_output_points, tangent_projection
+from spde_tokens.model import AttentionModel
+from spde_tokens.noise import NoisePath, NoiseSum, as_noise, resolve_path
+from spde_tokens.records import BlowUpError, Recorder, TimeGrid, default_progress
+
+PARTICLE_SCHEMES = ("layer", "flow")
+
+
+def check_tokens(x0, dim: int) -> np.ndarray:
+    """Tokens must be an (N, dim) array of finite unit vectors (|x| = 1 within 1e-8); they are refused otherwise."""
+    x = np.array(x0, dtype=float)
+    if x.ndim != 2 or x.shape[1] != dim or x.shape[0] < 1:
+        raise ValueError(f"x0 must have shape (N, {dim}) with N ≥ 1 for model.dim = {dim}, got {x.shape}")
+    if not np.all(np.isfinite(x)):
+        raise ValueError("x0 must be finite (no NaN or inf)")
+    err = np.max(np.abs(np.linalg.norm(x, axis=1) - 1.0))
+    if err > 1e-8:
+        raise ValueError(f"x0 must be unit vectors: |x| deviates from 1 by {err:.2e} > 1e-8 (normalize them first)")
+    return x / np.linalg.norm(x, axis=1, keepdims=True)
+
+
+def normalize(x: np.ndarray) -> np.ndarray:
+    return x / np.linalg.norm(x, axis=-1, keepdims=True)
+
+
+class TokenDynamics:
+    """The particle system: drift X[μ] of the empirical measure and the common noise at the tokens."""
+
+    def __init__(self, model: AttentionModel, noise: NoiseSum | None, block_bytes: int = 64 * 2**20):
+        self.model, self.noise, self.block_bytes = model, noise, block_bytes
+        self._drift_off = model.value_factor == 0.0
+
+    def attention(self, x: np.ndarray) -> np.ndarray:
+        return attention_output_points(self.model, x, x, block_bytes=self.block_bytes)
+
+    def drift(self, x: np.ndarray, a: np.ndarray | None = None) -> np.ndarray:
+        """X[μ](x_i) = P_{x_i} V a_μ(x_i), μ the empirical measure of the tokens."""
+        if self._drift_off:
+            return np.zeros_like(x)
+        a = self.attention(x) if a is None else a
+        return tangent_projection(x, a @ self.model.V.T)
+
+    def noise_field(self, x: np.ndarray, increments: dict | None, context: np.ndarray | None = None) -> np.ndarray:
+        """u_n(x) = P_x ΔN_n(x) of the common noise (zero without it)."""
+        if increments is None or self.noise is None or not self.noise.common_models:
+            return np.zeros_like(x)
+        return tangent_projection(x, self.noise.field(x, increments, context))
+
+    def layer_step(self, x: np.ndarray, dt: float, increments: dict | None, xi: np.ndarray) -> np.ndarray:
+        """x ← normalize(x + dt X[μ](x) + P_x ΔN(x; μ) + P_x ξ)."""
+        need_a = not self._drift_off or (self.noise is not None and self.noise.needs_context)
+        a = self.attention(x) if need_a else None
+        move = dt * self.drift(x, a) + self.noise_field(x, increments, a) + tangent_projection(x, xi)
+        return normalize(x + move)
+
+    def flow_step(self, x: np.ndarray, dt: float, increments: dict | None, xi: np.ndarray) -> np.ndarray:
+        """RK4 on ẋ = P_x(X[μ](x) dt + ΔN_n(x) + ξ) over s ∈ [0, 1], then normalize."""
+
+        def f(y):
+            return dt * self.drift(y) + tangent_projection(y, (self.noise_field(y, increments) if increments else 0)
+                                                           + xi)
+
+        k1 = f(x)
+        k2 = f(x + 0.5 * k1)
+        k3 = f(x + 0.5 * k2)
+        k4 = f(x + k3)
+        return normalize(x + (k1 + 2 * k2 + 2 * k3 + k4) / 6.0)
+
+
+def _variables() -> dict:
+    return {
+        "positions": (("token", "component"), {"long_name": "token positions on the unit sphere", "units": "1"}),
+        "energy": ((), {"long_name": "interaction energy E_beta of the empirical measure", "units": "1"}),
+        "dispersion": ((), {"long_name": "dispersion 1 - |m|^2 of the empirical measure", "units": "1"}),
+        "mean_vector": (("component",), {"long_name": "mean token m = (1/N) sum x_i", "units": "1"}),
+    }
+
+
+def simulate_particles(model: AttentionModel, noise, x0, t_end: float, dt: float, *, path: NoisePath | None = None,
+                       seed: int | None = None, save_every: float | None = None, scheme: str = "layer",
+                       lmax: int | None = None, progress: bool | None = None,
+                       block_bytes: int = 64 * 2**20) -> xr.Dataset:
+    """Simulate N tokens on S^{d−1} under attention and common noise.
+
+    Parameters
+    ----------
+    model : AttentionModel (any dim ≥ 2, any Q, K, V, softmax or unnormalized).
+    noise : None, a noise model or a sum of models; the same objects as for the density.
+    x0 : (N, dim) unit vectors (refused, not normalized, when |x| deviates from 1 by more than 1e-8).
+    t_end, dt : final time ≥ 0 and step > 0, t_end/dt a whole number.
+    path, seed : the NoisePath of the realization, or the seed to build it from.
+    lmax : truncation degree of ``MLPNoise(width=None)`` when the path is built here (the density grid's degree).
+    save_every : time between records, a whole number of steps (default: about 100 records).
+    scheme : ``"layer"`` (the layer update, default) or ``"flow"`` (RK4 on the frozen-increment ODE; noise fields
+        that depend on μ, i.e. ValueNoise, are refused).
+    progress : tqdm progress bar (default: on when standard error is a terminal).
+    block_bytes : memory of one block of the N × N attention logits.
+
+    Returns
+    -------
+    xarray.Dataset with ``positions`` (time, token, component), ``energy``, ``dispersion``, ``mean_vector``.
+    """
+    if not isinstance(model, AttentionModel):
+        raise ValueError(f"model must be an AttentionModel, got {type(model).__name__}")
+    x = check_tokens(x0, model.dim)
+    if scheme not in PARTICLE_SCHEMES:
+        raise ValueError(f"scheme must be one of {PARTICLE_SCHEMES}, got {scheme!r}")
+    times = TimeGrid.build(t_end, dt, save_every)
+    noise = as_noise(noise)
+    if scheme == "flow" and noise is not None and noise.needs_context:
+        raise ValueError("scheme='flow' needs a noise field that does not depend on μ; use scheme='layer' with "
+                         "ValueNoise")
+    path = resolve_path(noise, path, seed, model.dim, times.dt, times.n_steps, lmax, tokens=True)
+    dynamics = TokenDynamics(model, noise, block_bytes)
+    step_fn = dynamics.layer_step if scheme == "layer" else dynamics.flow_step
+    recorder = Recorder()
+
+    def record(step: int) -> None:
+        m = diag.mean_vector_tokens(x)
+        recorder.add(step * times.dt, positions=x, energy=diag.energy_tokens(x, model.beta),
+                     dispersion=float(1.0 - m @ m), mean_vector=m)
+
+    def build() -> xr.Dataset:
+        attrs = {"title": "spde_tokens particle run", "engine": "particles", "scheme": scheme,
+                 "n_tokens": x.shape[0], "seed": "none",
+                 **(noise.attrs() if noise is not None else {"noise": "none"}),
+                 **(path.attrs() if path is not None else {}), **times.attrs()}
+        coords = {"token": xr.Variable("token", np.arange(x.shape[0]), {"long_name": "token index", "units": "1"}),
+                  "component": xr.Variable("component", np.arange(model.dim), {"long_name": "Cartesian component",
+                                                                                "units": "1"})}
+        return recorder.dataset(_variables(), coords, attrs, model)
+
+    record(0)
+    with tqdm(total=times.n_steps, disable=not default_progress(progress), unit="step",
+              desc=f"{x.shape[0]} tokens") as bar:
+        for step in range(1, times.n_steps + 1):
+            increments = path.increments(step - 1) if path is not None and path.noise.common_models else None
+            xi = path.token_increments(step - 1, x.shape[0]) if path is not None else np.zeros_like(x)
+            with np.errstate(over="ignore", invalid="ignore"):
+                new = step_fn(x, times.dt, increments, xi)
+            if not np.all(np.isfinite(new)):
+                raise BlowUpError(f"tokens became non-finite at step {step} (t = {step * times.dt:g}); records up "
+                                  f"to t = {recorder.times[-1]:g} are in .dataset, the last positions in .state",
+                                  build(), x)
+            x = new
+            if times.is_record(step):
+                record(step)
+            bar.update()
+    return build()
