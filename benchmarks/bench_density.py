@@ -22,7 +22,8 @@ An RHS on the zonal path needs four transforms: the synthesis of ρ, the synthes
 synthesis (of G̃ρ/κ) and a vector analysis (spheroidal/toroidal) for the divergence of ρX. A vector transform
 costs about two scalar ones, so the transforms alone are about 3 pairs; everything else (normalization of the
 attention output, products on the grid) should be small. The issue asks that one RHS cost no more than about
-5 pairs at lmax = 255; an RK4 step is then about 4 × 5 = 20 pairs.
+5 pairs at lmax = 255; an RK4 step is then about 4 × 5 = 20 pairs. The V ≠ cI path adds one synthesis
+(∂_κ G̃ρ), so its transform floor is about 3.5 pairs.
 
 Timing method
 -------------
@@ -40,6 +41,7 @@ How to run
     python benchmarks/bench_density.py              # full table (about a minute)
     python benchmarks/bench_density.py --quick      # lmax 63 and n 256 only
     python benchmarks/bench_density.py --json out.json
+    python benchmarks/bench_density.py --keep-heap  # glibc keeps freed memory (see below)
 
 ``--keep-heap`` asks glibc (``mallopt``) to keep freed memory instead of returning it to the system, so that the
 multi-megabyte temporaries of an RHS at lmax 255 stop costing fresh page faults on every call: a diagnostic of how

@@ -247,7 +247,8 @@ def solve_density(model: AttentionModel, noise, rho0: xr.DataArray, t_end: float
     def build() -> xr.Dataset:
         attrs = {"title": "spde_tokens density run", "engine": "density", "scheme": scheme, "cfl": float(cfl),
                  "hyperviscosity": float(hyperviscosity), "attention": equation.attention.method,
-                 "seed": "none" if seed is None else seed, **(noise.attrs() if noise is not None else {"noise": "none"}),
+                 "seed": "none" if seed is None else seed,
+                 **(noise.attrs() if noise is not None else {"noise": "none"}),
                  **(path.attrs() if path is not None else {}), **grid.attrs(), **times.attrs()}
         coords = {name: xr.Variable(*spec) for name, spec in grid.coords().items()}
         coords["degree"] = xr.Variable("degree", np.arange(grid.degree_max + 1), {"long_name": "harmonic degree",
