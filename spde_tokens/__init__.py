@@ -16,7 +16,18 @@ from spde_tokens.density import solve_density
 from spde_tokens.grids import CircleGrid, ResolutionWarning, SphereGrid
 from spde_tokens.io import open_run
 from spde_tokens.model import AttentionModel
+from spde_tokens.noise import (
+    BiasNoise,
+    IdiosyncraticNoise,
+    MLPNoise,
+    NoisePath,
+    QuadraticFormNoise,
+    RotationNoise,
+    ValueNoise,
+)
+from spde_tokens.particles import simulate_particles
 from spde_tokens.records import BlowUpError
 
-__all__ = ["AttentionModel", "BlowUpError", "CircleGrid", "ResolutionWarning", "SphereGrid", "__version__",
-           "diagnostics", "initial", "open_run", "solve_density"]
+__all__ = ["AttentionModel", "BiasNoise", "BlowUpError", "CircleGrid", "IdiosyncraticNoise", "MLPNoise", "NoisePath",
+           "QuadraticFormNoise", "ResolutionWarning", "RotationNoise", "SphereGrid", "ValueNoise", "__version__",
+           "diagnostics", "initial", "open_run", "simulate_particles", "solve_density"]

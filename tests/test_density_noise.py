@@ -148,7 +148,7 @@ def test_one_point_law_heat_equation(grid, noise):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("grid", [st.CircleGrid(24), st.SphereGrid(24)], ids=repr)
+@pytest.mark.parametrize("grid", [st.CircleGrid(24), st.SphereGrid(32)], ids=repr)
 @pytest.mark.parametrize("noise", [QuadraticFormNoise(0.3), MLPNoise(0.6, "tanh", 32), MLPNoise(0.6, "erf", None)],
                          ids=repr)
 def test_one_point_law_heat_equation_slow(grid, noise):

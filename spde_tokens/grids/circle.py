@@ -84,10 +84,13 @@ class CircleGrid(Grid):
         return self._wavenumber * self.analysis(tangent[0])
 
     def points(self) -> np.ndarray:
-        return np.stack([np.cos(self.theta), np.sin(self.theta)], axis=-1)
+        """Unit vectors (cos θ, sin θ) of the nodes, shape (nodes, 2); cached, read-only."""
+        return self._cached("points", lambda: np.stack([np.cos(self.theta), np.sin(self.theta)], axis=-1))
 
     def tangent_basis(self) -> np.ndarray:
-        return np.stack([-np.sin(self.theta), np.cos(self.theta)], axis=-1)[None]
+        """e_θ = (−sin θ, cos θ) at the nodes, shape (1, nodes, 2); cached, read-only."""
+        return self._cached("tangent_basis",
+                            lambda: np.stack([-np.sin(self.theta), np.cos(self.theta)], axis=-1)[None])
 
     def weights(self) -> np.ndarray:
         return np.full(self.nodes, 2.0 * np.pi / self.nodes)

@@ -74,6 +74,9 @@ class SphereGrid(Grid):
         if np.max(np.abs(nodes[order] - self.cos_theta)) > 1e-12:
             raise RuntimeError("shtns latitudes are not the Gauss–Legendre nodes")
         self._lat_weights = gauss[order]
+        self._laplacian = self.laplacian_eigenvalues
+        # spheroidal and toroidal potentials written by divergence() (overwritten on every call, never returned)
+        self._sphtor_scratch = (np.empty(self.n_coeff, dtype=complex), np.empty(self.n_coeff, dtype=complex))
         self._laplacian_inverse = np.zeros(self.n_coeff)
         nonzero = self.degrees > 0
         self._laplacian_inverse[nonzero] = -1.0 / (self.degrees[nonzero] * (self.degrees[nonzero] + 1.0))
@@ -94,23 +97,44 @@ class SphereGrid(Grid):
         return self._sh.synth(np.ascontiguousarray(coeffs, dtype=complex))
 
     def gradient(self, coeffs: np.ndarray) -> np.ndarray:
-        """(∂_θ f, ∂_φ f / sin θ) on the grid."""
-        vt, vp = self._sh.synth_grad(np.ascontiguousarray(coeffs, dtype=complex))
-        return np.stack([vt, vp])
+        """(∂_θ f, ∂_φ f / sin θ) on the grid, a fresh array (2, nlat, nlon).
+
+        shtns writes both components straight into the two halves of the output (no stacking copy).
+        """
+        slm = np.ascontiguousarray(coeffs, dtype=complex)
+        if slm.size != self.n_coeff:
+            raise RuntimeError("spectral array has wrong size.")
+        out = np.empty((2, *self.shape))
+        self._sh.SHsph_to_spat(slm.reshape(-1), out[0], out[1])
+        return out
 
     def divergence(self, tangent: np.ndarray) -> np.ndarray:
-        """div_S v = Δ_S S for the spheroidal potential S of v (v = ∇_S S + toroidal part)."""
-        s = self._sh.spec_array()
-        t = self._sh.spec_array()
+        """div_S v = Δ_S S for the spheroidal potential S of v (v = ∇_S S + toroidal part); fresh coefficients.
+
+        The spheroidal and toroidal potentials land in scratch arrays of the grid (the toroidal one is discarded);
+        the returned Δ_S S is a new array, so results of earlier calls are never overwritten.
+        """
+        s, t = self._sphtor_scratch
         self._sh.spat_to_SHsphtor(np.ascontiguousarray(tangent[0]), np.ascontiguousarray(tangent[1]), s, t)
-        return self.laplacian(s)
+        return s * self._laplacian
 
     def points(self) -> np.ndarray:
+        """Unit vectors (sin θ cos φ, sin θ sin φ, cos θ) of the nodes, shape (nlat, nlon, 3); cached, read-only."""
+        return self._cached("points", self._node_vectors)
+
+    def tangent_basis(self) -> np.ndarray:
+        """(e_θ, e_φ) at the nodes, shape (2, nlat, nlon, 3); cached, read-only.
+
+        e_θ = (cos θ cos φ, cos θ sin φ, −sin θ) points south, e_φ = (−sin φ, cos φ, 0) east.
+        """
+        return self._cached("tangent_basis", self._node_frame)
+
+    def _node_vectors(self) -> np.ndarray:
         st = np.sin(self.theta)[:, None]
         ct = self.cos_theta[:, None]
         return np.stack(np.broadcast_arrays(st * np.cos(self.phi), st * np.sin(self.phi), ct), axis=-1)
 
-    def tangent_basis(self) -> np.ndarray:
+    def _node_frame(self) -> np.ndarray:
         st = np.sin(self.theta)[:, None]
         ct = self.cos_theta[:, None]
         cp, sp = np.cos(self.phi)[None, :], np.sin(self.phi)[None, :]
