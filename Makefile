@@ -16,7 +16,7 @@ install: system
 	$(PYTHON) -m pip install -q -e ".[test]"
 
 run: install
-	spde-tokens run -o $(OUT)
+	$(PYTHON) -m spde_tokens.cli run -o $(OUT)
 
 test: install
 	$(PYTHON) -m pytest -q

@@ -46,22 +46,82 @@ def available_memory() -> int:
     return int(os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
 
 
-def _normalize(z: np.ndarray, grad_z: np.ndarray, reliable: np.ndarray, log_shift, softmax: bool):
-    """a = ∇Z / Z (softmax) or a = e^{shift} ∇Z (unnormalized) along the last axis of ``grad_z``.
+def _normalize_components(z: np.ndarray, comps, reliable: np.ndarray, log_shift, softmax: bool) -> int:
+    """Turn the components of ∇Z into those of the attention output a, in place.
 
-    Returns the output and the number of nodes that were zeroed (unreliable) or clipped to |a| = 1.
+    ``a_c = ∂_c Z / Z`` (softmax) or ``a_c = e^{shift} ∂_c Z`` (unnormalized) at reliable nodes, ``a = 0`` at the
+    others; softmax outputs with ``|a|² = Σ_c a_c² > 1`` are scaled to ``|a| = 1``.
+
+    Parameters
+    ----------
+    z : the (shifted) partition function Z, shape S.
+    comps : writable arrays of shape S, the components of ∇Z on an orthonormal frame (Cartesian, or tangent frame
+        and radial direction), so that Σ_c a_c² = |a|²; overwritten with the components of a.
+    reliable : boolean array of shape S, the nodes where Z is trusted.
+    log_shift : the logit shift (scalar or shape S), used by the unnormalized output only.
+    softmax : softmax (a = ∇Z / Z) or unnormalized (a = e^{shift} ∇Z) output.
+
+    Returns
+    -------
+    The number of nodes that were zeroed (unreliable) or clipped to |a| = 1.
+
+    The work is done component by component on contiguous arrays: ``np.linalg.norm`` over a short last axis and
+    ``np.where`` on strided views cost ten times more than these elementwise operations.
     """
     if softmax:
         with np.errstate(divide="ignore", invalid="ignore"):
-            a = np.where(reliable[..., None], grad_z / z[..., None], 0.0)
-        norm = np.linalg.norm(a, axis=-1)
-        over = norm > 1.0
-        a[over] /= norm[over][:, None]
-        flagged = int(np.count_nonzero(~reliable | over))
+            for c in comps:
+                np.divide(c, z, out=c)
     else:
-        a = np.where(reliable[..., None], grad_z * np.exp(log_shift)[..., None], 0.0)
-        flagged = int(np.count_nonzero(~reliable))
-    return a, flagged
+        scale = np.exp(log_shift)
+        for c in comps:
+            np.multiply(c, scale, out=c)
+    flagged = 0
+    if not reliable.all():
+        unreliable = ~reliable
+        for c in comps:
+            np.copyto(c, 0.0, where=unreliable)
+        flagged = int(np.count_nonzero(unreliable))
+    if softmax:
+        norm2 = np.multiply(comps[0], comps[0])
+        if len(comps) > 1:
+            tmp = np.empty_like(norm2)
+            for c in comps[1:]:
+                norm2 += np.multiply(c, c, out=tmp)
+        over = norm2 > 1.0
+        if over.any():
+            norm = np.sqrt(norm2[over])
+            clip = norm > 1.0  # sqrt rounds 1 + 1 ulp down to 1: such a node is not clipped
+            if not clip.all():
+                over[over] = clip
+                norm = norm[clip]
+            for c in comps:
+                c[over] /= norm
+            flagged += norm.size
+    return flagged
+
+
+def _normalize(z: np.ndarray, grad_z: np.ndarray, reliable: np.ndarray, log_shift, softmax: bool):
+    """a = ∇Z / Z (softmax) or a = e^{shift} ∇Z (unnormalized) along the last axis of ``grad_z``.
+
+    See :func:`_normalize_components`. Returns the output (a new array shaped like ``grad_z``) and the number of
+    nodes that were zeroed (unreliable) or clipped to |a| = 1.
+    """
+    comps = [np.array(grad_z[..., c], dtype=float) for c in range(grad_z.shape[-1])]
+    flagged = _normalize_components(z, comps, reliable, log_shift, softmax)
+    return np.stack(comps, axis=-1), flagged
+
+
+def _contract(matrix: np.ndarray, comps) -> np.ndarray:
+    """``out_i = Σ_j matrix[i, j] comps_j`` node by node: matrix (k, n, *S), n arrays of shape S -> (k, *S)."""
+    k, n = matrix.shape[:2]
+    out = np.empty((k, *np.shape(comps[0])))
+    tmp = np.empty(out.shape[1:]) if n > 1 else None
+    for i in range(k):
+        np.multiply(matrix[i, 0], comps[0], out=out[i])
+        for j in range(1, n):
+            out[i] += np.multiply(matrix[i, j], comps[j], out=tmp)
+    return out
 
 
 def tangent_projection(points: np.ndarray, vectors: np.ndarray) -> np.ndarray:
@@ -110,6 +170,17 @@ class GridAttention:
     model, grid : the model (``model.dim`` must equal ``grid.dim``) and the grid.
     method : ``"auto"`` (zonal when Qᵀ K = a I, else quadrature), ``"zonal"`` or ``"quadrature"``.
     memory_budget : bytes the quadrature kernel may take (default: 25% of available memory).
+
+    Notes
+    -----
+    The drift is computed in tangent components without a Cartesian round trip. With the orthonormal tangent
+    frame e_1 … e_k at x (⟂ x) the attention output is ``a = Σ_j ã_j e_j + ã_r x`` and
+
+        X_i = e_iᵀ V a = Σ_j M_ij ã_j + m_i ã_r,     M_ij = e_iᵀ V e_j,   m_i = e_iᵀ V x,
+
+    with the per-node matrices M (k × k) and vectors m precomputed once (zonal path, V ≠ cI); for V = cI,
+    X_i = c ã_j and the radial component is not needed. On the quadrature path a is Cartesian and
+    ``X_i = Σ_c (e_iᵀ V)_c a_c``. The softmax clip uses ``|a|² = Σ_j ã_j² + ã_r²`` (or Σ_c a_c²).
     """
 
     def __init__(self, model: AttentionModel, grid: Grid, method: str = "auto", memory_budget: float | None = None):
@@ -127,6 +198,7 @@ class GridAttention:
         self.unreliable_fraction = 0.0
         self._points = grid.points()
         self._value_factor = model.value_factor
+        self._drift_matrix = None  # (k, n_components, *shape): X_i = Σ_j matrix[i, j] a_j, built on first use
         if self.method == "zonal":
             self.kappa = model.beta * a
             w = grid.zonal_weights(self.kappa)
@@ -167,25 +239,51 @@ class GridAttention:
         self._flat_weights = self.grid.weights().ravel()
         self.required_degree = 0
 
+    def _get_drift_matrix(self) -> np.ndarray:
+        """Per-node matrix taking the components of a to the tangent components of X = P_x V a.
+
+        Zonal path, components (ã_1 … ã_k, ã_r) on (e_1 … e_k, x): ``[M | m]``, M_ij = e_iᵀ V e_j, m_i = e_iᵀ V x,
+        shape (k, k + 1, *shape). Quadrature path, Cartesian components a_c: ``(e_iᵀ V)_c``, shape (k, d, *shape).
+        """
+        if self._drift_matrix is None:
+            frame = self.grid._tangent_frame()  # (k, d, *shape)
+            ev = np.einsum("ic...,cd->id...", frame, self.model.V)  # e_iᵀ V
+            if self.method == "zonal":
+                basis = np.concatenate([frame, self.grid._point_components()[None]])  # e_1 … e_k, x
+                matrix = np.einsum("ic...,jc...->ij...", ev, basis)
+            else:
+                matrix = ev
+            self._drift_matrix = np.ascontiguousarray(matrix)
+        return self._drift_matrix
+
     def output(self, coeffs: np.ndarray, field: np.ndarray) -> np.ndarray:
-        """a_ρ at the grid nodes as Cartesian vectors (*shape, d), for the density ρ (coefficients and values)."""
+        """a_ρ at the grid nodes as Cartesian vectors (*shape, d), for the density ρ (coefficients and values).
+
+        Zonal path: ``a = Σ_j ã_j e_j + ã_r x`` from the normalized tangent and radial components of ∇_v Z̃.
+        """
         if self.method == "quadrature":
-            return self._quadrature_output(field)
-        z, tangential, radial = self._zonal_sums(coeffs, radial=True)
-        grad_z = self.grid.from_tangent(tangential) + radial[..., None] * self._points
-        a, flagged = _normalize(z, grad_z, self._zonal_reliable(z), self._log_shift, self.model.softmax)
-        self.unreliable_fraction = flagged / z.size
+            return np.stack(self._quadrature_components(field), axis=-1).reshape(*self.grid.shape, self.grid.dim)
+        tangential, radial = self._zonal_components(coeffs, radial=True)
+        a = self.grid.from_tangent(tangential)
+        a += radial[..., None] * self._points
         return a
 
     def drift(self, coeffs: np.ndarray, field: np.ndarray) -> np.ndarray:
-        """X[ρ] = P_x V a_ρ as tangent components (k, *shape)."""
-        if self.method == "zonal" and self._value_factor is not None:
-            z, tangential, _ = self._zonal_sums(coeffs, radial=False)
-            a, flagged = _normalize(z, np.moveaxis(tangential, 0, -1), self._zonal_reliable(z), self._log_shift,
-                                    self.model.softmax)
-            self.unreliable_fraction = flagged / z.size
-            return self._value_factor * np.moveaxis(a, -1, 0)
-        return self.grid.to_tangent(self.output(coeffs, field) @ self.model.V.T)
+        """X[ρ] = P_x V a_ρ as tangent components (k, *shape), a new array.
+
+        V = cI (zonal): X = c ã (tangent components only); otherwise X_i = Σ_j M_ij ã_j + m_i ã_r (zonal) or
+        Σ_c (e_iᵀ V)_c a_c (quadrature), see the class notes.
+        """
+        if self.method == "zonal":
+            if self._value_factor is not None:
+                tangential, _ = self._zonal_components(coeffs, radial=False)
+                if self._value_factor != 1.0:
+                    tangential *= self._value_factor
+                return tangential
+            tangential, radial = self._zonal_components(coeffs, radial=True)
+            return _contract(self._get_drift_matrix(), [*tangential, radial])
+        comps = [c.reshape(self.grid.shape) for c in self._quadrature_components(field)]
+        return _contract(self._get_drift_matrix(), comps)
 
     def _zonal_sums(self, coeffs: np.ndarray, radial: bool):
         """G̃ρ, (1/κ)∇_S G̃ρ and ∂_κ G̃ρ on the grid (all scaled by e^{-|κ|})."""
@@ -194,15 +292,29 @@ class GridAttention:
         r = self.grid.synthesis(self._w_deriv * coeffs) if radial else None
         return z, tangential, r
 
+    def _zonal_components(self, coeffs: np.ndarray, radial: bool):
+        """Tangent components ã (k, *shape) and, if ``radial``, the radial component ã_r of a (new arrays).
+
+        ∇_v Z̃ = (1/κ)∇_S G̃ρ + x ∂_κ G̃ρ is normalized component by component (:func:`_normalize_components`); the
+        softmax clip uses |a|² = Σ_j ã_j² + ã_r² (only Σ_j ã_j² without ``radial``: then X = c ã is what is clipped).
+        """
+        z, tangential, r = self._zonal_sums(coeffs, radial)
+        comps = [*tangential, r] if radial else list(tangential)
+        flagged = _normalize_components(z, comps, self._zonal_reliable(z), self._log_shift, self.model.softmax)
+        self.unreliable_fraction = flagged / z.size
+        return tangential, r
+
     @staticmethod
     def _zonal_reliable(z: np.ndarray) -> np.ndarray:
         return z > RELIABLE * np.max(z)
 
-    def _quadrature_output(self, field: np.ndarray) -> np.ndarray:
+    def _quadrature_components(self, field: np.ndarray) -> list[np.ndarray]:
+        """Cartesian components a_c (d flat arrays of length n) of the quadrature output."""
         mass = self._flat_weights * field.ravel()
         rhs = np.concatenate([mass[:, None], mass[:, None] * self._flat_points, np.abs(mass)[:, None]], axis=1)
         sums = self._kernel @ rhs
         z, absz = sums[:, 0], sums[:, -1]
-        a, flagged = _normalize(z, sums[:, 1:-1], z > RELIABLE * absz, self._log_shift, self.model.softmax)
+        comps = [np.array(sums[:, 1 + c]) for c in range(self.grid.dim)]
+        flagged = _normalize_components(z, comps, z > RELIABLE * absz, self._log_shift, self.model.softmax)
         self.unreliable_fraction = flagged / z.size
-        return a.reshape(*self.grid.shape, self.grid.dim)
+        return comps
