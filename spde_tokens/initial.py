@@ -136,3 +136,49 @@ def from_function(grid: Grid, f: Callable[[np.ndarray], np.ndarray]) -> xr.DataA
         raise ValueError(f"f must be callable on an array of unit vectors, got {type(f).__name__}")
     values = np.broadcast_to(np.asarray(f(grid.points()), dtype=float), grid.shape)
     return as_density(grid, values, initial="from_function")
+
+
+def sample(rho0: xr.DataArray, n: int, seed: int | None = None, batch: int = 65536) -> np.ndarray:
+    """Draw n tokens i.i.d. from the band-limited density ρ⁺ = max(ρ, 0) by rejection.
+
+    Proposals are uniform on the sphere (normalized Gaussian vectors) and are accepted with probability ρ(x)/M,
+    ρ(x) evaluated exactly by :meth:`Grid.evaluate` (not interpolated). M is 1.25 × the maximum over the nodes;
+    should a proposal exceed M (the band-limited maximum between nodes), M is raised and the draw restarted, so the
+    sample is exact. The expected number of proposals is n · area · M.
+
+    Parameters
+    ----------
+    rho0 : density DataArray (it carries its grid).
+    n : number of tokens ≥ 1.
+    seed : seed of ``numpy.random.default_rng``.
+
+    Returns
+    -------
+    (n, dim) array of unit vectors.
+    """
+    grid = grid_of(rho0)
+    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
+        raise ValueError(f"n must be a positive integer, got {n!r}")
+    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0):
+        raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
+    values = np.asarray(rho0.values, dtype=float)
+    check_density(values, "rho0")
+    coeffs = grid.analysis(values)
+    bound = 1.25 * values.max()
+    while True:
+        rng = np.random.default_rng(seed)
+        out, count = [], 0
+        restart = False
+        while count < n:
+            x = rng.standard_normal((batch, grid.dim))
+            x /= np.linalg.norm(x, axis=1, keepdims=True)
+            rho = grid.evaluate(coeffs, x)
+            if rho.max() > bound:
+                bound = 1.25 * rho.max()
+                restart = True
+                break
+            keep = x[rng.random(batch) * bound < rho]
+            out.append(keep)
+            count += keep.shape[0]
+        if not restart:
+            return np.concatenate(out)[:n]
