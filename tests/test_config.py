@@ -1,0 +1,74 @@
+"""TOML configuration: the built-in default, building a run, and errors that name the key."""
+
+import numpy as np
+import pytest
+
+from spde_tokens.config import DEFAULT_CONFIG, build_grid, build_initial, build_noise, load_config, run_density
+
+
+def test_default_configuration_builds_a_noisy_sphere_run():
+    config = load_config(None)
+    assert config["model"]["dim"] == 3 and "mlp" in config["noise"]
+    grid = build_grid(config)
+    assert grid.lmax == config["grid"]["lmax"]
+    noise = build_noise(config)
+    assert noise.models["mlp"].width == 64
+    assert build_initial(config, grid).name == "density"
+
+
+def test_toml_file_and_dict_give_the_same_run(tmp_path):
+    text = DEFAULT_CONFIG.replace("lmax = 63", "lmax = 12").replace("t_end = 1.1", "t_end = 0.04")
+    path = tmp_path / "run.toml"
+    path.write_text(text)
+    from_file = load_config(path)
+    ds1 = run_density(from_file, progress=False)
+    ds2 = run_density(load_config(dict(from_file)), progress=False)
+    np.testing.assert_array_equal(ds1.density.values, ds2.density.values)
+    assert ds1.attrs["seed"] == 0 and ds1.attrs["noise_mlp_width"] == 64
+
+
+def _config(**sections):
+    base = {"grid": {"n": 16}, "model": {"dim": 2, "beta": 1.0}, "initial": {"kind": "uniform"},
+            "run": {"t_end": 0.1, "dt": 0.01}}
+    for section, body in sections.items():
+        base[section] = body
+    return base
+
+
+@pytest.mark.parametrize(
+    ("config", "message"),
+    [
+        (_config(grdi={"n": 16}), "'grdi'.*did you mean 'grid'"),
+        (_config(model={"dim": 2, "bta": 1.0}), "'bta'.*did you mean 'beta'"),
+        (_config(run={"t_end": 0.1, "dt": 0.01, "sede": 1}), "'sede'.*did you mean 'seed'"),
+        (_config(noise={"bais": {"gamma": 0.1}}), "'bais'.*did you mean 'bias'"),
+        (_config(noise={"mlp": {"sigma": 0.1, "widht": 4}}), "'widht'.*did you mean 'width'"),
+        (_config(noise={"bias": 0.1}), "bias must be a table"),
+        (_config(initial={"kind": "gaussian"}), "kind must be one of"),
+        (_config(initial={"kind": "von_mises_fisher", "mean": [1, 0]}), "needs the key 'kappa'"),
+        (_config(grid={"lmax": 16}), "needs 'n'"),
+        (_config(model={"dim": 4}), "dim must be 2 or 3"),
+        (_config(run={"dt": 0.01}), "needs the key 't_end'"),
+        ({"grid": {"n": 16}}, "needs a \\[model\\] table"),
+    ],
+)
+def test_bad_configuration_names_the_key(config, message):
+    with pytest.raises(ValueError, match=message):
+        load_config(config)
+
+
+def test_bad_files(tmp_path):
+    with pytest.raises(ValueError, match="does not exist"):
+        load_config(tmp_path / "missing.toml")
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[grid\nlmax = 3")
+    with pytest.raises(ValueError, match="not valid TOML"):
+        load_config(bad)
+
+
+def test_values_are_checked_by_the_objects_they_build():
+    with pytest.raises(ValueError, match="beta"):
+        run_density(load_config(_config(model={"dim": 2, "beta": -1.0})), progress=False)
+    with pytest.raises(ValueError, match="gamma"):
+        run_density(load_config(_config(noise={"bias": {"gamma": -0.1}}, run={"t_end": 0.1, "dt": 0.01, "seed": 0})),
+                    progress=False)
