@@ -75,8 +75,6 @@ class SphereGrid(Grid):
             raise RuntimeError("shtns latitudes are not the Gauss–Legendre nodes")
         self._lat_weights = gauss[order]
         self._laplacian = self.laplacian_eigenvalues
-        # spheroidal and toroidal potentials written by divergence() (overwritten on every call, never returned)
-        self._sphtor_scratch = (np.empty(self.n_coeff, dtype=complex), np.empty(self.n_coeff, dtype=complex))
         self._laplacian_inverse = np.zeros(self.n_coeff)
         nonzero = self.degrees > 0
         self._laplacian_inverse[nonzero] = -1.0 / (self.degrees[nonzero] * (self.degrees[nonzero] + 1.0))
@@ -109,12 +107,9 @@ class SphereGrid(Grid):
         return out
 
     def divergence(self, tangent: np.ndarray) -> np.ndarray:
-        """div_S v = Δ_S S for the spheroidal potential S of v (v = ∇_S S + toroidal part); fresh coefficients.
-
-        The spheroidal and toroidal potentials land in scratch arrays of the grid (the toroidal one is discarded);
-        the returned Δ_S S is a new array, so results of earlier calls are never overwritten.
-        """
-        s, t = self._sphtor_scratch
+        """div_S v = Δ_S S for the spheroidal potential S of v (v = ∇_S S + toroidal part), a new array."""
+        s = self._sh.spec_array()  # zeros: shtns may leave the l = 0 entry of a vector analysis untouched
+        t = self._sh.spec_array()  # toroidal potential, discarded
         self._sh.spat_to_SHsphtor(np.ascontiguousarray(tangent[0]), np.ascontiguousarray(tangent[1]), s, t)
         return s * self._laplacian
 
