@@ -199,10 +199,22 @@ class Grid(ABC):
             raise ValueError("points must be unit vectors (|x| = 1 within 1e-8)")
         return pts
 
+    def _bytes_per_point(self) -> int:
+        """Memory one point takes in a block of point evaluation."""
+        return 16 * max(self.n_coeff, 1)
+
     def _chunks(self, n: int):
-        size = max(1, _POINT_CHUNK_BYTES // (16 * max(self.n_coeff, 1)))
+        size = max(1, _POINT_CHUNK_BYTES // self._bytes_per_point())
         for start in range(0, n, size):
             yield slice(start, min(n, start + size))
+
+    def _evaluate_block(self, weighted_coeffs: np.ndarray, points: np.ndarray) -> np.ndarray:
+        """Σ (w_m f_lm) Y_lm(x_i) real parts for one block of points."""
+        return (self._basis_block(points) @ weighted_coeffs).real
+
+    def _empirical_block(self, weights: np.ndarray, points: np.ndarray) -> np.ndarray:
+        """Σ_i ω_i conj(Y_lm(x_i)) for one block of points."""
+        return weights @ self._basis_block(points).conj()
 
     def evaluate(self, coeffs: np.ndarray, points: np.ndarray) -> np.ndarray:
         """Band-limited field f = Σ w_m Re(f_lm Y_lm) at arbitrary unit vectors ``points`` (N, dim).
@@ -213,7 +225,7 @@ class Grid(ABC):
         wc = self.order_weight * coeffs
         out = np.empty(pts.shape[0])
         for sl in self._chunks(pts.shape[0]):
-            out[sl] = (self._basis_block(pts[sl]) @ wc).real
+            out[sl] = self._evaluate_block(wc, pts[sl])
         return out
 
     def empirical_coefficients(self, points: np.ndarray, weights: np.ndarray | None = None) -> np.ndarray:
@@ -223,5 +235,5 @@ class Grid(ABC):
         om = np.full(n, 1.0 / n) if weights is None else np.asarray(weights, dtype=float)
         out = np.zeros(self.n_coeff, dtype=complex)
         for sl in self._chunks(n):
-            out += om[sl] @ self._basis_block(pts[sl]).conj()
+            out += self._empirical_block(om[sl], pts[sl])
         return out

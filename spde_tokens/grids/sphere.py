@@ -154,15 +154,18 @@ class SphereGrid(Grid):
         return {"grid": "sphere", "grid_lmax": self.lmax, "grid_nlat": self.nlat, "grid_nlon": self.nlon,
                 "grid_dealias": int(self.dealias)}
 
-    def _basis_block(self, points: np.ndarray) -> np.ndarray:
-        """Y_lm(x_i) = P̄_l^m(cos θ_i) e^{i m φ_i} by the standard three-term recurrence, vectorized over points."""
+    def _legendre_table(self, points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """P̄_l^m(cos θ_i) for all l, m ≤ lmax (array (lmax+1, lmax+1, N), zero for m > l) and e^{iφ_i}.
+
+        The standard three-term recurrence with Condon–Shortley phase, vectorized over all points and all orders
+        (a Python loop over degrees only).
+        """
         x = np.clip(points[:, 2], -1.0, 1.0)
         s = np.hypot(points[:, 0], points[:, 1])
-        phi = np.arctan2(points[:, 1], points[:, 0])
         lmax = self.lmax
         p = np.zeros((lmax + 1, lmax + 1, x.size))
         p[0, 0] = 1.0 / np.sqrt(4.0 * np.pi)
-        for m in range(1, lmax + 1):  # sectoral terms, Condon–Shortley phase
+        for m in range(1, lmax + 1):  # sectoral terms
             p[m, m] = -np.sqrt((2 * m + 1) / (2.0 * m)) * s * p[m - 1, m - 1]
         for m in range(lmax):
             p[m + 1, m] = np.sqrt(2 * m + 3.0) * x * p[m, m]
@@ -170,5 +173,35 @@ class SphereGrid(Grid):
             a = self._rec_a[ell, : ell - 1, None]
             b = self._rec_b[ell, : ell - 1, None]
             p[ell, : ell - 1] = a * (x * p[ell - 1, : ell - 1] - b * p[ell - 2, : ell - 1])
-        phase = np.exp(1j * np.outer(self.orders, phi))  # (n_coeff, N)
-        return (p[self.degrees, self.orders] * phase).T
+        with np.errstate(invalid="ignore", divide="ignore"):
+            unit = np.where(s > 0, (points[:, 0] + 1j * points[:, 1]) / s, 1.0)
+        return p, unit
+
+    def _phases(self, unit: np.ndarray) -> np.ndarray:
+        """e^{i m φ} for m = 0 … lmax, shape (lmax+1, N), by repeated multiplication."""
+        out = np.empty((self.lmax + 1, unit.size), dtype=complex)
+        out[0] = 1.0
+        for m in range(1, self.lmax + 1):
+            out[m] = out[m - 1] * unit
+        return out
+
+    def _bytes_per_point(self) -> int:
+        return 8 * (self.lmax + 1) ** 2 + 48 * (self.lmax + 1)
+
+    def _evaluate_block(self, weighted_coeffs, points):
+        p, unit = self._legendre_table(points)
+        table = np.zeros((self.lmax + 1, self.lmax + 1), dtype=complex)
+        table[self.degrees, self.orders] = weighted_coeffs
+        per_order = np.einsum("lm,lmn->mn", table, p)  # Σ_l w_m f_lm P̄_l^m, shape (m, N)
+        return np.einsum("mn,mn->n", per_order, self._phases(unit)).real
+
+    def _empirical_block(self, weights, points):
+        p, unit = self._legendre_table(points)
+        phases = self._phases(unit).conj() * weights
+        table = np.einsum("lmn,mn->lm", p, phases)
+        return table[self.degrees, self.orders]
+
+    def _basis_block(self, points: np.ndarray) -> np.ndarray:
+        """Y_lm(x_i) = P̄_l^m(cos θ_i) e^{i m φ_i}, complex array (N, n_coeff)."""
+        p, unit = self._legendre_table(points)
+        return (p[self.degrees, self.orders] * self._phases(unit)[self.orders]).T
