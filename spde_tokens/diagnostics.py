@@ -87,13 +87,29 @@ def dispersion_tokens(tokens: np.ndarray) -> float:
     return float(1.0 - m @ m)
 
 
+#: above this many tokens on S^1 or S^2 the energy is computed by Funk–Hecke instead of all pairs
+SPECTRAL_ENERGY_TOKENS = 4096
+
+
 def energy_tokens(tokens: np.ndarray, beta: float, block_bytes: int = 64 * 2**20) -> float:
-    """E_beta = (1/(2 beta N²)) Σ_ij expm1(beta x_i·x_j) (½|m|² at beta = 0), summed in row blocks."""
+    """E_beta = (1/(2 beta N²)) Σ_ij expm1(beta x_i·x_j) (½|m|² at beta = 0).
+
+    Summed over all pairs in row blocks, or — for more than ``SPECTRAL_ENERGY_TOKENS`` tokens on S^1 or S^2 — as
+    Σ_l e_l P_l(μ) from the empirical coefficients up to the degree where the kernel's weights fall below 1e-16
+    of λ_0 (O(N L²), the same value to ~1e-15 relative).
+    """
     x = np.asarray(tokens, dtype=float)
     n = x.shape[0]
     if beta == 0.0:
         m = x.mean(axis=0)
         return float(0.5 * m @ m)
+    if x.shape[1] in (2, 3) and n > SPECTRAL_ENERGY_TOKENS:
+        from spde_tokens.grids import grid_from_attrs, resolving_degree
+
+        lmax = max(4, resolving_degree(x.shape[1], beta))
+        grid = grid_from_attrs({"grid": "sphere", "grid_lmax": lmax, "grid_dealias": 0} if x.shape[1] == 3 else
+                               {"grid": "circle", "grid_n": lmax, "grid_dealias": 0})
+        return energy(grid, grid.empirical_coefficients(x), beta)
     rows = max(1, block_bytes // (8 * n))
     total = 0.0
     for start in range(0, n, rows):

@@ -139,6 +139,10 @@ def attention_output_points(model: AttentionModel, queries: np.ndarray, keys: np
     keys = np.asarray(keys, dtype=float)
     n = keys.shape[0]
     w = np.full(n, 1.0 / n) if weights is None else np.asarray(weights, dtype=float)
+    if model.beta == 0.0:  # uniform attention: every logit is 0, a = the (weighted) mean, in O(N)
+        mean = w @ keys
+        a = mean / w.sum() if model.softmax else mean
+        return np.broadcast_to(a, np.shape(queries)).copy()
     qa = model.beta * (np.asarray(queries, dtype=float) @ model.A)
     rhs = np.concatenate([w[:, None], w[:, None] * keys, np.abs(w)[:, None]], axis=1)
     out = np.empty_like(qa)
@@ -151,6 +155,45 @@ def attention_output_points(model: AttentionModel, queries: np.ndarray, keys: np
         sums = logits @ rhs
         z, absz = sums[:, 0], sums[:, -1]
         out[sl], _ = _normalize(z, sums[:, 1:-1], z > RELIABLE * absz, shift, model.softmax)
+    return out
+
+
+def harmonic_degree(model: AttentionModel) -> int:
+    """Default truncation degree of the harmonic attention: where λ_l(κ)/λ_0(κ) first falls below 1e-16."""
+    return max(2, resolving_degree(model.dim, model.beta * model.zonal_factor))
+
+
+def attention_output_harmonic(model: AttentionModel, tokens: np.ndarray, degree: int | None = None) -> np.ndarray:
+    """a_μ(x_i) for the empirical measure μ of the tokens by Funk–Hecke, in O(N L²) instead of O(N²).
+
+    For Qᵀ K = a I on S^1 or S^2, with κ = beta a and λ_l the Funk–Hecke weights of exp(κ x·y) truncated at
+    degree L:
+
+        Z(x) = Σ_{l ≤ L} λ_l Σ_m μ_lm Y_lm(x),     ∇_v Z(x) = Σ_{l ≤ L} λ_l Σ_m (yμ)_lm Y_lm(x),
+
+    with μ_lm = (1/N) Σ_j conj(Y_lm(x_j)) and (yμ)_lm the same with weights y_j (one field per component).
+    Truncation error: the omitted weights satisfy Σ_{l > L} (2l+1) λ_l/(area λ_0) < 1e-15 at the default L
+    (``harmonic_degree``), relative to Z; where Z̃ < 1e-10 max Z̃ the output is set to 0 as on the grid.
+    """
+    from spde_tokens.grids import grid_from_attrs
+
+    a = model.zonal_factor
+    if a is None or model.dim not in (2, 3):
+        raise ValueError("attention='harmonic' needs Qᵀ K = a I on S^1 or S^2 (dim 2 or 3)")
+    degree = harmonic_degree(model) if degree is None else int(degree)
+    if degree < 1:
+        raise ValueError(f"harmonic_degree must be a positive integer, got {degree}")
+    attrs = ({"grid": "sphere", "grid_lmax": max(degree, 4), "grid_dealias": 0} if model.dim == 3 else
+             {"grid": "circle", "grid_n": max(degree, 4), "grid_dealias": 0})
+    grid = grid_from_attrs(attrs)
+    x = np.asarray(tokens, dtype=float)
+    n = x.shape[0]
+    weights = np.concatenate([np.full((1, n), 1.0 / n), x.T / n])  # μ and the components of yμ
+    coeffs = grid.empirical_coefficients(x, weights)
+    w = grid.zonal_weights(model.beta * a)
+    fields = grid.evaluate(grid.per_degree(w.value) * coeffs, x)  # (1 + d, N): Z̃ and ∇_v Z̃
+    z, grad = fields[0], fields[1:].T
+    out, _ = _normalize(z, grad, z > RELIABLE * z.max(), np.full(n, w.log_scale), model.softmax)
     return out
 
 

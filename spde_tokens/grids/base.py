@@ -209,31 +209,36 @@ class Grid(ABC):
             yield slice(start, min(n, start + size))
 
     def _evaluate_block(self, weighted_coeffs: np.ndarray, points: np.ndarray) -> np.ndarray:
-        """Σ (w_m f_lm) Y_lm(x_i) real parts for one block of points."""
-        return (self._basis_block(points) @ weighted_coeffs).real
+        """Re Σ (w_m f_lm) Y_lm(x_i) for one block of points; coefficients (K, n_coeff) give (K, N)."""
+        return (weighted_coeffs @ self._basis_block(points).T).real
 
     def _empirical_block(self, weights: np.ndarray, points: np.ndarray) -> np.ndarray:
-        """Σ_i ω_i conj(Y_lm(x_i)) for one block of points."""
+        """Σ_i ω_i conj(Y_lm(x_i)) for one block of points; weights (K, N) give (K, n_coeff)."""
         return weights @ self._basis_block(points).conj()
 
     def evaluate(self, coeffs: np.ndarray, points: np.ndarray) -> np.ndarray:
         """Band-limited field f = Σ w_m Re(f_lm Y_lm) at arbitrary unit vectors ``points`` (N, dim).
 
         Vectorized over the points (Legendre recurrences on S^2, exponentials on S^1), in blocks of bounded memory.
+        Several fields at once: coefficients (K, n_coeff) give values (K, N).
         """
         pts = self._check_points(points)
-        wc = self.order_weight * coeffs
-        out = np.empty(pts.shape[0])
+        wc = np.atleast_2d(self.order_weight * coeffs)
+        out = np.empty((wc.shape[0], pts.shape[0]))
         for sl in self._chunks(pts.shape[0]):
-            out[sl] = self._evaluate_block(wc, pts[sl])
-        return out
+            out[:, sl] = self._evaluate_block(wc, pts[sl])
+        return out if np.ndim(coeffs) > 1 else out[0]
 
     def empirical_coefficients(self, points: np.ndarray, weights: np.ndarray | None = None) -> np.ndarray:
-        """Coefficients of the measure Σ_i ω_i δ_{x_i}: μ_lm = Σ_i ω_i conj(Y_lm(x_i)) (ω_i = 1/N by default)."""
+        """Coefficients of the measure Σ_i ω_i δ_{x_i}: μ_lm = Σ_i ω_i conj(Y_lm(x_i)) (ω_i = 1/N by default).
+
+        Several weightings at once: weights (K, N) give coefficients (K, n_coeff).
+        """
         pts = self._check_points(points)
         n = pts.shape[0]
         om = np.full(n, 1.0 / n) if weights is None else np.asarray(weights, dtype=float)
-        out = np.zeros(self.n_coeff, dtype=complex)
+        om2 = np.atleast_2d(om)
+        out = np.zeros((om2.shape[0], self.n_coeff), dtype=complex)
         for sl in self._chunks(n):
-            out += self._empirical_block(om[sl], pts[sl])
-        return out
+            out += self._empirical_block(om2[:, sl], pts[sl])
+        return out if om.ndim > 1 else out[0]

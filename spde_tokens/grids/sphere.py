@@ -190,16 +190,16 @@ class SphereGrid(Grid):
 
     def _evaluate_block(self, weighted_coeffs, points):
         p, unit = self._legendre_table(points)
-        table = np.zeros((self.lmax + 1, self.lmax + 1), dtype=complex)
-        table[self.degrees, self.orders] = weighted_coeffs
-        per_order = np.einsum("lm,lmn->mn", table, p)  # Σ_l w_m f_lm P̄_l^m, shape (m, N)
-        return np.einsum("mn,mn->n", per_order, self._phases(unit)).real
+        table = np.zeros((weighted_coeffs.shape[0], self.lmax + 1, self.lmax + 1), dtype=complex)
+        table[:, self.degrees, self.orders] = weighted_coeffs
+        per_order = np.einsum("klm,lmn->kmn", table, p)  # Σ_l w_m f_lm P̄_l^m, shape (K, m, N)
+        return np.einsum("kmn,mn->kn", per_order, self._phases(unit)).real
 
     def _empirical_block(self, weights, points):
         p, unit = self._legendre_table(points)
-        phases = self._phases(unit).conj() * weights
-        table = np.einsum("lmn,mn->lm", p, phases)
-        return table[self.degrees, self.orders]
+        phases = self._phases(unit).conj()[None] * weights[:, None, :]  # (K, m, N)
+        table = np.einsum("lmn,kmn->klm", p, phases)
+        return table[:, self.degrees, self.orders]
 
     def _basis_block(self, points: np.ndarray) -> np.ndarray:
         """Y_lm(x_i) = P̄_l^m(cos θ_i) e^{i m φ_i}, complex array (N, n_coeff)."""
