@@ -23,7 +23,7 @@ def _run(args: argparse.Namespace) -> int:
 
     config = load_config(args.config)
     start = time.perf_counter()
-    ds = run_density(config, progress=False if args.no_progress else None)
+    ds = run_density(config, progress=False if args.no_progress else None, checkpoint=args.checkpoint)
     path = write_run(ds, args.output)
     print(_summary(ds, path, time.perf_counter() - start) + f", mass error {abs(float(ds.mass[-1]) - 1):.1e}")
     return 0
@@ -35,7 +35,7 @@ def _particles(args: argparse.Namespace) -> int:
 
     config = load_config(args.config)
     start = time.perf_counter()
-    ds = run_particles(config, progress=False if args.no_progress else None)
+    ds = run_particles(config, progress=False if args.no_progress else None, checkpoint=args.checkpoint)
     path = write_run(ds, args.output)
     print(_summary(ds, path, time.perf_counter() - start) + f", {ds.sizes['token']} tokens")
     return 0
@@ -52,6 +52,8 @@ def build_parser() -> argparse.ArgumentParser:
         cmd.add_argument("config", nargs="?", help="TOML configuration (default: the built-in run)")
         cmd.add_argument("-o", "--output", default=default, help=f"NetCDF output file (default {default})")
         cmd.add_argument("--no-progress", action="store_true", help="no progress bar")
+        cmd.add_argument("--checkpoint", metavar="CK.nc", help="checkpoint file: written at every record, resumed "
+                         "when it exists (a killed run loses at most one record interval)")
         cmd.set_defaults(func=func)
     return parser
 

@@ -154,17 +154,17 @@ def build_initial(config: dict, grid):
     return getattr(initial, kind)(grid, **params)
 
 
-def run_density(config: dict, progress: bool | None = None):
+def run_density(config: dict, progress: bool | None = None, checkpoint=None):
     """Solve the density equation described by a validated configuration."""
     from spde_tokens.density import solve_density
 
     grid = build_grid(config)
     run = dict(config["run"])
     return solve_density(build_model(config), build_noise(config), build_initial(config, grid), **run,
-                         progress=progress)
+                         progress=progress, checkpoint=checkpoint)
 
 
-def run_particles(config: dict, progress: bool | None = None):
+def run_particles(config: dict, progress: bool | None = None, checkpoint=None):
     """Simulate the tokens of ``[particles]`` (drawn from the initial density) on the run's noise path."""
     from spde_tokens.initial import sample
     from spde_tokens.particles import simulate_particles
@@ -180,4 +180,5 @@ def run_particles(config: dict, progress: bool | None = None):
     x0 = sample(rho0, part["n"], seed=part.get("seed", 0))
     return simulate_particles(build_model(config), build_noise(config), x0, t_end=run["t_end"], dt=run["dt"],
                               seed=run.get("seed"), save_every=run.get("save_every"),
-                              scheme=part.get("scheme", "layer"), lmax=grid.degree_max, progress=progress)
+                              scheme=part.get("scheme", "layer"), lmax=grid.degree_max, progress=progress,
+                              checkpoint=checkpoint)

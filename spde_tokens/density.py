@@ -11,6 +11,7 @@ transport CFL number. Mass is conserved exactly: the divergence has no degree-0 
 
 from __future__ import annotations
 
+import os
 import warnings
 
 import numpy as np
@@ -23,7 +24,14 @@ from spde_tokens.grids import Grid, ResolutionWarning, grid_from_attrs
 from spde_tokens.initial import check_density, grid_of
 from spde_tokens.model import AttentionModel
 from spde_tokens.noise import NoisePath, as_noise, resolve_path
-from spde_tokens.records import BlowUpError, Recorder, TimeGrid, default_progress
+from spde_tokens.records import (
+    BlowUpError,
+    Checkpoint,
+    Recorder,
+    TimeGrid,
+    default_progress,
+    fingerprint_hash,
+)
 from spde_tokens.steppers import Scheme, get_scheme
 
 #: spectral_tail above which a run is reported as under-resolved
@@ -176,7 +184,8 @@ def _check_transport_stability(stepper: Scheme, grid: Grid, model: AttentionMode
 def solve_density(model: AttentionModel, noise, rho0: xr.DataArray, t_end: float, dt: float, *,
                   path: NoisePath | None = None, seed: int | None = None, save_every: float | None = None,
                   scheme: str = "rk4", cfl: float = 0.5, hyperviscosity: float = 0.0, attention: str = "auto",
-                  memory_budget: float | None = None, progress: bool | None = None, threads: int = 1) -> xr.Dataset:
+                  memory_budget: float | None = None, progress: bool | None = None, threads: int = 1,
+                  checkpoint: str | os.PathLike | None = None) -> xr.Dataset:
     """Solve the density equation from ``rho0`` to ``t_end`` with fixed step ``dt`` (DESIGN 1.3).
 
     Parameters
@@ -194,6 +203,9 @@ def solve_density(model: AttentionModel, noise, rho0: xr.DataArray, t_end: float
     attention : ``"auto"``, ``"zonal"`` or ``"quadrature"``; memory_budget bounds the quadrature kernel.
     progress : tqdm progress bar (default: on when standard error is a terminal).
     threads : transform threads of the grid (1 by default).
+    checkpoint : a NetCDF file rewritten atomically at every record with the spectral state, the step and the
+        records so far; if it exists when the run starts (same settings), the run resumes from it and finishes
+        bit-identical to an uninterrupted run.
 
     Returns
     -------
@@ -232,6 +244,14 @@ def solve_density(model: AttentionModel, noise, rho0: xr.DataArray, t_end: float
     recorder = Recorder()
     warned = False
     substeps = 1
+    store = None
+    if checkpoint is not None:
+        store = Checkpoint(checkpoint, {
+            "engine": "density", "model": repr(model), "model_matrices": fingerprint_hash(*model.matrices().values()),
+            "noise": repr(noise), "seed": -1 if path is None else path.seed,
+            "path_coarsening": 1 if path is None else path.factor, "scheme": scheme, "cfl": float(cfl),
+            "hyperviscosity": float(hyperviscosity), "attention": equation.attention.method,
+            "rho0": fingerprint_hash(rho0.values), **grid.attrs(), **times.attrs()})
 
     def record(step: int) -> None:
         nonlocal warned, substeps
@@ -239,6 +259,8 @@ def solve_density(model: AttentionModel, noise, rho0: xr.DataArray, t_end: float
         recorder.add(step * times.dt, attention_unreliable_fraction=equation.attention.unreliable_fraction,
                      substeps=substeps, **values)
         substeps = 1
+        if store is not None:
+            store.save({"coeffs": coeffs}, step, build())
         if values["spectral_tail"] > TAIL_WARNING and not warned:
             warned = True
             warnings.warn(f"under-resolved at t = {step * times.dt:g}: spectral_tail = {values['spectral_tail']:.2e}"
@@ -257,10 +279,17 @@ def solve_density(model: AttentionModel, noise, rho0: xr.DataArray, t_end: float
                                                                              "units": "1"})
         return recorder.dataset(_variables(grid), coords, attrs, model)
 
-    record(0)
-    with tqdm(total=times.n_steps, disable=not default_progress(progress), unit="step",
+    resumed = store.load() if store is not None else None
+    if resumed is None:
+        first = 1
+        record(0)
+    else:
+        state, last, records = resumed
+        coeffs, first = state["coeffs"], last + 1
+        recorder = Recorder.from_dataset(records, _variables(grid))
+    with tqdm(total=times.n_steps, initial=first - 1, disable=not default_progress(progress), unit="step",
               desc=f"density {grid!r}") as bar:
-        for step in range(1, times.n_steps + 1):
+        for step in range(first, times.n_steps + 1):
             increments = path.increments(step - 1) if path is not None else None
             with np.errstate(over="ignore", invalid="ignore"):  # a blow-up is caught below, with its state
                 new, n_sub = equation.step(coeffs, times.dt, stepper, cfl, increments)

@@ -10,6 +10,8 @@ Two steppers, both using the tangential noise field u_n(x) = P_x ΔN_n(x) of the
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import xarray as xr
 from tqdm.auto import tqdm
@@ -23,7 +25,14 @@ from spde_tokens.drift import (
 )
 from spde_tokens.model import AttentionModel
 from spde_tokens.noise import NoisePath, NoiseSum, as_noise, resolve_path
-from spde_tokens.records import BlowUpError, Recorder, TimeGrid, default_progress
+from spde_tokens.records import (
+    BlowUpError,
+    Checkpoint,
+    Recorder,
+    TimeGrid,
+    default_progress,
+    fingerprint_hash,
+)
 
 PARTICLE_SCHEMES = ("layer", "flow")
 
@@ -110,7 +119,8 @@ def _variables() -> dict:
 def simulate_particles(model: AttentionModel, noise, x0, t_end: float, dt: float, *, path: NoisePath | None = None,
                        seed: int | None = None, save_every: float | None = None, scheme: str = "layer",
                        lmax: int | None = None, attention: str = "auto", harmonic_degree: int | None = None,
-                       progress: bool | None = None, block_bytes: int = 64 * 2**20) -> xr.Dataset:
+                       progress: bool | None = None, block_bytes: int = 64 * 2**20,
+                       checkpoint: str | os.PathLike | None = None) -> xr.Dataset:
     """Simulate N tokens on S^{d−1} under attention and common noise.
 
     Parameters
@@ -130,6 +140,8 @@ def simulate_particles(model: AttentionModel, noise, x0, t_end: float, dt: float
         and (L+1)² < N/4).
     progress : tqdm progress bar (default: on when standard error is a terminal).
     block_bytes : memory of one block of the N × N attention logits.
+    checkpoint : a NetCDF file rewritten atomically at every record with the positions, the step and the records
+        so far; an existing checkpoint of the same run is resumed, bit-identical to an uninterrupted run.
 
     Returns
     -------
@@ -157,11 +169,20 @@ def simulate_particles(model: AttentionModel, noise, x0, t_end: float, dt: float
     dynamics = TokenDynamics(model, noise, block_bytes, attention, harmonic_degree)
     step_fn = dynamics.layer_step if scheme == "layer" else dynamics.flow_step
     recorder = Recorder()
+    store = None
+    if checkpoint is not None:
+        store = Checkpoint(checkpoint, {
+            "engine": "particles", "model": repr(model), "model_matrices": fingerprint_hash(*model.matrices().values()),
+            "noise": repr(noise), "seed": -1 if path is None else path.seed,
+            "path_coarsening": 1 if path is None else path.factor, "scheme": scheme, "attention": attention,
+            "x0": fingerprint_hash(x), **times.attrs()})
 
     def record(step: int) -> None:
         m = diag.mean_vector_tokens(x)
         recorder.add(step * times.dt, positions=x, energy=diag.energy_tokens(x, model.beta),
                      dispersion=float(1.0 - m @ m), mean_vector=m)
+        if store is not None:
+            store.save({"positions": x}, step, build())
 
     def build() -> xr.Dataset:
         attrs = {"title": "spde_tokens particle run", "engine": "particles", "scheme": scheme, "attention": attention,
@@ -173,10 +194,17 @@ def simulate_particles(model: AttentionModel, noise, x0, t_end: float, dt: float
                                                                                 "units": "1"})}
         return recorder.dataset(_variables(), coords, attrs, model)
 
-    record(0)
-    with tqdm(total=times.n_steps, disable=not default_progress(progress), unit="step",
+    resumed = store.load() if store is not None else None
+    if resumed is None:
+        first = 1
+        record(0)
+    else:
+        state, last, records = resumed
+        x, first = state["positions"], last + 1
+        recorder = Recorder.from_dataset(records, _variables())
+    with tqdm(total=times.n_steps, initial=first - 1, disable=not default_progress(progress), unit="step",
               desc=f"{x.shape[0]} tokens") as bar:
-        for step in range(1, times.n_steps + 1):
+        for step in range(first, times.n_steps + 1):
             increments = path.increments(step - 1) if path is not None and path.noise.common_models else None
             xi = path.token_increments(step - 1, x.shape[0]) if path is not None else np.zeros_like(x)
             with np.errstate(over="ignore", invalid="ignore"):

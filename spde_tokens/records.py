@@ -87,6 +87,14 @@ class Recorder:
         self.times: list[float] = []
         self.rows: dict[str, list] = {}
 
+    @classmethod
+    def from_dataset(cls, ds: xr.Dataset, names) -> Recorder:
+        """A recorder holding the records of a Dataset (to resume a run from its checkpoint)."""
+        out = cls()
+        out.times = [float(t) for t in ds.time.values]
+        out.rows = {name: list(ds[name].values) for name in names if name in ds}
+        return out
+
     def add(self, t: float, **values) -> None:
         self.times.append(float(t))
         for name, value in values.items():
@@ -115,3 +123,84 @@ class Recorder:
         base.update(model.attrs())
         base.update(attrs)
         return xr.Dataset(data, coords=all_coords, attrs=base)
+
+
+def fingerprint_hash(*arrays: np.ndarray) -> str:
+    """A short hash of arrays (matrices, initial state) that identifies a run in its checkpoint."""
+    import hashlib
+
+    h = hashlib.sha256()
+    for a in arrays:
+        h.update(np.ascontiguousarray(a, dtype=float).tobytes())
+    return h.hexdigest()[:16]
+
+
+class Checkpoint:
+    """Atomic checkpoints (DESIGN 3): the state, the step index and the records so far in one NetCDF file.
+
+    Each save writes ``path + ".tmp"``, flushes it to disk with fsync and renames it over ``path`` with
+    ``os.replace`` (atomic on POSIX), so a run killed at any moment leaves either the previous or the new
+    checkpoint, never a partial file. ``fingerprint`` (str, int and float values) identifies the run: a
+    checkpoint written by another run is refused with a ValueError naming the first differing setting.
+    """
+
+    def __init__(self, path, fingerprint: dict):
+        import os
+
+        self.path = os.fspath(path)
+        self.fingerprint = {f"run_{k}": v for k, v in fingerprint.items()}
+
+    def load(self) -> tuple[dict[str, np.ndarray], int, xr.Dataset] | None:
+        """(state, step, records) from an existing checkpoint of this run, or None when there is none."""
+        import os
+
+        if not os.path.exists(self.path):
+            return None
+        try:
+            with xr.open_dataset(self.path, engine="netcdf4", decode_timedelta=False) as ds:
+                ds = ds.load()
+        except (OSError, ValueError) as exc:
+            raise ValueError(f"checkpoint {self.path!r} cannot be read ({exc}); remove it to start afresh") from None
+        for key, value in self.fingerprint.items():
+            stored = ds.attrs.get(key)
+            stored = stored.item() if isinstance(stored, np.generic) else stored
+            same = (np.isclose(stored, value, rtol=1e-12, atol=0) if isinstance(value, float) and
+                    isinstance(stored, (float, np.floating)) else stored == value)
+            if not same:
+                raise ValueError(f"checkpoint {self.path!r} belongs to another run: {key[4:]} = {stored!r} there, "
+                                 f"{value!r} here; remove it or use another checkpoint file")
+        state = {name[6:]: ds[name].values for name in ds.data_vars if name.startswith("state_")}
+        if "coeff_real" in ds:
+            state["coeffs"] = ds["coeff_real"].values + 1j * ds["coeff_imag"].values
+        step = int(ds.attrs["checkpoint_step"])
+        records = ds.drop_vars([n for n in ds.data_vars if n.startswith("state_") or n.startswith("coeff_")])
+        return state, step, records
+
+    def save(self, state: dict[str, np.ndarray], step: int, records: xr.Dataset) -> None:
+        import os
+
+        ds = records.copy()
+        for name, value in state.items():
+            if np.iscomplexobj(value):
+                ds["coeff_real"] = xr.Variable(("coeff",), value.real, {"long_name": "spectral state, real part",
+                                                                         "units": "1"})
+                ds["coeff_imag"] = xr.Variable(("coeff",), value.imag, {"long_name": "spectral state, imaginary "
+                                                                         "part", "units": "1"})
+            else:
+                dims = tuple(f"state_{name}_{i}" for i in range(value.ndim))
+                ds[f"state_{name}"] = xr.Variable(dims, value, {"long_name": f"state {name}", "units": "1"})
+        ds.attrs.update(self.fingerprint)
+        ds.attrs["checkpoint_step"] = int(step)
+        tmp = self.path + ".tmp"
+        ds.to_netcdf(tmp, engine="netcdf4", format="NETCDF4")
+        fd = os.open(tmp, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(tmp, self.path)
+        directory = os.open(os.path.dirname(os.path.abspath(self.path)), os.O_RDONLY)
+        try:
+            os.fsync(directory)
+        finally:
+            os.close(directory)

@@ -1,0 +1,85 @@
+"""Checkpoints (DESIGN 3): atomic rewrites, SIGKILL at any moment, bit-identical restart; time grid checks."""
+
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+import spde_tokens as st
+from spde_tokens.config import DEFAULT_CONFIG
+from spde_tokens.records import TimeGrid
+
+CONFIG = (DEFAULT_CONFIG.replace("lmax = 63", "lmax = 31").replace("t_end = 1.1", "t_end = 0.8")
+          .replace("save_every = 0.05", "save_every = 0.02"))
+
+
+def _start(config, out, ck):
+    return subprocess.Popen([sys.executable, "-m", "spde_tokens.cli", "run", str(config), "-o", str(out),
+                             "--checkpoint", str(ck), "--no-progress"], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+
+
+def test_sigkill_and_restart_is_bit_identical(tmp_path):
+    config = tmp_path / "run.toml"
+    config.write_text(CONFIG)
+    reference = tmp_path / "reference.nc"
+    start = time.perf_counter()
+    proc = _start(config, reference, tmp_path / "ref_ck.nc")
+    assert proc.wait(timeout=300) == 0, proc.stderr.read()
+    duration = time.perf_counter() - start
+    ref = st.open_run(reference)
+    ck = tmp_path / "ck.nc"
+    out = tmp_path / "out.nc"
+    for fraction in (0.35, 0.6, 0.85):  # kill at several moments of the run, restarting each time
+        proc = _start(config, out, ck)
+        time.sleep(fraction * duration)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        assert not out.exists()
+        if ck.exists():  # never a partial file: the checkpoint always opens
+            assert st.open_run(ck).attrs["checkpoint_step"] >= 0
+    proc = _start(config, out, ck)
+    assert proc.wait(timeout=300) == 0, proc.stderr.read()
+    res = st.open_run(out)
+    for name in ref.data_vars:
+        np.testing.assert_array_equal(res[name].values, ref[name].values, err_msg=name)
+    np.testing.assert_array_equal(res.time.values, ref.time.values)
+
+
+def test_particle_checkpoint_resumes_bit_identical(tmp_path, monkeypatch):
+    from spde_tokens import particles
+
+    x0 = st.initial.sample(st.initial.von_mises_fisher(st.SphereGrid(12), [0, 0, 1], 2.0), 64, seed=0)
+    noise = st.BiasNoise(0.3) + st.IdiosyncraticNoise(0.01)
+    model = st.AttentionModel(3, 1.0)
+    full = st.simulate_particles(model, noise, x0, t_end=0.5, dt=0.01, seed=2, save_every=0.1)
+    ck = tmp_path / "ck.nc"
+    calls = {"n": 0}
+    original = particles.TokenDynamics.layer_step
+
+    def interrupted(self, *args):
+        calls["n"] += 1
+        if calls["n"] == 27:
+            raise KeyboardInterrupt
+        return original(self, *args)
+
+    monkeypatch.setattr(particles.TokenDynamics, "layer_step", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        st.simulate_particles(model, noise, x0, t_end=0.5, dt=0.01, seed=2, save_every=0.1, checkpoint=ck)
+    monkeypatch.setattr(particles.TokenDynamics, "layer_step", original)
+    assert st.open_run(ck).attrs["checkpoint_step"] == 20  # the last record before the interruption
+    res = st.simulate_particles(model, noise, x0, t_end=0.5, dt=0.01, seed=2, save_every=0.1, checkpoint=ck)
+    np.testing.assert_array_equal(res.positions.values, full.positions.values)
+    with pytest.raises(ValueError, match="seed"):
+        st.simulate_particles(model, noise, x0, t_end=0.5, dt=0.01, seed=3, save_every=0.1, checkpoint=ck)
+
+
+def test_time_grid():
+    tg = TimeGrid.build(1.0, 0.1, 0.3)
+    assert tg.n_steps == 10 and tg.stride == 3 and [s for s in range(11) if tg.is_record(s)] == [0, 3, 6, 9, 10]
+    assert TimeGrid.build(1.0, 1 / 3).n_steps == 3  # 1/(1/3) = 3 within 1e-9
+    with pytest.raises(ValueError, match="t_end"):
+        TimeGrid.build(1.0, 0.3)
