@@ -1,4 +1,4 @@
-"""Command line: ``spde-tokens run | particles``.
+"""Command line: ``spde-tokens run | particles | ensemble``.
 
 Every command exits with status 2 and a one-line message on bad input; ``--debug`` shows the traceback.
 """
@@ -41,6 +41,18 @@ def _particles(args: argparse.Namespace) -> int:
     return 0
 
 
+def _ensemble(args: argparse.Namespace) -> int:
+    from spde_tokens.ensemble import run_ensemble, summary
+
+    start = time.perf_counter()
+    ds = run_ensemble(args.config, args.realizations, scheduler=args.scheduler, n_workers=args.workers,
+                      output=args.output, progress=False if args.no_progress else None)
+    numbers = ", ".join(f"{k} {v:.4g}" for k, v in summary(ds).items())
+    print(f"wrote {args.output} ({args.output}.parts/ holds one file per realization) in "
+          f"{time.perf_counter() - start:.1f} s: {numbers}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="spde-tokens", description="Tokens of deep Transformers on the sphere: "
                                      "density SPDE and particle simulations.")
@@ -55,6 +67,14 @@ def build_parser() -> argparse.ArgumentParser:
         cmd.add_argument("--checkpoint", metavar="CK.nc", help="checkpoint file: written at every record, resumed "
                          "when it exists (a killed run loses at most one record interval)")
         cmd.set_defaults(func=func)
+    ens = sub.add_parser("ensemble", help="run noise realizations on dask.distributed (a local cluster by default)")
+    ens.add_argument("config", help="TOML configuration; [run] seed is the ensemble seed")
+    ens.add_argument("--realizations", type=int, required=True, help="number of noise realizations")
+    ens.add_argument("--scheduler", help="address of a running dask scheduler (default: a local cluster)")
+    ens.add_argument("--workers", type=int, help="workers of the local cluster (default: one per core)")
+    ens.add_argument("-o", "--output", default="ensemble.nc", help="NetCDF output (default ensemble.nc)")
+    ens.add_argument("--no-progress", action="store_true", help="no progress bar")
+    ens.set_defaults(func=_ensemble)
     return parser
 
 
@@ -62,7 +82,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (ValueError, OSError, NotImplementedError) as exc:
+    except (ValueError, OSError, RuntimeError) as exc:
         if args.debug:
             raise
         print(f"spde-tokens {args.command}: error: {exc}", file=sys.stderr)

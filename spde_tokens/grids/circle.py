@@ -55,7 +55,9 @@ class CircleGrid(Grid):
         self._wavenumber = 1j * self.degrees
         self._real = pyfftw.empty_aligned(self.nodes, dtype="float64")
         self._spec = pyfftw.empty_aligned(self.nodes // 2 + 1, dtype="complex128")
-        flags = ("FFTW_MEASURE", "FFTW_DESTROY_INPUT")
+        # FFTW_ESTIMATE: a plan chosen by timing (FFTW_MEASURE) can differ between processes and change the last bit
+        # of results, which would break bit-for-bit reproducibility across workers
+        flags = ("FFTW_ESTIMATE", "FFTW_DESTROY_INPUT")
         self._forward = pyfftw.FFTW(self._real, self._spec, direction="FFTW_FORWARD", flags=flags,
                                     threads=self.threads)
         self._backward = pyfftw.FFTW(self._spec, self._real, direction="FFTW_BACKWARD", flags=flags,

@@ -1,0 +1,193 @@
+"""Ensembles of noise realizations on dask.distributed (DESIGN 3b).
+
+Realization r of a run with seed s takes the seed ``SeedSequence(s).spawn(R)[r]`` reduced to an integer, so its
+numbers do not depend on the number or kind of workers. Each realization is written to its own NetCDF file in
+``out_dir`` as soon as it finishes (atomically: ``.tmp`` then rename), re-running the same command skips the files
+already there, failed realizations are retried a bounded number of times and then reported, and the ensemble
+Dataset (dimension ``realization``) is assembled lazily with ``xarray.open_mfdataset``.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import numpy as np
+import xarray as xr
+from tqdm.auto import tqdm
+
+from spde_tokens.config import load_config, run_density, run_particles
+from spde_tokens.records import default_progress
+
+#: attempts per realization beyond the first
+RETRIES = 2
+QUANTILES = (0.1, 0.5, 0.9)
+
+
+def realization_seed(seed: int, realization: int) -> int:
+    """The integer seed of realization r: ``SeedSequence(seed, spawn_key=(r,))`` (= ``SeedSequence(seed).spawn``)."""
+    child = np.random.SeedSequence(seed, spawn_key=(realization,))
+    return int(child.generate_state(1, dtype=np.uint32)[0])
+
+
+def _part_path(out_dir: str, engine: str, realization: int) -> str:
+    return os.path.join(out_dir, f"{engine}_{realization:05d}.nc")
+
+
+def _write_atomic(ds: xr.Dataset, path: str) -> None:
+    tmp = path + ".tmp"
+    ds.to_netcdf(tmp, engine="netcdf4", format="NETCDF4")
+    os.replace(tmp, path)
+
+
+def run_realization(config: dict, realization: int, out_dir: str) -> list[str]:
+    """Run one realization (density, and particles when configured) and write its files; returns their paths.
+
+    Runs in a dask worker: transforms use one thread, progress bars are off.
+    """
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    config = {section: dict(body) for section, body in config.items()}
+    base_seed = config["run"].get("seed", 0)
+    config["run"]["seed"] = realization_seed(base_seed, realization)
+    config["grid"]["threads"] = 1
+    written = []
+    jobs = [("density", run_density)] + ([("particles", run_particles)] if "particles" in config else [])
+    for engine, runner in jobs:
+        path = _part_path(out_dir, engine, realization)
+        if os.path.exists(path):
+            written.append(path)
+            continue
+        ds = runner(config, progress=False)
+        ds.attrs.update({"realization": realization, "ensemble_seed": base_seed})
+        _write_atomic(ds, path)
+        written.append(path)
+    return written
+
+
+def _done(out_dir: str, realization: int, engines: list[str]) -> bool:
+    return all(os.path.exists(_part_path(out_dir, e, realization)) for e in engines)
+
+
+def ensemble_statistics(ds: xr.Dataset) -> xr.Dataset:
+    """Mean and quantile bands of energy and dispersion over realizations, and the median slope of log dispersion.
+
+    The slope is the least-squares slope of log(dispersion) against time over the second half of the records of
+    each realization: its median estimates the almost-sure exponential rate of synchronization.
+    """
+    out = xr.Dataset()
+    q = xr.DataArray(list(QUANTILES), dims="quantile", attrs={"long_name": "quantile level", "units": "1"})
+    for name in ("energy", "dispersion"):
+        out[f"{name}_mean"] = ds[name].mean("realization")
+        out[f"{name}_mean"].attrs = {"long_name": f"mean of {name} over realizations", "units": "1"}
+        out[f"{name}_quantiles"] = ds[name].quantile(q, dim="realization").drop_vars("quantile")
+        out[f"{name}_quantiles"].attrs = {"long_name": f"quantiles of {name} over realizations", "units": "1"}
+    out = out.assign_coords(quantile=q)
+    times = ds.time.values
+    second = times >= times[-1] / 2
+    disp = np.maximum(ds.dispersion.values[:, second], 1e-300)
+    slopes = np.polyfit(times[second], np.log(disp).T, 1)[0] if second.sum() > 1 else np.full(disp.shape[0], np.nan)
+    out["log_dispersion_slope"] = xr.Variable("realization", slopes, {
+        "long_name": "slope of log dispersion over the second half of the run", "units": "1"})
+    out["log_dispersion_slope_median"] = xr.Variable((), float(np.median(slopes)), {
+        "long_name": "median over realizations of the slope of log dispersion", "units": "1"})
+    return out
+
+
+def run_ensemble(config: str | os.PathLike | dict, realizations: int, scheduler: str | None = None,
+                 n_workers: int | None = None, out_dir: str | os.PathLike | None = None,
+                 output: str | os.PathLike | None = None, progress: bool | None = None) -> xr.Dataset:
+    """Run ``realizations`` noise realizations of a configuration on dask.distributed.
+
+    Parameters
+    ----------
+    config : a TOML path or a configuration dict (DESIGN 3b); its ``[run] seed`` is the ensemble seed.
+    realizations : number of realizations R ≥ 1.
+    scheduler : address of a running dask scheduler ("tcp://host:port"); None starts a LocalCluster.
+    n_workers : workers of the LocalCluster (default: the number of cores), one thread each.
+    out_dir : folder of the per-realization files, reachable by every worker (default ``OUT.parts/`` next to
+        ``output``, else ``ensemble.parts``).
+    output : where to write the assembled ensemble (NetCDF), optional.
+    progress : progress bar over realizations (default: on in a terminal).
+
+    Returns
+    -------
+    The ensemble Dataset: the density runs stacked along ``realization`` (lazily opened), with the statistics of
+    :func:`ensemble_statistics`.
+    """
+    from dask.distributed import Client, LocalCluster, as_completed
+
+    cfg = load_config(config)
+    if isinstance(realizations, bool) or not isinstance(realizations, (int, np.integer)) or realizations < 1:
+        raise ValueError(f"realizations must be a positive integer, got {realizations!r}")
+    if n_workers is not None and (not isinstance(n_workers, (int, np.integer)) or n_workers < 1):
+        raise ValueError(f"n_workers must be a positive integer, got {n_workers!r}")
+    if scheduler is not None and not isinstance(scheduler, str):
+        raise ValueError(f"scheduler must be an address such as 'tcp://127.0.0.1:8786', got {scheduler!r}")
+    if out_dir is None:
+        out_dir = (os.fspath(output) + ".parts") if output is not None else "ensemble.parts"
+    out_dir = os.path.abspath(os.fspath(out_dir))
+    os.makedirs(out_dir, exist_ok=True)
+    engines = ["density"] + (["particles"] if "particles" in cfg else [])
+    todo = [r for r in range(realizations) if not _done(out_dir, r, engines)]
+    failures: dict[int, str] = {}
+    if todo:
+        cluster = None
+        if scheduler is None:
+            cluster = LocalCluster(n_workers=n_workers or os.cpu_count() or 1, threads_per_worker=1,
+                                   processes=True, dashboard_address=None,
+                                   env={"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"})
+        try:
+            with Client(cluster if cluster is not None else scheduler) as client:
+                futures = {client.submit(run_realization, cfg, r, out_dir, retries=RETRIES, pure=False,
+                                         key=f"spde-tokens-realization-{r}-{os.getpid()}"): r for r in todo}
+                with tqdm(total=len(todo), disable=not default_progress(progress), unit="realization",
+                          desc="ensemble") as bar:
+                    for future in as_completed(futures):
+                        if future.status == "error":
+                            failures[futures[future]] = repr(future.exception())
+                        bar.update()
+        finally:
+            if cluster is not None:
+                cluster.close()
+    if failures:
+        lines = "; ".join(f"realization {r}: {msg}" for r, msg in sorted(failures.items()))
+        raise RuntimeError(f"{len(failures)} realization(s) failed after {RETRIES} retries (the others are in "
+                           f"{out_dir}; re-run to retry): {lines}")
+    ds = assemble(out_dir, realizations)
+    if output is not None:
+        ds.load().to_netcdf(output, engine="netcdf4", format="NETCDF4")
+    return ds
+
+
+def assemble(out_dir: str, realizations: int, engine: str = "density") -> xr.Dataset:
+    """The realizations of ``out_dir`` stacked along ``realization`` (lazy), with ensemble statistics."""
+    files = [_part_path(out_dir, engine, r) for r in range(realizations)]
+    missing = [f for f in files if not os.path.exists(f)]
+    if missing:
+        raise ValueError(f"out_dir {out_dir!r} lacks {len(missing)} realization files, e.g. {missing[0]}")
+    ds = xr.open_mfdataset(files, combine="nested", concat_dim="realization", engine="netcdf4",
+                           data_vars="all", coords="minimal", compat="override", join="override",
+                           decode_timedelta=False, combine_attrs="drop_conflicts")
+    for name in ("Q", "K", "V"):
+        if name in ds and "realization" in ds[name].dims:
+            ds[name] = ds[name].isel(realization=0)
+    ds = ds.assign_coords(realization=xr.Variable("realization", np.arange(realizations),
+                                                  {"long_name": "noise realization", "units": "1"}))
+    seeds = []
+    for f in files:
+        with xr.open_dataset(f, engine="netcdf4", decode_timedelta=False) as one:
+            seeds.append(int(one.attrs["seed"]))
+    ds["realization_seed"] = xr.Variable("realization", np.array(seeds), {"long_name": "seed of the realization",
+                                                                          "units": "1"})
+    ds = ds.merge(ensemble_statistics(ds))
+    ds.attrs.update({"title": "spde_tokens ensemble", "realizations": int(realizations)})
+    ds.attrs.pop("realization", None)
+    ds.attrs.pop("seed", None)
+    return ds
+
+
+def summary(ds: xr.Dataset) -> dict[str, Any]:
+    """Numbers worth printing after an ensemble run."""
+    return {"realizations": int(ds.sizes["realization"]),
+            "energy_mean_final": float(ds.energy_mean[-1]), "dispersion_mean_final": float(ds.dispersion_mean[-1]),
+            "median_log_dispersion_slope": float(ds.log_dispersion_slope_median)}
