@@ -1,0 +1,58 @@
+"""Speed-up of an ensemble with 2 dask workers against 1 on the same run (aim: ≥ 1.8× on 2 cores).
+
+Run: ``python benchmarks/bench_ensemble.py [--realizations 4] [--json PATH]`` (about a minute). Each realization is
+the built-in S² configuration at lmax 31 (MLP noise) for 0.4 time units; both ensembles start from empty folders, so
+the times include the local cluster's start-up, which is part of what a user pays.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import tempfile
+import time
+
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+
+def _config() -> dict:
+    from spde_tokens.config import load_config
+
+    config = load_config(None)
+    config["grid"]["lmax"] = 31
+    config["run"]["t_end"] = 0.4
+    config.pop("particles")
+    return config
+
+
+def main() -> None:
+    import warnings
+
+    from spde_tokens.ensemble import run_ensemble
+
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--realizations", type=int, default=4)
+    parser.add_argument("--json", help="write the numbers to this file")
+    args = parser.parse_args()
+    warnings.simplefilter("ignore")
+    config = _config()
+    times = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for workers in (1, 2):
+            start = time.perf_counter()
+            run_ensemble(config, args.realizations, n_workers=workers, out_dir=os.path.join(tmp, str(workers)),
+                         progress=False)
+            times[workers] = time.perf_counter() - start
+    speedup = times[1] / times[2]
+    print(f"{'workers':>8} {'seconds':>9}")
+    for workers, seconds in times.items():
+        print(f"{workers:>8} {seconds:>9.2f}")
+    print(f"speed-up 2 vs 1 workers: {speedup:.2f}x ({args.realizations} realizations)")
+    if args.json:
+        with open(args.json, "w") as fh:
+            json.dump({"seconds": times, "speedup": speedup}, fh, indent=1)
+
+
+if __name__ == "__main__":
+    main()
