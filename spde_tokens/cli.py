@@ -1,4 +1,4 @@
-"""Command line: ``spde-tokens run | particles | ensemble``.
+"""Command line: ``spde-tokens run | particles | ensemble | compare | plot | animate``.
 
 Every command exits with status 2 and a one-line message on bad input; ``--debug`` shows the traceback.
 """
@@ -53,6 +53,38 @@ def _ensemble(args: argparse.Namespace) -> int:
     return 0
 
 
+def _compare(args: argparse.Namespace) -> int:
+    from spde_tokens.compare import compare
+    from spde_tokens.io import open_run, write_run
+
+    cmp = compare(open_run(args.density), open_run(args.particles))
+    path = write_run(cmp, args.output)
+    last = cmp.isel(time=-1)
+    print(f"wrote {path}: mmd at t = {float(last.time):g} is {float(last.mmd):.3e} "
+          f"(sampling floor {float(last.mmd_sampling_floor):.3e})")
+    return 0
+
+
+def _plot(args: argparse.Namespace) -> int:
+    from spde_tokens.io import open_run
+    from spde_tokens.plot import plot_run
+
+    out = args.output or args.run.rsplit(".", 1)[0] + ".png"
+    plot_run(open_run(args.run), out)
+    print(f"wrote {out}")
+    return 0
+
+
+def _animate(args: argparse.Namespace) -> int:
+    from spde_tokens.io import open_run
+    from spde_tokens.plot import animate_density
+
+    out = args.output or args.run.rsplit(".", 1)[0] + ".gif"
+    animate_density(open_run(args.run), out)
+    print(f"wrote {out}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="spde-tokens", description="Tokens of deep Transformers on the sphere: "
                                      "density SPDE and particle simulations.")
@@ -75,6 +107,19 @@ def build_parser() -> argparse.ArgumentParser:
     ens.add_argument("-o", "--output", default="ensemble.nc", help="NetCDF output (default ensemble.nc)")
     ens.add_argument("--no-progress", action="store_true", help="no progress bar")
     ens.set_defaults(func=_ensemble)
+    cmp = sub.add_parser("compare", help="cross-validate a density run and a particle run on the same path")
+    cmp.add_argument("density", help="density run (NetCDF)")
+    cmp.add_argument("particles", help="particle run (NetCDF)")
+    cmp.add_argument("-o", "--output", default="compare.nc", help="NetCDF output (default compare.nc)")
+    cmp.set_defaults(func=_compare)
+    plot = sub.add_parser("plot", help="figure of a run, comparison or ensemble file")
+    plot.add_argument("run", help="NetCDF file written by spde-tokens")
+    plot.add_argument("-o", "--output", help="image file (default: RUN.png)")
+    plot.set_defaults(func=_plot)
+    anim = sub.add_parser("animate", help="GIF of the density of a run")
+    anim.add_argument("run", help="density run (NetCDF)")
+    anim.add_argument("-o", "--output", help="GIF file (default: RUN.gif)")
+    anim.set_defaults(func=_animate)
     return parser
 
 

@@ -25,3 +25,38 @@ def test_bad_input_exits_with_one_line(tmp_path):
                           capture_output=True, text=True)
     assert proc.returncode == 2
     assert proc.stderr.count("\n") == 1 and "error" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_plot_animate_compare_commands(tmp_path, capsys):
+    from PIL import Image
+
+    config = tmp_path / "small.toml"
+    from spde_tokens.config import DEFAULT_CONFIG
+
+    config.write_text(DEFAULT_CONFIG.replace("lmax = 63", "lmax = 16").replace("t_end = 1.1", "t_end = 0.1")
+                      .replace("n = 2048", "n = 200"))
+    dens, parts, cmp = tmp_path / "d.nc", tmp_path / "p.nc", tmp_path / "c.nc"
+    assert main(["run", str(config), "-o", str(dens), "--no-progress"]) == 0
+    assert main(["particles", str(config), "-o", str(parts), "--no-progress"]) == 0
+    assert main(["compare", str(dens), str(parts), "-o", str(cmp)]) == 0
+    for source in (dens, parts, cmp):
+        png = tmp_path / f"{source.stem}.png"
+        assert main(["plot", str(source), "-o", str(png)]) == 0
+        with Image.open(png) as image:
+            assert np.asarray(image.convert("L")).std() > 20  # not blank
+    gif = tmp_path / "d.gif"
+    assert main(["animate", str(dens), "-o", str(gif)]) == 0
+    with Image.open(gif) as image:
+        assert image.n_frames == st.open_run(dens).sizes["time"]
+    assert "wrote" in capsys.readouterr().out
+
+
+def test_errors_are_one_line(tmp_path, capsys):
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[grid]\nlmax = 16\n[model]\ndim = 3\nbeta = -1.0\n[initial]\nkind = \"uniform\"\n"
+                   "[run]\nt_end = 0.1\ndt = 0.01\n")
+    assert main(["run", str(bad), "-o", str(tmp_path / "x.nc")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "beta" in err
+    assert main(["plot", str(tmp_path / "missing.nc")]) == 2
+    assert "does not exist" in capsys.readouterr().err
