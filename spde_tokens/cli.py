@@ -1,4 +1,4 @@
-"""Command line: ``spde-tokens run | particles | ensemble | compare | plot | animate``.
+"""Command line: ``spde-tokens run | particles | ensemble | compare | plot | animate | validate``.
 
 Every command exits with status 2 and a one-line message on bad input; ``--debug`` shows the traceback.
 """
@@ -85,6 +85,14 @@ def _animate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _validate(args: argparse.Namespace) -> int:
+    from spde_tokens.validation.report import run_validation
+
+    rows = run_validation(args.output, quick=args.quick, cases=args.case)
+    print(f"report: {args.output}/report.md")
+    return 0 if all(row["verdict"] == "pass" for row in rows) else 1
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="spde-tokens", description="Tokens of deep Transformers on the sphere: "
                                      "density SPDE and particle simulations.")
@@ -120,6 +128,11 @@ def build_parser() -> argparse.ArgumentParser:
     anim.add_argument("run", help="density run (NetCDF)")
     anim.add_argument("-o", "--output", help="GIF file (default: RUN.gif)")
     anim.set_defaults(func=_animate)
+    val = sub.add_parser("validate", help="run the validation cases of DESIGN 5 and write their report")
+    val.add_argument("--quick", action="store_true", help="the quick suite (about 10 minutes on 2 cores)")
+    val.add_argument("-o", "--output", default="validation_out", help="folder for NetCDF, figures and report.md")
+    val.add_argument("--case", action="append", help="run only this case (repeatable)")
+    val.set_defaults(func=_validate)
     return parser
 
 

@@ -1,9 +1,11 @@
 """The command line: the default run writes a readable NetCDF file; bad input exits non-zero with one line."""
 
+import shutil
 import subprocess
 import sys
 
 import numpy as np
+import xarray as xr
 
 import spde_tokens as st
 from spde_tokens.cli import main
@@ -15,6 +17,12 @@ def test_default_run_writes_netcdf(tmp_path, capsys):
     assert f"wrote {out}" in capsys.readouterr().out
     ds = st.open_run(out)
     assert ds.attrs["grid"] == "sphere" and ds.time.attrs["units"] == "1"
+    plain = xr.open_dataset(out)  # plain xarray: time stays a float in units "1", not a duration
+    assert plain.time.dtype == np.float64 and {"density", "energy", "spectral_tail"} <= set(plain.data_vars)
+    plain.close()
+    if shutil.which("ncdump"):  # netcdf-bin, installed by `make install`
+        header = subprocess.run(["ncdump", "-h", str(out)], capture_output=True, text=True, check=True).stdout
+        assert ':Conventions = "CF-1.8"' in header and "density(time, lat, lon)" in header
     # the default is a clustering run: energy grows, mass stays 1 to rounding
     assert ds.energy.values[-1] > ds.energy.values[0]
     np.testing.assert_allclose(ds.mass.values, 1.0, atol=1e-12)
