@@ -56,6 +56,7 @@ How to run
 
     python benchmarks/bench_noise.py              # lmax 127 and 255 (several minutes: the pre-pass steps the path)
     python benchmarks/bench_noise.py --quick      # lmax 63 only (a smoke test)
+    python benchmarks/bench_noise.py --lmax 255   # chosen degrees only
     python benchmarks/bench_noise.py --json out.json
 
 OMP_NUM_THREADS is set to 1 when it is not already set (before numpy is imported), so that BLAS and shtns stay
@@ -300,9 +301,10 @@ def format_breakdown(b: dict) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="only lmax 63 (a smoke test)")
+    parser.add_argument("--lmax", type=int, nargs="+", metavar="L", help=f"these degrees (default {SPHERE_LMAX})")
     parser.add_argument("--json", metavar="PATH", help="also write the numbers to this JSON file")
     args = parser.parse_args(argv)
-    lmaxes = QUICK_LMAX if args.quick else SPHERE_LMAX
+    lmaxes = args.lmax or (QUICK_LMAX if args.quick else SPHERE_LMAX)
 
     print(f"spde_tokens stochastic density step benchmark: OMP_NUM_THREADS={os.environ['OMP_NUM_THREADS']}, numpy "
           f"{np.__version__}, python {platform.python_version()}, {platform.machine()}")
@@ -329,8 +331,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         meta = {"omp_num_threads": os.environ["OMP_NUM_THREADS"], "numpy": np.__version__,
                 "python": platform.python_version(), "machine": platform.machine(), "quick": args.quick,
-                "rounds": ROUNDS, "min_batch_seconds": MIN_BATCH_SECONDS, "dt": DT, "n_steps": N_STEPS, "seed": SEED,
-                "cfl": CFL, "scheme": "rk4"}
+                "lmax": list(lmaxes), "rounds": ROUNDS, "min_batch_seconds": MIN_BATCH_SECONDS, "dt": DT,
+                "n_steps": N_STEPS, "seed": SEED, "cfl": CFL, "scheme": "rk4"}
         with open(args.json, "w") as fh:
             json.dump({"meta": meta, "rows": rows, "breakdown": breakdowns}, fh, indent=2)
         print(f"wrote {args.json}")

@@ -38,7 +38,7 @@ from spde_tokens.grids import Grid, grid_from_attrs
 #: stream of each kind in ``SeedSequence(seed, spawn_key=(code, step))``
 KIND_CODES = {"rotation": 1, "bias": 2, "quadratic_form": 3, "value": 4, "mlp": 5, "idiosyncratic": 6}
 #: bytes of one block of hidden features φ(W₁ x) in the finite-width MLP field
-MLP_BLOCK_BYTES = 32 * 2**20
+MLP_BLOCK_BYTES = 2 * 2**20  # small blocks stay in cache: 1.6x faster than 32 MiB (bench_noise)
 
 
 def _amplitude(name: str, value) -> float:
