@@ -134,7 +134,7 @@ def from_function(grid: Grid, f: Callable[[np.ndarray], np.ndarray]) -> xr.DataA
     grid = _as_grid(grid)
     if not callable(f):
         raise ValueError(f"f must be callable on an array of unit vectors, got {type(f).__name__}")
-    values = np.broadcast_to(np.asarray(f(grid.points()), dtype=float), grid.shape)
+    values = np.broadcast_to(np.asarray(f(grid.points().copy()), dtype=float), grid.shape)
     return as_density(grid, values, initial="from_function")
 
 
