@@ -16,6 +16,7 @@ import numpy as np
 import xarray as xr
 from tqdm.auto import tqdm
 
+from spde_tokens import checks
 from spde_tokens.config import load_config, run_density, run_particles
 from spde_tokens.records import default_progress
 
@@ -117,10 +118,8 @@ def run_ensemble(config: str | os.PathLike | dict, realizations: int, scheduler:
     from dask.distributed import Client, LocalCluster, as_completed
 
     cfg = load_config(config)
-    if isinstance(realizations, bool) or not isinstance(realizations, (int, np.integer)) or realizations < 1:
-        raise ValueError(f"realizations must be a positive integer, got {realizations!r}")
-    if n_workers is not None and (not isinstance(n_workers, (int, np.integer)) or n_workers < 1):
-        raise ValueError(f"n_workers must be a positive integer, got {n_workers!r}")
+    realizations = checks.integer("realizations", realizations, 1)
+    n_workers = None if n_workers is None else checks.integer("n_workers", n_workers, 1)
     if scheduler is not None and not isinstance(scheduler, str):
         raise ValueError(f"scheduler must be an address such as 'tcp://127.0.0.1:8786', got {scheduler!r}")
     if out_dir is None:

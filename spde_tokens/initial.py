@@ -12,6 +12,7 @@ from collections.abc import Callable, Sequence
 import numpy as np
 import xarray as xr
 
+from spde_tokens import checks
 from spde_tokens.grids import Grid, grid_from_attrs
 
 #: a density is refused when min ρ < −NEGATIVE_TOLERANCE · max ρ
@@ -29,16 +30,6 @@ def _unit(name: str, vector, dim: int) -> np.ndarray:
     if v.shape != (dim,) or not np.all(np.isfinite(v)) or np.linalg.norm(v) == 0:
         raise ValueError(f"{name} must be a finite non-zero vector of length {dim}, got {vector!r}")
     return v / np.linalg.norm(v)
-
-
-def _nonnegative(name: str, value) -> float:
-    try:
-        x = float(value)
-    except (TypeError, ValueError):
-        raise ValueError(f"{name} must be a real number ≥ 0, got {value!r}") from None
-    if not np.isfinite(x) or x < 0:
-        raise ValueError(f"{name} must be finite and ≥ 0, got {value!r}")
-    return x
 
 
 def as_density(grid: Grid, values: np.ndarray, normalize: bool = True, **attrs) -> xr.DataArray:
@@ -97,7 +88,7 @@ def von_mises_fisher(grid: Grid, mean: Sequence[float], kappa: float) -> xr.Data
     """ρ(x) = C_κ exp(κ μ·x): C_κ = κ/(4π sinh κ) on S^2, 1/(2π I_0(κ)) on S^1 (κ ≥ 0, μ normalized)."""
     grid = _as_grid(grid)
     mu = _unit("mean", mean, grid.dim)
-    kappa = _nonnegative("kappa", kappa)
+    kappa = checks.real("kappa", kappa)
     return as_density(grid, _vmf_values(grid, mu, kappa), initial="von_mises_fisher", kappa=kappa,
                       mean=mu)
 
@@ -112,7 +103,7 @@ def mixture(grid: Grid, weights: Sequence[float], means: Sequence[Sequence[float
     if len(means) != w.size or len(kappas) != w.size:
         raise ValueError(f"weights, means and kappas must have the same length, got {w.size}, {len(means)}, "
                          f"{len(kappas)}")
-    values = sum(wi * _vmf_values(grid, _unit("means", m, grid.dim), _nonnegative("kappas", k))
+    values = sum(wi * _vmf_values(grid, _unit("means", m, grid.dim), checks.real("kappas", k))
                  for wi, m, k in zip(w / w.sum(), means, kappas, strict=True))
     return as_density(grid, values, initial="mixture", weights=w / w.sum(), kappas=np.asarray(kappas, float),
                       means=np.asarray(means, float).ravel())
@@ -157,10 +148,7 @@ def sample(rho0: xr.DataArray, n: int, seed: int | None = None, batch: int = 655
     (n, dim) array of unit vectors.
     """
     grid = grid_of(rho0)
-    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
-        raise ValueError(f"n must be a positive integer, got {n!r}")
-    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0):
-        raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
+    n, seed = checks.integer("n", n, 1), checks.seed(seed)
     values = np.asarray(rho0.values, dtype=float)
     check_density(values, "rho0")
     coeffs = grid.analysis(values)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from spde_tokens import checks
+
 NORMALIZATIONS = ("softmax", "unnormalized")
 
 
@@ -36,14 +38,8 @@ class AttentionModel:
     """
 
     def __init__(self, dim: int, beta: float = 1.0, Q=None, K=None, V=None, normalization: str = "softmax"):
-        if isinstance(dim, bool) or not isinstance(dim, (int, np.integer)) or dim < 2:
-            raise ValueError(f"dim must be an integer ≥ 2, got {dim!r}")
-        try:
-            beta = float(beta)
-        except (TypeError, ValueError):
-            raise ValueError(f"beta must be a real number ≥ 0, got {beta!r}") from None
-        if not np.isfinite(beta) or beta < 0:
-            raise ValueError(f"beta must be finite and ≥ 0, got {beta}")
+        dim = checks.integer("dim", dim, 2)
+        beta = checks.real("beta", beta)
         if normalization not in NORMALIZATIONS:
             raise ValueError(f"normalization must be one of {NORMALIZATIONS}, got {normalization!r}")
         self.dim = int(dim)

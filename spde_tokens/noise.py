@@ -26,6 +26,7 @@ from collections.abc import Callable, Iterator, Mapping
 
 import numpy as np
 
+from spde_tokens import checks
 from spde_tokens.activations import (
     Activation,
     cosine_coefficients,
@@ -39,16 +40,6 @@ from spde_tokens.grids import Grid, grid_from_attrs
 KIND_CODES = {"rotation": 1, "bias": 2, "quadratic_form": 3, "value": 4, "mlp": 5, "idiosyncratic": 6}
 #: bytes of one block of hidden features φ(W₁ x) in the finite-width MLP field
 MLP_BLOCK_BYTES = 2 * 2**20  # small blocks stay in cache: 1.6x faster than 32 MiB (bench_noise)
-
-
-def _amplitude(name: str, value) -> float:
-    try:
-        x = float(value)
-    except (TypeError, ValueError):
-        raise ValueError(f"{name} must be a real number ≥ 0, got {value!r}") from None
-    if not np.isfinite(x) or x < 0:
-        raise ValueError(f"{name} must be finite and ≥ 0, got {value!r}")
-    return x
 
 
 def _brownian(rng: np.random.Generator, shape, dt: float) -> np.ndarray:
@@ -127,7 +118,7 @@ class RotationNoise(NoiseModel):
     kind = "rotation"
 
     def __init__(self, sigma: float):
-        self.sigma = _amplitude("sigma", sigma)
+        self.sigma = checks.real("sigma", sigma)
 
     def parameters(self) -> dict:
         return {"sigma": self.sigma}
@@ -152,7 +143,7 @@ class BiasNoise(NoiseModel):
     kind = "bias"
 
     def __init__(self, gamma: float):
-        self.gamma = _amplitude("gamma", gamma)
+        self.gamma = checks.real("gamma", gamma)
 
     def parameters(self) -> dict:
         return {"gamma": self.gamma}
@@ -176,7 +167,7 @@ class QuadraticFormNoise(NoiseModel):
     kind = "quadratic_form"
 
     def __init__(self, alpha: float):
-        self.alpha = _amplitude("alpha", alpha)
+        self.alpha = checks.real("alpha", alpha)
 
     def parameters(self) -> dict:
         return {"alpha": self.alpha}
@@ -202,7 +193,7 @@ class ValueNoise(NoiseModel):
     needs_context = True
 
     def __init__(self, sigma: float):
-        self.sigma = _amplitude("sigma", sigma)
+        self.sigma = checks.real("sigma", sigma)
 
     def parameters(self) -> dict:
         return {"sigma": self.sigma}
@@ -238,11 +229,9 @@ class MLPNoise(NoiseModel):
     kind = "mlp"
 
     def __init__(self, sigma: float, activation: str | Callable = "tanh", width: int | None = None):
-        self.sigma = _amplitude("sigma", sigma)
+        self.sigma = checks.real("sigma", sigma)
         self.activation: Activation = get_activation(activation)
-        if width is not None and (isinstance(width, bool) or not isinstance(width, (int, np.integer)) or width < 1):
-            raise ValueError(f"width must be a positive integer or None (infinite width), got {width!r}")
-        self.width = None if width is None else int(width)
+        self.width = None if width is None else checks.integer("width (None: infinite width)", width, 1)
 
     def parameters(self) -> dict:
         return {"sigma": self.sigma, "activation": self.activation.name, "width": self.width}
@@ -329,7 +318,7 @@ class IdiosyncraticNoise(NoiseModel):
     common = False
 
     def __init__(self, nu: float):
-        self.nu = _amplitude("nu", nu)
+        self.nu = checks.real("nu", nu)
 
     def parameters(self) -> dict:
         return {"nu": self.nu}
@@ -509,24 +498,13 @@ class NoisePath:
         self.noise = as_noise(noise)
         if self.noise is None:
             raise ValueError("noise: a NoisePath needs at least one noise model")
-        if isinstance(dim, bool) or not isinstance(dim, (int, np.integer)) or dim < 2:
-            raise ValueError(f"dim must be an integer ≥ 2, got {dim!r}")
-        try:
-            dt = float(dt)
-        except (TypeError, ValueError):
-            raise ValueError(f"dt must be a positive number, got {dt!r}") from None
-        if not np.isfinite(dt) or dt <= 0:
-            raise ValueError(f"dt must be finite and > 0, got {dt!r}")
-        if isinstance(n_steps, bool) or not isinstance(n_steps, (int, np.integer)) or n_steps < 1:
-            raise ValueError(f"n_steps must be an integer ≥ 1, got {n_steps!r}")
-        if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
-            raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
+        dim, dt = checks.integer("dim", dim, 2), checks.real("dt", dt, strict=True)
+        n_steps, seed = checks.integer("n_steps", n_steps, 1), checks.integer("seed", seed, 0)
         mlp = self.noise.models.get("mlp")
         if mlp is not None and mlp.width is None:
-            spectral_size(int(dim), lmax)  # dim 2 or 3 and lmax given
-            if isinstance(lmax, bool) or not isinstance(lmax, (int, np.integer)) or lmax < 1:
-                raise ValueError(f"lmax must be a positive integer, got {lmax!r}")
-        self.dim, self.dt, self.n_steps, self.seed = int(dim), dt, int(n_steps), int(seed)
+            spectral_size(dim, lmax)  # dim 2 or 3 and lmax given
+            checks.integer("lmax", lmax, 1)
+        self.dim, self.dt, self.n_steps, self.seed = dim, dt, n_steps, seed
         self.lmax = None if lmax is None else int(lmax)
         self.factor = int(_factor)  # steps of the base path per step of this one
         self.dW = _LazyIncrements(self)
@@ -570,7 +548,7 @@ class NoisePath:
 
     def coarsen(self, k: int) -> NoisePath:
         """The same realization with step k·dt (k must divide n_steps): increments merged over k steps."""
-        if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1 or self.n_steps % k:
+        if not checks.is_integer(k) or k < 1 or self.n_steps % k:
             raise ValueError(f"k must be a positive integer dividing n_steps = {self.n_steps}, got {k!r}")
         return NoisePath(self.noise, self.dim, self.dt * k, self.n_steps // k, self.seed, self.lmax,
                          _factor=self.factor * int(k))
@@ -603,8 +581,7 @@ def resolve_path(noise: NoiseSum | None, path: NoisePath | None, seed: int | Non
     ``tokens`` says whether idiosyncratic noise needs random numbers (particles) or not (the density, where it is
     the deterministic term nu Δ_S ρ). Returns None when the run needs no randomness.
     """
-    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0):
-        raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
+    seed = checks.seed(seed)
     if noise is None:
         if path is not None:
             raise ValueError("path is given but the run has no noise (noise=None)")

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 import numpy as np
 import xarray as xr
 
+from spde_tokens import checks
 from spde_tokens.model import AttentionModel
 
 #: relative tolerance on t_end/dt and save_every/dt being whole numbers (DESIGN 1.3)
@@ -31,16 +32,6 @@ def _whole(name: str, ratio: float) -> int:
     return int(n)
 
 
-def _positive_finite(name: str, value, allow_zero: bool = False) -> float:
-    try:
-        x = float(value)
-    except (TypeError, ValueError):
-        raise ValueError(f"{name} must be a real number, got {value!r}") from None
-    if not np.isfinite(x) or x < 0 or (x == 0 and not allow_zero):
-        raise ValueError(f"{name} must be finite and {'≥' if allow_zero else '>'} 0, got {value!r}")
-    return x
-
-
 @dataclass(frozen=True)
 class TimeGrid:
     """Fixed steps of a run: n_steps steps of size dt, a record every ``stride`` steps and at the end."""
@@ -57,13 +48,13 @@ class TimeGrid:
 
         The default ``save_every`` gives about 100 records.
         """
-        dt = _positive_finite("dt", dt)
-        t_end = _positive_finite("t_end", t_end, allow_zero=True)
+        dt = checks.real("dt", dt, strict=True)
+        t_end = checks.real("t_end", t_end)
         n_steps = _whole("t_end", t_end / dt)
         if save_every is None:
             stride = max(1, n_steps // 100)
         else:
-            stride = _whole("save_every", _positive_finite("save_every", save_every) / dt)
+            stride = _whole("save_every", checks.real("save_every", save_every, strict=True) / dt)
             if stride < 1:
                 raise ValueError(f"save_every must be at least one step dt = {dt}, got {save_every}")
         return cls(t_end, dt, stride * dt, n_steps, stride)

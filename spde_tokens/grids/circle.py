@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pyfftw
 
+from spde_tokens import checks
 from spde_tokens.grids.base import Grid
 
 
@@ -40,13 +41,9 @@ class CircleGrid(Grid):
     area = 2.0 * np.pi
 
     def __init__(self, n: int, dealias: bool = True, threads: int = 1):
-        if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 4:
-            raise ValueError(f"n (largest wavenumber) must be an integer ≥ 4, got {n!r}")
-        if not isinstance(threads, (int, np.integer)) or threads < 1:
-            raise ValueError(f"threads must be a positive integer, got {threads!r}")
-        self.n = self.degree_max = int(n)
+        self.n = self.degree_max = checks.integer("n (largest wavenumber)", n, 4)
         self.dealias = bool(dealias)
-        self.threads = int(threads)
+        self.threads = checks.integer("threads", threads, 1)
         self.nodes = _fast_size(3 * self.n + 1 if self.dealias else 2 * self.n + 2)
         self.shape = (self.nodes,)
         self.degrees = np.arange(self.degree_max + 1)

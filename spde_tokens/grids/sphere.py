@@ -8,6 +8,7 @@ import sys
 
 import numpy as np
 
+from spde_tokens import checks
 from spde_tokens.grids.base import Grid
 
 
@@ -51,14 +52,10 @@ class SphereGrid(Grid):
     area = 4.0 * np.pi
 
     def __init__(self, lmax: int, dealias: bool = True, threads: int = 1):
-        if isinstance(lmax, bool) or not isinstance(lmax, (int, np.integer)) or lmax < 4:
-            raise ValueError(f"lmax must be an integer ≥ 4, got {lmax!r}")
-        if not isinstance(threads, (int, np.integer)) or threads < 1:
-            raise ValueError(f"threads must be a positive integer, got {threads!r}")
-        shtns = _import_shtns()
-        self.degree_max = self.lmax = int(lmax)
+        self.degree_max = self.lmax = checks.integer("lmax", lmax, 4)
         self.dealias = bool(dealias)
-        self.threads = int(threads)
+        self.threads = checks.integer("threads", threads, 1)
+        shtns = _import_shtns()
         self._sh = shtns.sht(self.lmax, self.lmax, norm=shtns.sht_orthonormal, nthreads=self.threads)
         self.nlat, self.nlon = self._sh.set_grid(flags=shtns.sht_gauss | shtns.SHT_PHI_CONTIGUOUS,
                                                  nl_order=2 if self.dealias else 1, polar_opt=0.0)
