@@ -17,27 +17,18 @@ def _summary(ds, path: str, seconds: float) -> str:
             f"dispersion {float(ds.dispersion[0]):.4f} -> {float(last.dispersion):.4f}")
 
 
-def _run(args: argparse.Namespace) -> int:
-    from spde_tokens.config import load_config, run_density
+def _engine(args: argparse.Namespace) -> int:
+    """``run`` (the density) or ``particles`` on a configuration."""
+    from spde_tokens import config as cfg
     from spde_tokens.io import write_run
 
-    config = load_config(args.config)
+    runner = cfg.run_density if args.command == "run" else cfg.run_particles
     start = time.perf_counter()
-    ds = run_density(config, progress=False if args.no_progress else None, checkpoint=args.checkpoint)
+    ds = runner(cfg.load_config(args.config), progress=False if args.no_progress else None,
+                checkpoint=args.checkpoint)
     path = write_run(ds, args.output)
-    print(_summary(ds, path, time.perf_counter() - start) + f", mass error {abs(float(ds.mass[-1]) - 1):.1e}")
-    return 0
-
-
-def _particles(args: argparse.Namespace) -> int:
-    from spde_tokens.config import load_config, run_particles
-    from spde_tokens.io import write_run
-
-    config = load_config(args.config)
-    start = time.perf_counter()
-    ds = run_particles(config, progress=False if args.no_progress else None, checkpoint=args.checkpoint)
-    path = write_run(ds, args.output)
-    print(_summary(ds, path, time.perf_counter() - start) + f", {ds.sizes['token']} tokens")
+    extra = f"mass error {abs(float(ds.mass[-1]) - 1):.1e}" if "mass" in ds else f"{ds.sizes['token']} tokens"
+    print(_summary(ds, path, time.perf_counter() - start) + ", " + extra)
     return 0
 
 
@@ -98,15 +89,15 @@ def build_parser() -> argparse.ArgumentParser:
                                      "density SPDE and particle simulations.")
     parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
     sub = parser.add_subparsers(dest="command", required=True)
-    for name, func, default, text in (("run", _run, "run.nc", "solve the density equation"),
-                                      ("particles", _particles, "particles.nc", "simulate the tokens of [particles]")):
+    for name, default, text in (("run", "run.nc", "solve the density equation"),
+                                ("particles", "particles.nc", "simulate the tokens of [particles]")):
         cmd = sub.add_parser(name, help=f"{text} (the built-in configuration without CONFIG)")
         cmd.add_argument("config", nargs="?", help="TOML configuration (default: the built-in run)")
         cmd.add_argument("-o", "--output", default=default, help=f"NetCDF output file (default {default})")
         cmd.add_argument("--no-progress", action="store_true", help="no progress bar")
         cmd.add_argument("--checkpoint", metavar="CK.nc", help="checkpoint file: written at every record, resumed "
                          "when it exists (a killed run loses at most one record interval)")
-        cmd.set_defaults(func=func)
+        cmd.set_defaults(func=_engine)
     ens = sub.add_parser("ensemble", help="run noise realizations on dask.distributed (a local cluster by default)")
     ens.add_argument("config", help="TOML configuration; [run] seed is the ensemble seed")
     ens.add_argument("--realizations", type=int, required=True, help="number of noise realizations")
