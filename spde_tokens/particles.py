@@ -93,6 +93,9 @@ class TokenDynamics:
         """RK4 on ẋ = P_x(X[μ](x) dt + ΔN_n(x) + ξ) over s ∈ [0, 1], then normalize."""
 
         def f(y):
+            # stages are evaluated at their projection on the sphere: off the sphere P_y is not a projection and
+            # the field would relax |y| at a rate 2 y·a unrelated to the motion on the sphere
+            y = normalize(y)
             return dt * self.drift(y) + tangent_projection(y, (self.noise_field(y, increments) if increments else 0)
                                                            + xi)
 

@@ -9,7 +9,7 @@ import traceback
 
 #: the cases in the order of DESIGN 5; each is a module of this package with ``run(out_dir, quick)``
 CASE_NAMES = ("ott_antonsen", "equiangular", "energy_mass", "linear_growth", "one_point_law", "cross_validation",
-              "synchronization", "antipodal")
+              "synchronization", "antipodal", "low_temperature")
 COLUMNS = ("case", "quantity", "expected", "measured", "verdict")
 
 
