@@ -80,3 +80,24 @@ def test_large_kappa_does_not_overflow():
 def test_bad_input(call, name):
     with pytest.raises(ValueError, match=name):
         call()
+
+
+@pytest.mark.parametrize("grid", [S1, S2], ids=repr)
+def test_sample_moments_within_sampling_error(grid):
+    """Tokens drawn by initial.sample have the density's first and second moments (4 standard errors)."""
+    e = np.eye(grid.dim)
+    rho = st.initial.von_mises_fisher(grid, e[-1] + 0.5 * e[0], 3.0)
+    n = 20_000
+    x = st.initial.sample(rho, n, seed=4)
+    assert x.shape == (n, grid.dim) and np.allclose(np.linalg.norm(x, axis=1), 1.0, atol=1e-14)
+    c = grid.analysis(rho.values)
+    pts = grid.points()
+    for f in (lambda p: p[..., 0], lambda p: p[..., -1], lambda p: p[..., 0] * p[..., -1], lambda p: p[..., -1] ** 2):
+        exact = grid.integrate(f(pts) * grid.synthesis(c))  # quadrature exact for these band-limited integrands
+        values = f(x)
+        assert abs(values.mean() - exact) < 4 * values.std() / np.sqrt(n)
+    np.testing.assert_array_equal(x, st.initial.sample(rho, n, seed=4))  # same seed, same tokens
+    with pytest.raises(ValueError, match="n must"):
+        st.initial.sample(rho, 0)
+    with pytest.raises(ValueError, match="seed"):
+        st.initial.sample(rho, 5, seed=-1)
