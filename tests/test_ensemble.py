@@ -2,8 +2,10 @@
 
 import json
 import os
+import signal
 import subprocess
 import sys
+import threading
 import time
 
 import numpy as np
@@ -50,30 +52,71 @@ def test_rerun_skips_finished_realizations(tmp_path):
     assert os.path.exists(parts / files[1])
 
 
-def test_external_scheduler_gives_the_same_numbers(tmp_path):
+def _start_cluster(tmp_path, n_workers):
+    """An external ``dask scheduler`` on 127.0.0.1 and ``dask worker`` processes (one thread each)."""
     scheduler_file = tmp_path / "scheduler.json"
     env = dict(os.environ, OMP_NUM_THREADS="1")
     procs = [subprocess.Popen([sys.executable, "-m", "distributed.cli.dask_scheduler", "--host", "127.0.0.1",
                                "--port", "0", "--scheduler-file", str(scheduler_file), "--no-dashboard"],
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)]
+    for _ in range(150):
+        if scheduler_file.exists() and scheduler_file.stat().st_size > 0:
+            break
+        time.sleep(0.2)
+    address = json.loads(scheduler_file.read_text())["address"]
+    for _ in range(n_workers):
+        procs.append(subprocess.Popen([sys.executable, "-m", "distributed.cli.dask_worker", address, "--nthreads",
+                                       "1", "--no-dashboard"], stdout=subprocess.DEVNULL,
+                                      stderr=subprocess.DEVNULL, env=env))
+    return address, procs
+
+
+def _stop(procs):
+    for p in reversed(procs):
+        if p.poll() is None:
+            p.terminate()
+    for p in procs:
+        p.wait(timeout=30)
+
+
+def test_external_scheduler_gives_the_same_numbers(tmp_path):
+    address, procs = _start_cluster(tmp_path, 2)
     try:
-        for _ in range(100):
-            if scheduler_file.exists() and scheduler_file.stat().st_size > 0:
-                break
-            time.sleep(0.2)
-        address = json.loads(scheduler_file.read_text())["address"]
-        for _ in range(2):
-            procs.append(subprocess.Popen([sys.executable, "-m", "distributed.cli.dask_worker", address,
-                                           "--nthreads", "1", "--no-dashboard"], stdout=subprocess.DEVNULL,
-                                          stderr=subprocess.DEVNULL, env=env))
         remote = run_ensemble(CONFIG, 4, scheduler=address, out_dir=tmp_path / "remote", progress=False)
     finally:
-        for p in reversed(procs):
-            p.terminate()
-        for p in procs:
-            p.wait(timeout=30)
+        _stop(procs)
     local = run_ensemble(CONFIG, 4, n_workers=1, out_dir=tmp_path / "local", progress=False)
     np.testing.assert_array_equal(remote.density.values, local.density.values)
+
+
+def test_killed_worker_still_gives_the_full_ensemble(tmp_path):
+    """SIGKILL one of two workers once the first realization is on disk: the scheduler moves its tasks to the
+    other worker, the ensemble is complete and identical to a local run, and a re-run recomputes nothing."""
+    config = {**CONFIG, "run": {**CONFIG["run"], "t_end": 1.0}}
+    parts = tmp_path / "parts"
+    address, procs = _start_cluster(tmp_path, 2)
+
+    def kill_one_worker():
+        for _ in range(600):
+            if parts.exists() and any(f.endswith(".nc") for f in os.listdir(parts)):
+                break
+            time.sleep(0.05)
+        procs[1].send_signal(signal.SIGKILL)
+
+    killer = threading.Thread(target=kill_one_worker)
+    try:
+        killer.start()
+        ds = run_ensemble(config, 8, scheduler=address, out_dir=parts, progress=False)
+        killer.join()
+    finally:
+        _stop(procs)
+    assert procs[1].returncode == -signal.SIGKILL  # the worker was really killed during the run
+    assert ds.sizes["realization"] == 8
+    stamps = {f: os.stat(parts / f).st_mtime_ns for f in os.listdir(parts)}
+    again = run_ensemble(config, 8, n_workers=1, out_dir=parts, progress=False)
+    assert {f: os.stat(parts / f).st_mtime_ns for f in os.listdir(parts)} == stamps  # nothing recomputed
+    local = run_ensemble(config, 8, n_workers=1, out_dir=tmp_path / "local", progress=False)
+    np.testing.assert_array_equal(again.density.values, local.density.values)
 
 
 @pytest.mark.parametrize(("kwargs", "name"), [({"realizations": 0}, "realizations"),
