@@ -22,8 +22,8 @@ from spde_tokens.grids import Grid, grid_from_attrs
 
 #: relative tolerance for two record times to be the same time
 TIME_RTOL = 1e-9
-#: attributes that must agree between the two runs (the realization and its noise)
-MATCHED_ATTRS = ("seed", "noise")
+#: attributes that must agree between the two runs (the realization, its noise and the attention model)
+MATCHED_ATTRS = ("seed", "noise", "beta", "normalization")
 
 
 def sampling_floor(grid: Grid, coeffs: np.ndarray, n_tokens: int, scale: float = diag.MMD_SCALE) -> float:
@@ -68,6 +68,14 @@ def _check_runs(dens: xr.Dataset, parts: xr.Dataset) -> None:
         if _attr_text(a) != _attr_text(b):
             raise ValueError(f"{name}: the density run has {name} = {a!r} but the particle run has {name} = {b!r}; "
                              f"compare runs of the same realization")
+    if not deterministic and "path_dt" in dens.attrs and "path_dt" in parts.attrs:
+        # the Brownian increments are drawn per step of the base path: the same seed with another base step is
+        # another realization (a coarsened path keeps its base step, dt / coarsening)
+        base_d = float(dens.attrs["path_dt"]) / float(dens.attrs.get("path_coarsening", 1))
+        base_p = float(parts.attrs["path_dt"]) / float(parts.attrs.get("path_coarsening", 1))
+        if abs(base_d - base_p) > 1e-12 * max(base_d, base_p):
+            raise ValueError(f"path_dt: the runs' noise paths have base steps {base_d:g} (density) and {base_p:g} "
+                             f"(particles), so they are different realizations; use one path (or path.coarsen)")
 
 
 def common_times(t_a: np.ndarray, t_b: np.ndarray, rtol: float = TIME_RTOL) -> tuple[np.ndarray, np.ndarray]:
@@ -134,8 +142,9 @@ def compare(dens: xr.Dataset, parts: xr.Dataset, scale: float = diag.MMD_SCALE,
 
     Raises
     ------
-    ValueError naming the parameter: runs of different dim, different ``seed`` or ``noise`` attributes, no
-    common record time, or a bad ``scale``.
+    ValueError naming the parameter: runs of different dim, different ``seed``, ``noise``, ``beta`` or
+    ``normalization`` attributes, noise paths of different base steps (``path_dt``), no common record time, or a
+    bad ``scale``.
     """
     _check_runs(dens, parts)
     try:

@@ -7,11 +7,12 @@ tokens and the density is measured; its root mean square over the draws is fitte
 engines solve the same equation on the same path, the tokens are a sample of the density up to O(N^{-1/2})
 fluctuations and the slope is −1/2; a discretization mismatch shows as a floor that flattens the slope at large N.
 
-Setup (theory, not tuned on earlier runs): S^2, vMF(κ = 2) initial density, softmax attention beta = 1 (V = I; V = 0
-for ValueNoise, the pure-noise network of Fedorov et al.), t_end = 0.5, dt = 0.01, ``SphereGrid(64)``: the finite-width
-MLP field is analytic but not band-limited and lmax 64 keeps the spectral tail below 1e-10 to t = 0.5 (lmax 24 suffices
-for the other cases). Particles use ``scheme="flow"`` (the density step's map, no strong-order-½ gap) for
-μ-independent noise and ``"layer"`` for ValueNoise.
+Setup (theory, not tuned on earlier runs): S^2, vMF(κ = 2) initial density, softmax attention beta = 1 (V = I;
+V = 0 for ValueNoise, the pure-noise network of Fedorov et al.), t_end = 0.5, dt = 0.01, ``SphereGrid(96)``: the
+finite-width MLP field is analytic but not band-limited, and on the path used here the density's spectral tail at
+t = 0.5 is 2e-9 at lmax 64, 4e-11 at 80 and 5e-13 at 96 (lmax 24 suffices for the other cases). Particles use
+``scheme="flow"`` (the density step's map, no strong-order-½ gap) for μ-independent noise and ``"layer"`` for
+ValueNoise.
 
 Cost: the particle drift is O(N²) per evaluation and ``flow`` takes four per step, so the sweep is dominated by the
 largest N: about an hour for the full run (N ≤ 4096, 8 draws) on two cores, a few minutes with ``quick``
@@ -47,7 +48,7 @@ SLOPE_TOLERANCE = 0.1
 class Setup:
     """Parameters of the cross-validation (all recorded in the output file)."""
 
-    lmax: int = 64
+    lmax: int = 96
     kappa: float = 2.0
     beta: float = 1.0
     sigma: float = 0.5
@@ -87,7 +88,18 @@ def token_draws(rho0: xr.DataArray, n_tokens: Sequence[int], draws: int, seed: i
     return out
 
 
-def fit_slope(n_tokens: Sequence[int], mmd: np.ndarray) -> tuple[float, float]:
+def sampling_density(kappa: float) -> xr.DataArray:
+    """The initial vMF density on the smallest grid that represents it to rounding, to draw tokens from.
+
+    Its coefficients are proportional to i_l(κ), below 1e-16 of i_0 beyond degree ≈ 8.7 sqrt(κ) + 8 (21 at κ = 2),
+    so ``SphereGrid(L)`` with that L is the same density as on the run's grid; rejection sampling evaluates ρ at
+    every proposal, which costs O(L²) per point (about 20× less at L = 21 than at the run's 96).
+    """
+    lmax = max(16, int(np.ceil(8.7 * np.sqrt(kappa))) + 8)
+    return initial.von_mises_fisher(SphereGrid(lmax), mean=[0.0, 0.0, 1.0], kappa=kappa)
+
+
+def fit_slope(n_tokens: Sequence[int], mmd: np.ndarray, reference: np.ndarray | None = None) -> tuple[float, float]:
     """Slope of log sqrt(mean_draws MMD²) against log N and its standard error.
 
     The root mean square over draws is the quantity whose square has expectation C/N for i.i.d. tokens, so its
@@ -96,25 +108,36 @@ def fit_slope(n_tokens: Sequence[int], mmd: np.ndarray) -> tuple[float, float]:
     converges in law, so cv² does not depend on N); the least-squares slope then has variance var(y)/Σ(x − x̄)²,
     inflated by the reduced χ² of the residuals when it exceeds 1 (a misfit, e.g. a discretization floor).
 
+    With ``reference`` (the MMD of the same draws at another time, e.g. t = 0) the slope is that of
+    ½ log(mean MMD² / mean reference²): the change of the slope since the reference. Draw-to-draw luck common to both
+    cancels (a control variate), so this slope, expected 0 when the dynamics neither adds a floor nor changes the
+    N^{-1/2} law, has a much smaller error; its variance uses the per-draw spread of MMD²/mean − ref²/mean.
+
     Parameters
     ----------
     n_tokens : the K values of N (K ≥ 3).
-    mmd : MMD values, shape (K, draws) with draws ≥ 2.
+    mmd, reference : MMD values, shape (K, draws) with draws ≥ 2.
     """
     x = np.log(np.asarray(n_tokens, dtype=float))
     m2 = np.asarray(mmd, dtype=float) ** 2
-    if m2.ndim != 2 or m2.shape[0] != x.size or x.size < 3 or m2.shape[1] < 2:
-        raise ValueError(f"mmd must have shape (len(n_tokens) ≥ 3, draws ≥ 2), got {m2.shape} for "
-                         f"{x.size} values of N")
-    if not np.all(np.isfinite(m2)) or np.any(m2.mean(axis=1) <= 0):
-        raise ValueError("mmd must be finite with a positive mean at every N")
-    mean = m2.mean(axis=1)
-    y = 0.5 * np.log(mean)
+    r2 = None if reference is None else np.asarray(reference, dtype=float) ** 2
+    for name, arr in (("mmd", m2), ("reference", r2)):
+        if arr is None:
+            continue
+        if arr.ndim != 2 or arr.shape[0] != x.size or x.size < 3 or arr.shape[1] < 2 or arr.shape != m2.shape:
+            raise ValueError(f"{name} must have shape (len(n_tokens) ≥ 3, draws ≥ 2), got {arr.shape} for "
+                             f"{x.size} values of N")
+        if not np.all(np.isfinite(arr)) or np.any(arr.mean(axis=1) <= 0):
+            raise ValueError(f"{name} must be finite with a positive mean at every N")
+    z = m2 / m2.mean(axis=1, keepdims=True)
+    y = 0.5 * np.log(m2.mean(axis=1))
+    if r2 is not None:
+        z = z - r2 / r2.mean(axis=1, keepdims=True)
+        y = y - 0.5 * np.log(r2.mean(axis=1))
     xc = x - x.mean()
     sxx = float(xc @ xc)
     slope = float(xc @ (y - y.mean()) / sxx)
-    cv2 = float(np.mean(m2.var(axis=1, ddof=1) / mean**2))
-    var_y = cv2 / (4.0 * m2.shape[1])
+    var_y = float(np.mean(z.var(axis=1, ddof=1))) / (4.0 * m2.shape[1])
     resid = y - y.mean() - slope * xc
     chi2_red = float(resid @ resid) / var_y / (x.size - 2) if var_y > 0 else 1.0
     return slope, float(np.sqrt(var_y / sxx * max(1.0, chi2_red)))
@@ -122,12 +145,14 @@ def fit_slope(n_tokens: Sequence[int], mmd: np.ndarray) -> tuple[float, float]:
 
 def sweep(noise, model: AttentionModel, scheme: str, rho0: xr.DataArray, n_tokens: Sequence[int],
           tokens: list[list[np.ndarray]], t_end: float, dt: float, path_seed: int, mmd_scale: float = 2.0,
-          log: Callable[[str], None] | None = None) -> dict:
+          log: Callable[[str], None] | None = None, particle_options: dict | None = None) -> dict:
     """One noise path: the density once, the particles for every N and draw; MMD at t_end against the density.
 
-    Returns a dict with ``mmd`` (K, draws), ``floor`` (K,) the sampling floor of :func:`spde_tokens.compare.compare`,
-    ``spectral_tail`` and ``min_density`` (largest tail, smallest density over the run), ``density_seconds`` and
-    ``particle_seconds`` (K,) (mean wall time of one particle run).
+    Returns a dict with ``mmd`` (K, draws) at t_end and ``mmd_initial`` at t = 0, ``floor`` (K,) the sampling
+    floor of :func:`spde_tokens.compare.compare` at t_end, ``spectral_tail`` and ``min_density`` (largest tail,
+    smallest density over the run), ``density_seconds`` and ``particle_seconds`` (K,) (mean wall time of one
+    particle run). ``particle_options`` are passed on to
+    ``simulate_particles`` (e.g. ``attention="direct"``).
     """
     n_steps = int(round(t_end / dt))
     path = None if noise is None else NoisePath(noise, model.dim, dt, max(n_steps, 1), path_seed)
@@ -137,28 +162,30 @@ def sweep(noise, model: AttentionModel, scheme: str, rho0: xr.DataArray, n_token
         dens = solve_density(model, noise, rho0, t_end, dt, path=path, save_every=t_end or None, progress=False)
     density_seconds = time.perf_counter() - start
     mmd = np.empty((len(n_tokens), len(tokens[0])))
+    mmd_initial = np.empty_like(mmd)
     floor = np.empty(len(n_tokens))
     seconds = np.zeros(len(n_tokens))
     for k, n in enumerate(n_tokens):
         for d, x0 in enumerate(tokens[k]):
             start = time.perf_counter()
             parts = simulate_particles(model, noise, x0, t_end, dt, path=path, save_every=t_end or None,
-                                       scheme=scheme, progress=False)
+                                       scheme=scheme, progress=False, **(particle_options or {}))
             seconds[k] += (time.perf_counter() - start) / len(tokens[k])
-            cmp = compare(dens, parts, scale=mmd_scale).isel(time=-1)
-            mmd[k, d] = float(cmp["mmd"])
-            floor[k] = float(cmp["mmd_sampling_floor"])
+            cmp = compare(dens, parts, scale=mmd_scale)
+            mmd[k, d] = float(cmp["mmd"][-1])
+            mmd_initial[k, d] = float(cmp["mmd"][0])
+            floor[k] = float(cmp["mmd_sampling_floor"][-1])
         if log is not None:
             rms = np.sqrt(np.mean(mmd[k] ** 2))
             log(f"  N = {n:5d}: rms MMD {rms:.4f}, sampling floor {floor[k]:.4f} (ratio {rms / floor[k]:.2f}), "
                 f"{seconds[k]:.1f} s per particle run")
-    return {"mmd": mmd, "floor": floor, "spectral_tail": float(dens["spectral_tail"].max()),
+    return {"mmd": mmd, "mmd_initial": mmd_initial, "floor": floor, "spectral_tail": float(dens["spectral_tail"].max()),
             "min_density": float(dens["min_density"].min()), "density_seconds": density_seconds,
             "particle_seconds": seconds}
 
 
-def _row(name: str, noise, slope: float, se: float, tail: float, ratio: float, n_max: int, draws: int,
-         t_end: float) -> dict:
+def _row(name: str, noise, res: dict, ratio: float, n_max: int, draws: int, t_end: float) -> dict:
+    slope, se, tail = res["slope"], res["slope_se"], res["spectral_tail"]
     tolerance = max(SLOPE_TOLERANCE, 4.0 * se)
     resolved = tail < TAIL_WARNING
     ok = abs(slope - EXPECTED_SLOPE) <= tolerance and resolved
@@ -171,13 +198,18 @@ def _row(name: str, noise, slope: float, se: float, tail: float, ratio: float, n
         "slope": slope,
         "slope_se": se,
         "tolerance": (f"±{tolerance:.2g} = max(0.1, 4 standard errors of the slope); SE from the spread of MMD² "
-                      f"over {draws} independent token draws per N (relative sd ≈ 0.5 for the kernel exp(2 x·y))"),
-        "note": f"rms MMD / sampling floor at N = {n_max}: {ratio:.2f}; max spectral tail {tail:.1e}",
+                      f"over {draws} independent token draws per N (relative sd 0.5–0.75 for the kernel exp(2 x·y))"),
+        "slope_change": res["slope_change"],
+        "slope_change_se": res["slope_change_se"],
+        "note": (f"slope of the same draws at t = 0 (sampling alone): {res['slope_initial']:.3f}; change of the "
+                 f"slope from t = 0 to {t_end:g}: {res['slope_change']:+.3f} ± {res['slope_change_se']:.3f} "
+                 f"(0 without a floor); rms MMD / sampling floor at N = {n_max}: {ratio:.2f}; max spectral tail "
+                 f"{tail:.1e}"),
     }
 
 
 def run(out_dir: str | os.PathLike, quick: bool = False, *, setup: Setup | None = None,
-        log: Callable[[str], None] | None = None) -> dict:
+        log: Callable[[str], None] | None = None, particle_options: dict | None = None) -> dict:
     """Run the cross-validation, write ``cross_validation.nc`` and ``cross_validation.png`` into ``out_dir``.
 
     Parameters
@@ -186,6 +218,7 @@ def run(out_dir: str | os.PathLike, quick: bool = False, *, setup: Setup | None 
     quick : N ≤ 1024 with 4 draws per N (minutes) instead of N ≤ 4096 with 8 draws (about an hour).
     setup : parameters (default :class:`Setup`).
     log : called with a line of progress text (e.g. ``print``); silent by default.
+    particle_options : keyword arguments for ``simulate_particles`` (e.g. ``{"attention": "direct"}``).
 
     Returns
     -------
@@ -197,19 +230,20 @@ def run(out_dir: str | os.PathLike, quick: bool = False, *, setup: Setup | None 
     draws = 4 if quick else 8
     grid = SphereGrid(setup.lmax)
     rho0 = initial.von_mises_fisher(grid, mean=[0.0, 0.0, 1.0], kappa=setup.kappa)
-    tokens = token_draws(rho0, n_tokens, draws, setup.token_seed)
+    tokens = token_draws(sampling_density(setup.kappa), n_tokens, draws, setup.token_seed)
     cases = noise_cases(setup)
     results, rows = {}, {}
     for name, (noise, model, scheme) in cases.items():
         if log is not None:
             log(f"cross_validation: {name} ({noise!r}, scheme {scheme!r})")
         res = sweep(noise, model, scheme, rho0, n_tokens, tokens, setup.t_end, setup.dt, setup.path_seed,
-                    setup.mmd_scale, log)
+                    setup.mmd_scale, log, particle_options)
         res["slope"], res["slope_se"] = fit_slope(n_tokens, res["mmd"])
+        res["slope_initial"] = fit_slope(n_tokens, res["mmd_initial"])[0]
+        res["slope_change"], res["slope_change_se"] = fit_slope(n_tokens, res["mmd"], res["mmd_initial"])
         ratio = float(np.sqrt(np.mean(res["mmd"][-1] ** 2)) / res["floor"][-1])
         results[name] = res
-        rows[name] = _row(name, noise, res["slope"], res["slope_se"], res["spectral_tail"], ratio, n_tokens[-1],
-                          draws, setup.t_end)
+        rows[name] = _row(name, noise, res, ratio, n_tokens[-1], draws, setup.t_end)
     ds = _dataset(setup, cases, n_tokens, draws, results, rows)
     ds.to_netcdf(os.path.join(out_dir, "cross_validation.nc"), engine="netcdf4", format="NETCDF4")
     plot(ds, os.path.join(out_dir, "cross_validation.png"))
@@ -232,6 +266,14 @@ def _dataset(setup: Setup, cases: dict, n_tokens: list[int], draws: int, results
                                {**one, "long_name": "rms MMD of N i.i.d. samples of the density at t_end"}),
         "slope": (("noise",), stack("slope"), {**one, "long_name": "slope of log rms MMD against log N"}),
         "slope_se": (("noise",), stack("slope_se"), {**one, "long_name": "standard error of the slope"}),
+        "mmd_initial": (("noise", "n_tokens", "draw"), stack("mmd_initial"),
+                        {**one, "long_name": "MMD between the initial tokens and the initial density"}),
+        "slope_initial": (("noise",), stack("slope_initial"),
+                          {**one, "long_name": "slope of log rms MMD against log N at t = 0 (sampling alone)"}),
+        "slope_change": (("noise",), stack("slope_change"),
+                         {**one, "long_name": "slope of log(rms MMD at t_end / rms MMD at t = 0) against log N"}),
+        "slope_change_se": (("noise",), stack("slope_change_se"),
+                            {**one, "long_name": "standard error of slope_change"}),
         "spectral_tail": (("noise",), stack("spectral_tail"),
                           {**one, "long_name": "largest spectral tail of the density run"}),
         "min_density": (("noise",), stack("min_density"),
@@ -260,7 +302,7 @@ def _dataset(setup: Setup, cases: dict, n_tokens: list[int], draws: int, results
 
 
 def plot(ds: xr.Dataset, path: str | os.PathLike) -> None:
-    """Log-log MMD against N per noise case: draws, their rms, the N^{-1/2} fit line and the sampling floor."""
+    """Log-log MMD against N per noise case: draws, their rms (also at t = 0), an N^{-1/2} line, the sampling floor."""
     from matplotlib.figure import Figure
 
     names = list(ds["noise"].values)
@@ -274,10 +316,15 @@ def plot(ds: xr.Dataset, path: str | os.PathLike) -> None:
         rms = np.sqrt(np.mean(mmd**2, axis=1))
         slope, se = float(sel["slope"]), float(sel["slope_se"])
         ax.loglog(n, rms, "o-", color="C0", label=f"rms over draws: slope {slope:.3f} ± {se:.3f}")
+        rms0 = np.sqrt(np.mean(sel["mmd_initial"].values ** 2, axis=1))
+        ax.loglog(n, rms0, "s-.", color="C2", ms=4, alpha=0.7,
+                  label=f"same draws at t = 0: slope {float(sel['slope_initial']):.3f}")
         ref = np.exp(np.mean(np.log(rms) + 0.5 * np.log(n))) / np.sqrt(n)
-        ax.loglog(n, ref, ":", color="k", label="N^{-1/2} reference")
+        ax.loglog(n, ref, ":", color="k", label=r"$\propto N^{-1/2}$ reference")
         ax.loglog(n, sel["mmd_sampling_floor"].values, "--", color="C3", label="sampling floor (i.i.d. tokens)")
-        ax.set_title(f"{name}: {str(sel['noise_model'].values)} [{str(sel['verdict'].values)}]", fontsize=9)
+        ax.set_title(f"{name}: {str(sel['noise_model'].values)} [{str(sel['verdict'].values)}]\nslope change "
+                     f"since t = 0: {float(sel['slope_change']):+.3f} ± {float(sel['slope_change_se']):.3f}",
+                     fontsize=9)
         ax.set_xlabel("number of tokens N")
         ax.set_ylabel(f"MMD(particles, density) at t = {ds.attrs['t_end']:g}")
         ax.legend(fontsize=7)
