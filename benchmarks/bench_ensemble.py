@@ -1,8 +1,9 @@
 """Speed-up of an ensemble with 2 dask workers against 1 on the same run (aim: ≥ 1.8× on 2 cores).
 
-Run: ``python benchmarks/bench_ensemble.py [--realizations 8] [--json PATH]`` (about a minute). Each realization is
-the built-in S² configuration at lmax 31 (MLP noise) for 1.0 time unit (a few seconds); both ensembles start from empty folders, so
-the times include the local cluster's start-up, which is part of what a user pays.
+Run: ``python benchmarks/bench_ensemble.py [--realizations 8] [--json PATH]`` (about a minute). Each realization
+is the built-in S² configuration at lmax 31 (MLP noise) for 1.0 time unit (a few seconds); both ensembles start
+from empty folders, so the times include the local cluster's start-up, which is part of what a user pays. Run it on
+an otherwise idle machine: a busy core makes the second worker useless.
 """
 
 from __future__ import annotations
