@@ -1,0 +1,433 @@
+"""Antipodal phase transition (DESIGN 5): two tokens under random value matrices, V = 0, Qᵀ K = I, softmax.
+
+Theory. ``ValueNoise(sigma)`` moves a token by sigma ΔW a_μ(x) with a_μ the softmax attention output: for two tokens
+with r = x·y, a(x) = p x + q y, p = e^beta/(e^beta + e^{beta r}), q = 1 − p. The layer update has the Itô limit
+dX = sigma P_X dW a(X) − ((d − 1)/2) sigma² |a(X)|² X dt (DESIGN 1.2), the same dW for both tokens. At the antipodal
+pair (v = 1 + r → 0) the drift of v is sigma² v (2 + 4P(d − 3)) and its quadratic variation sigma² v² (8 − 16P), with
+P = pq = 1/(4 cosh² beta), so log(1 + x·y) is a Brownian motion with drift
+
+    Λ = sigma² (4P(d − 1) − 2) = sigma² (d − 2 − cosh 2 beta) / cosh² beta,     variance rate sigma² (8 − 4/cosh² beta)
+
+(DESIGN's formula, re-derived here). Antipodal pairs attract with positive probability exactly when
+cosh 2 beta > d − 2; when Λ > 0 no pair ends antipodal.
+
+Measurement, with the layer update of ``simulate_particles`` vectorized over independent realizations (a row checks
+it against ``simulate_particles`` on the same ``NoisePath``) over a grid of (beta, d), sigma = 1, dt = 0.005. The
+layer update has an O(dt) bias in the exponent that grows with d and beta (measured, 1500 realizations: +0.08 at
+d = 4, beta = 1 and +0.19 at d = 8, beta = 2 for dt = 0.01; within one standard error, 0.045, at dt = 0.005):
+
+* sign: pairs start antipodal up to 1 + x·y = 5e-5; each gives the slope (log v(T) − log v(0))/T, with step dt
+  and (same increments summed in pairs) 2 dt, and the Richardson slope 2 s(dt) − s(2 dt). Wherever |Λ| > 0.2
+  sigma² the median Richardson slope must have the sign of Λ, beyond 4 standard errors (sqrt(π/2) · robust sd /
+  sqrt(R)); without the Richardson step the O(dt) bias (up to 0.1 at d = 4) can hide the sign of the cells nearest
+  the margin. The number of realizations R and T come from theory: T = min(8, 16/|Λ|) (Λ < 0) or min(8, 3/Λ) (Λ > 0,
+  so the median pair stays in the linear regime 1 + x·y ≲ 1e-3), and R T = (4.5 sqrt(π/2) s/|Λ|)² (clipped to
+  [400, R_max]), s² the variance rate, times 1.5² for the spread of the Richardson slopes, so that a slope of size
+  |Λ| lies 4.5 standard errors from 0. The median Richardson slope must also lie within 4 standard errors of Λ.
+* probability: independent uniform pairs run to T = 40 (dt = 0.005; 0.01 in quick mode, where the bias above
+  shifts the boundary by up to about 0.2 sigma² at d = 8). A pair ends antipodal when 1 + x·y < 1e-2
+  throughout [T/2, T] and < 1e-4 at T (absorbed: where Λ > 0 a pair may visit the antipodal neighbourhood, since log
+  v is a Brownian motion with drift, but it rarely stays there for 20 time units), coincident when 1 − x·y < 1e-4 at
+  T. Where Λ < −0.2 sigma² at least one pair must be absorbed (P > 0). Where Λ > 0.2 sigma², P = 0, but at a finite
+  time a pair can sit near the antipodal pair on an excursion: the count may not exceed n p + 4 sqrt(n p), p the
+  probability that log(1 + x·y), a Brownian motion with drift Λ from 0, is below log 1e-4 at T (essentially 0 except
+  next to the boundary: 0.045 at d = 4, beta = 0.5). The fraction and its binomial standard error are reported.
+  This is a weak test near the boundary; the sign check above is the sharp one.
+
+Quick: beta ∈ {0, 0.5, 1, 1.5, 2} × d ∈ {2, 3, 4, 6, 8}; full: beta ∈ {0, 0.25, …, 2} × d ∈ {2, …, 8}.
+"""
+
+from __future__ import annotations
+
+import datetime
+import os
+import time
+
+import numpy as np
+import xarray as xr
+from scipy import special
+
+from spde_tokens.drift import tangent_projection
+from spde_tokens.model import AttentionModel
+from spde_tokens.noise import NoisePath, ValueNoise
+from spde_tokens.particles import simulate_particles
+from spde_tokens.validation.synchronization import (
+    MEDIAN_SE_FACTOR,
+    attention_output,
+    median_with_se,
+    pair_distance,
+    row,
+    row_variables,
+    tight_pairs,
+    uniform_points,
+)
+
+NAME = "antipodal"
+TITLE = "Antipodal phase transition under random value matrices"
+
+SIGMA = 1.0
+DT = 0.005
+V0 = 5e-5
+T_MAX = 8.0
+MARGIN = 0.2  # |Λ| > MARGIN sigma² is required for a sign check
+Z_BAND = 4.0
+DESIGN_Z = 4.5  # sample sizes are chosen so that |Λ| is this many standard errors from 0
+RICHARDSON_INFLATION = 1.5  # the Richardson slopes' spread over that of the dt slopes (measured 0.95 to 1.65)
+PROB_T = 40.0
+STAY = 1e-2
+PROB_DT = {True: 0.01, False: 0.005}  # quick, full
+DECIDED = 1e-4
+
+
+def exponent(beta: float, dim: int, sigma: float = SIGMA) -> float:
+    """Λ = sigma² (d − 2 − cosh 2beta)/cosh² beta: the a.s. rate of log(1 + x·y) at the antipodal pair."""
+    return sigma**2 * (dim - 2 - np.cosh(2 * beta)) / np.cosh(beta) ** 2
+
+
+def variance_rate(beta: float, sigma: float = SIGMA) -> float:
+    """sigma² (8 − 4/cosh² beta): the quadratic variation of log(1 + x·y) per unit time at the antipodal pair."""
+    return sigma**2 * (8.0 - 4.0 / np.cosh(beta) ** 2)
+
+
+def critical_beta(dim: float) -> float:
+    """The beta where cosh 2beta = d − 2 (0 for d ≤ 3: antipodal pairs attract for every beta > 0)."""
+    return 0.5 * np.arccosh(dim - 2) if dim > 3 else 0.0
+
+
+def model_for(beta: float, dim: int) -> AttentionModel:
+    """Softmax attention, Q = K = I (Qᵀ K = I), V = 0: the pure-noise network of Fedorov et al."""
+    return AttentionModel(dim, beta, V=np.zeros((dim, dim)))
+
+
+def value_step(model: AttentionModel, noise: ValueNoise, x: np.ndarray, dw: np.ndarray) -> np.ndarray:
+    """x ← normalize(x + P_x sigma ΔW a_μ(x)) for R realizations, x (R, N, d), ΔW (R, d, d) (V = 0: no drift).
+
+    The formula of ``ValueNoise.field`` (sigma a ΔWᵀ) with the attention output of each realization's tokens.
+    """
+    a = attention_output(model, x)
+    x = x + tangent_projection(x, noise.sigma * (a @ np.swapaxes(dw, 1, 2)))
+    return x / np.linalg.norm(x, axis=-1, keepdims=True)
+
+
+def simulate(model: AttentionModel, noise: ValueNoise, x0: np.ndarray, dt: float, n_steps: int,
+             rng: np.random.Generator, observe) -> np.ndarray:
+    """Run the batch with ΔW ~ N(0, dt) entries (the law of ``ValueNoise.sample``); observe(x) at every step."""
+    x = x0.copy()
+    first = np.asarray(observe(x))
+    out = np.empty((n_steps + 1, *first.shape))
+    out[0] = first
+    r, _, d = x.shape
+    for k in range(n_steps):
+        x = value_step(model, noise, x, rng.standard_normal((r, d, d)) * np.sqrt(dt))
+        out[k + 1] = observe(x)
+    return out
+
+
+def sample_plan(beta: float, dim: int, r_max: int) -> tuple[float, int]:
+    """(T, R) of the sign run, from theory (module docstring)."""
+    lam = exponent(beta, dim)
+    horizon = min(T_MAX, (16.0 if lam < 0 else 3.0) / abs(lam))
+    need = (DESIGN_Z * MEDIAN_SE_FACTOR * RICHARDSON_INFLATION * np.sqrt(variance_rate(beta)) / abs(lam)) ** 2
+    return horizon, int(np.clip(np.ceil(need / horizon), 400, r_max))
+
+
+def measure_sign(beta: float, dim: int, r_max: int, seed: int) -> dict:
+    """Slopes of log(1 + x·y) from tight antipodal pairs, step dt and (same increments summed in pairs) step 2 dt.
+
+    Returns the median slope of the dt chain with its SE and fraction of positive slopes (the sign check), the
+    median of the 2 dt chain, and the Richardson slopes 2 s(dt) − s(2 dt) per realization (O(dt²) bias) with their
+    median and SE (the rate check).
+    """
+    horizon, realizations = sample_plan(beta, dim, r_max)
+    n_pairs = max(1, int(round(horizon / (2 * DT))))
+    horizon = 2 * n_pairs * DT
+    rng = np.random.default_rng(np.random.SeedSequence(seed))
+    model, noise = model_for(beta, dim), ValueNoise(SIGMA)
+    fine = tight_pairs(rng, realizations, dim, V0, sign=-1.0)
+    coarse = fine.copy()
+    log_v = np.empty((n_pairs + 1, 2, realizations))
+    log_v[0] = np.log(pair_distance(fine, -1.0))
+    for k in range(n_pairs):
+        dw = rng.standard_normal((2, realizations, dim, dim)) * np.sqrt(DT)
+        fine = value_step(model, noise, value_step(model, noise, fine, dw[0]), dw[1])
+        coarse = value_step(model, noise, coarse, dw[0] + dw[1])
+        log_v[k + 1] = np.log([pair_distance(fine, -1.0), pair_distance(coarse, -1.0)])
+    slopes = (log_v[-1] - log_v[0]) / horizon  # (2, R): dt chain, 2 dt chain
+    med, se = median_with_se(slopes[0])
+    rich, rich_se = median_with_se(2 * slopes[0] - slopes[1])
+    return {"median": med, "se": se, "positive": float(np.mean(slopes[0] > 0)), "n": realizations,
+            "horizon": horizon, "median_coarse": float(np.median(slopes[1])), "richardson": rich,
+            "richardson_se": rich_se, "median_log_v": np.median(log_v[:, 0] - log_v[0, 0], axis=1)}
+
+
+def measure_probability(beta: float, dim: int, realizations: int, seed: int, dt: float) -> dict:
+    """Fates of independent uniform pairs at PROB_T: antipodal (absorbed), coincident, undecided counts."""
+    rng = np.random.default_rng(np.random.SeedSequence(seed))
+    x0 = np.stack([uniform_points(rng, realizations, dim), uniform_points(rng, realizations, dim)], axis=1)
+    n_steps = int(round(PROB_T / dt))
+    both = simulate(model_for(beta, dim), ValueNoise(SIGMA), x0, dt, n_steps, rng,
+                    lambda x: np.stack([pair_distance(x, 1.0), pair_distance(x, -1.0)]))
+    u, v = both[:, 0], both[:, 1]
+    anti_now = v[-1] < DECIDED
+    anti = int((anti_now & np.all(v[n_steps // 2:] < STAY, axis=0)).sum())
+    coin = int((u[-1] < DECIDED).sum())
+    return {"antipodal": anti, "coincident": coin, "undecided": realizations - anti - coin, "n": realizations,
+            "near_antipodal": int(anti_now.sum())}
+
+
+def excursion_probability(beta: float, dim: int, t: float) -> float:
+    """P(log v(t) < log 1e-4) for log v a Brownian motion with drift Λ and variance rate s², from v = 1.
+
+    Where Λ > 0 no pair converges to the antipodal pair, but at a finite time some are near it, on an excursion:
+    this is the linear model's probability of that, the allowance of the probability rows.
+    """
+    lam = exponent(beta, dim)
+    return float(special.ndtr((np.log(DECIDED) - lam * t) / np.sqrt(variance_rate(beta) * t)))
+
+
+def check_against_package(cells: list[tuple[float, int]], seeds: int = 2, t_end: float = 1.0) -> float:
+    """Largest |x_batch − x_simulate_particles| when both are fed the same ``NoisePath`` increments."""
+    worst = 0.0
+    noise = ValueNoise(SIGMA)
+    n_steps = int(round(t_end / DT))
+    for beta, dim in cells:
+        model = model_for(beta, dim)
+        x0 = tight_pairs(np.random.default_rng(99), seeds, dim, 1e-2, sign=-1.0)
+        paths = [NoisePath(noise, dim, DT, n_steps, seed=s) for s in range(seeds)]
+        ref = np.stack([simulate_particles(model, noise, x0[s], t_end, DT, path=paths[s], save_every=t_end,
+                                           progress=False, attention="direct")["positions"].values[-1]
+                        for s in range(seeds)])
+        x = x0.copy()
+        for k in range(n_steps):
+            x = value_step(model, noise, x, np.stack([p.increments(k)["value"] for p in paths]))
+        worst = max(worst, float(np.max(np.abs(x - ref))))
+    return worst
+
+
+def _signs_text(values) -> str:
+    return " ".join(values)
+
+
+def run(out_dir: str, quick: bool = False) -> list[dict]:
+    """Run the case; writes ``out_dir/antipodal.nc`` and ``.png`` and returns the table rows.
+
+    ``quick``: 25 cells (beta ∈ {0, 0.5, …, 2}, d ∈ {2, 3, 4, 6, 8}); full: 63 cells (beta step 0.25, d = 2…8).
+    """
+    start = time.perf_counter()
+    os.makedirs(out_dir, exist_ok=True)
+    betas = np.arange(0.0, 2.0 + 1e-9, 0.5 if quick else 0.25)
+    dims = np.array([2, 3, 4, 6, 8] if quick else list(range(2, 9)))
+    r_max = 1200 if quick else 2000
+    prob_n = 200 if quick else 300
+    rows: list[dict] = []
+
+    worst = check_against_package([(1.0, 4), (0.0, 3), (2.0, 2)])
+    rows.append(row(f"{NAME}/faithfulness", "vectorized two-token layer update vs simulate_particles with ValueNoise, "
+                    "same NoisePath (beta, d) ∈ {(1, 4), (0, 3), (2, 2)}, t = 1",
+                    "identical up to rounding (≤ 1e-10)", f"max |Δx| = {worst:.1e}",
+                    "rounding of the same formulas over 200 steps", worst <= 1e-10))
+
+    shape = (betas.size, dims.size)
+    lam = np.array([[exponent(b, int(d)) for d in dims] for b in betas])
+    keys = ("median", "se", "positive", "n", "horizon", "median_coarse", "richardson", "richardson_se")
+    fields = {k: np.full(shape, np.nan) for k in (*keys, "antipodal", "coincident", "undecided", "n_prob",
+                                                   "near_antipodal")}
+    curves = {}
+    for i, b in enumerate(betas):
+        for j, d in enumerate(dims):
+            d = int(d)
+            if abs(lam[i, j]) > MARGIN * SIGMA**2:
+                res = measure_sign(float(b), d, r_max, seed=10_000 + 100 * i + j)
+                for key in keys:
+                    fields[key][i, j] = res[key]
+                curves[(i, j)] = res["median_log_v"]
+            res = measure_probability(float(b), d, prob_n, seed=20_000 + 100 * i + j, dt=PROB_DT[quick])
+            for key in ("antipodal", "coincident", "undecided", "near_antipodal"):
+                fields[key][i, j] = res[key]
+            fields["n_prob"][i, j] = res["n"]
+
+    for j, d in enumerate(dims):
+        d = int(d)
+        expected, measured, magnitude, agree, determined = [], [], [], True, 0
+        for i, b in enumerate(betas):
+            if not np.isfinite(fields["median"][i, j]):
+                continue
+            theory = "+" if lam[i, j] > 0 else "-"
+            med, se = fields["richardson"][i, j], fields["richardson_se"][i, j]
+            sign = "+" if med > Z_BAND * se else ("-" if med < -Z_BAND * se else "?")
+            determined += sign != "?"
+            agree &= sign == theory
+            expected.append(f"β={b:g}:{theory}")
+            measured.append(f"β={b:g}:{sign}({med:+.2f})")
+            magnitude.append(abs(fields["richardson"][i, j] - lam[i, j]) / fields["richardson_se"][i, j])
+        if not expected:
+            continue
+        rows.append(row(f"{NAME}/sign/d={d}",
+                        "sign of the median slope (Richardson) of log(1 + x·y) from 1 + x·y = 5e-5, where |Λ| > 0.2 "
+                        "sigma²",
+                        f"sign of Λ = sigma²(d − 2 − cosh 2β)/cosh²β: {_signs_text(expected)}",
+                        f"{_signs_text(measured)} ({determined}/{len(expected)} determined)",
+                        "median beyond 4 standard errors from 0 (R, T from theory for 4.5 standard errors)",
+                        agree))
+        worst_z = max(magnitude)
+        i_w = [i for i in range(betas.size) if np.isfinite(fields["median"][i, j])][int(np.argmax(magnitude))]
+        bias = np.nanmax(np.abs(fields["median_coarse"][:, j] - fields["median"][:, j]))
+        rows.append(row(f"{NAME}/rate/d={d}", "Richardson slope 2 s(dt) − s(2 dt) of log(1 + x·y) against Λ "
+                        "(max |z| over β)", "|z| ≤ 4 at every β with |Λ| > 0.2 sigma²",
+                        f"max |z| = {worst_z:.2f} at β = {betas[i_w]:g} (Λ = {lam[i_w, j]:+.3f}, Richardson "
+                        f"{fields['richardson'][i_w, j]:+.3f} ± {fields['richardson_se'][i_w, j]:.3f}, dt = {DT:g} "
+                        f"alone {fields['median'][i_w, j]:+.3f}); largest step bias s(2dt) − s(dt) = {bias:.3f}",
+                        "4 standard errors of the median of the per-realization Richardson slopes (the 2 dt chain "
+                        "uses the same increments summed in pairs)", worst_z <= Z_BAND))
+
+        parts, ok = [], True
+        for i, b in enumerate(betas):
+            n = fields["n_prob"][i, j]
+            k = fields["antipodal"][i, j]
+            p = k / n
+            if lam[i, j] > MARGIN * SIGMA**2:
+                p_exc = excursion_probability(float(b), d, PROB_T)
+                ok &= k <= n * p_exc + Z_BAND * np.sqrt(n * p_exc)
+            elif lam[i, j] < -MARGIN * SIGMA**2:
+                ok &= k >= 1
+            parts.append(f"β={b:g}:{p:.3f}±{np.sqrt(p * (1 - p) / n):.3f}")
+        und = int(np.sum(fields["undecided"][:, j]))
+        rows.append(row(f"{NAME}/probability/d={d}",
+                        f"fraction of independent uniform pairs absorbed at the antipodal pair by T = {PROB_T:g} "
+                        f"({int(prob_n)} per β)",
+                        f"0 for β < β_c = {critical_beta(d):.3f}, > 0 for β > β_c (cosh 2β_c = d − 2; cells with "
+                        "|Λ| ≤ 0.2 sigma² not judged)",
+                        " ".join(parts) + f" (undecided pairs over all β: {und})",
+                        "Λ < −0.2: at least one absorbed pair (1 + x·y < 1e-2 over [T/2, T], < 1e-4 at T); Λ > 0.2: "
+                        "at most n p + 4 sqrt(n p), p = P(log(1 + x·y) < log 1e-4 at T) for a Brownian motion with "
+                        "drift Λ from 1 + x·y = 1 (finite-time excursions; 0 for all but the cells nearest the "
+                        "boundary); ± is the binomial standard error", ok))
+
+    seconds = time.perf_counter() - start
+    ds = _dataset(betas, dims, lam, fields, curves, worst, seconds, r_max, prob_n, PROB_DT[quick], rows)
+    ds.to_netcdf(os.path.join(out_dir, f"{NAME}.nc"), engine="netcdf4", format="NETCDF4")
+    plot(ds, os.path.join(out_dir, f"{NAME}.png"))
+    return rows
+
+
+def _dataset(betas, dims, lam, fields, curves, worst, seconds, r_max, prob_n, prob_dt, rows) -> xr.Dataset:
+    from spde_tokens import __version__
+
+    one = {"units": "1"}
+    n_steps = int(round(T_MAX / (2 * DT))) + 1
+    curve = np.full((betas.size, dims.size, n_steps), np.nan)
+    for (i, j), c in curves.items():
+        curve[i, j, : c.size] = c
+    cell = ("beta", "dim")
+    data = {
+        "lambda_theory": (cell, lam, {**one, "long_name": "exponent (d - 2 - cosh 2 beta)/cosh^2 beta, sigma = 1"}),
+        "slope_median": (cell, fields["median"], {**one, "long_name": "median slope of log(1 + x.y) from 5e-5"}),
+        "slope_se": (cell, fields["se"], {**one, "long_name": "standard error of the median slope"}),
+        "slope_median_coarse": (cell, fields["median_coarse"],
+                                {**one, "long_name": "median slope with step 2 dt (increments summed in pairs)"}),
+        "slope_richardson": (cell, fields["richardson"],
+                             {**one, "long_name": "median of the Richardson slopes 2 s(dt) - s(2 dt)"}),
+        "slope_richardson_se": (cell, fields["richardson_se"],
+                                {**one, "long_name": "standard error of slope_richardson"}),
+        "fraction_positive": (cell, fields["positive"], {**one, "long_name": "fraction of positive slopes"}),
+        "sign_realizations": (cell, fields["n"], {**one, "long_name": "realizations of the sign run"}),
+        "sign_horizon": (cell, fields["horizon"], {**one, "long_name": "time T of the sign run"}),
+        "median_log_ratio": (("beta", "dim", "step"), curve,
+                             {**one, "long_name": "median of log(v(t)/v(0)), v = 1 + x.y, t = 2 dt step"}),
+        "antipodal_count": (cell, fields["antipodal"],
+                            {**one, "long_name": "uniform pairs absorbed at the antipodal pair"}),
+        "coincident_count": (cell, fields["coincident"],
+                             {**one, "long_name": "uniform pairs with 1 - x.y < 1e-4 at the end"}),
+        "undecided_count": (cell, fields["undecided"], {**one, "long_name": "uniform pairs neither at the end"}),
+        "near_antipodal_count": (cell, fields["near_antipodal"],
+                                 {**one, "long_name": "uniform pairs with 1 + x.y < 1e-4 at the end, absorbed or not"}),
+        "probability_antipodal": (cell, fields["antipodal"] / fields["n_prob"],
+                                  {**one, "long_name": "fraction of uniform pairs absorbed at the antipodal pair"}),
+        "critical_beta": (("dim",), np.array([critical_beta(int(d)) for d in dims]),
+                          {**one, "long_name": "beta with cosh 2 beta = d - 2"}),
+        "faithfulness_max_difference": ((), worst,
+                                        {**one, "long_name": "max |x_batch - x_simulate_particles| on equal paths"}),
+        **row_variables(rows),
+    }
+    coords = {"beta": ("beta", betas, {**one, "long_name": "inverse temperature beta"}),
+              "dim": ("dim", dims, {**one, "long_name": "ambient dimension d"}),
+              "step": ("step", np.arange(n_steps), {**one, "long_name": "step index of the sign runs"})}
+    stamp = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    attrs = {"Conventions": "CF-1.8", "title": f"spde_tokens validation: {TITLE}",
+             "source": f"spde_tokens {__version__}", "history": f"{stamp} spde_tokens.validation.{NAME} "
+             f"({seconds:.0f} s)", "sigma": SIGMA, "dt": DT, "v0": V0, "margin": MARGIN, "z_band": Z_BAND,
+             "max_realizations": r_max, "probability_realizations": prob_n, "probability_t_end": PROB_T,
+             "probability_dt": prob_dt, "decided_threshold": DECIDED, "absorbed_threshold": STAY,
+             "attention": "softmax, Q = K = I, V = 0"}
+    return xr.Dataset(data, coords=coords, attrs=attrs)
+
+
+def plot(ds: xr.Dataset, path: str | os.PathLike) -> None:
+    """Heat map of the antipodal probability with the boundary cosh 2beta = d − 2 and the sign checks; rates."""
+    from matplotlib.figure import Figure
+
+    betas, dims = ds["beta"].values, ds["dim"].values
+    fig = Figure(figsize=(14, 4.8), layout="constrained")
+    ax = fig.subplots(1, 3)
+    db = betas[1] - betas[0]
+    b_edges = np.concatenate([betas - db / 2, [betas[-1] + db / 2]])
+    all_dims = np.arange(dims.min(), dims.max() + 1)  # dimensions not in the grid stay blank
+    d_edges = np.concatenate([all_dims - 0.5, [all_dims[-1] + 0.5]])
+    prob = np.full((all_dims.size, betas.size), np.nan)
+    prob[np.searchsorted(all_dims, dims)] = ds["probability_antipodal"].values.T
+    mesh = ax[0].pcolormesh(b_edges, d_edges, np.ma.masked_invalid(prob), cmap="viridis", vmin=0,
+                            vmax=max(0.5, float(np.nanmax(prob))), shading="flat")
+    fig.colorbar(mesh, ax=ax[0], label="P(pair ends antipodal)")
+    bb = np.linspace(0, b_edges[-1], 300)
+    ax[0].plot(bb, 2 + np.cosh(2 * bb), "w-", lw=2.0, label=r"$\cosh 2\beta = d - 2$")
+    lam, rich, rich_se = (ds[k].values for k in ("lambda_theory", "slope_richardson", "slope_richardson_se"))
+    for i, b in enumerate(betas):
+        for j, d in enumerate(dims):
+            if not np.isfinite(rich[i, j]):
+                ax[0].plot(b, d, "o", mfc="none", mec="0.8", ms=6)
+                continue
+            band = 4 * rich_se[i, j]
+            sign = "+" if rich[i, j] > band else ("-" if rich[i, j] < -band else "?")
+            good = sign == ("+" if lam[i, j] > 0 else "-")
+            ax[0].text(b, d, sign, ha="center", va="center", fontsize=12, fontweight="bold",
+                       color="white" if good else "red")
+    ax[0].set_ylim(d_edges[0], d_edges[-1])
+    ax[0].set_xlabel(r"inverse temperature $\beta$")
+    ax[0].set_ylabel("dimension d")
+    ax[0].set_title("P(antipodal) from uniform pairs; signs of the median slope\n"
+                    "of log(1 + x·y) (white: agrees with Λ, red: not; o: |Λ| ≤ 0.2)", fontsize=9)
+    ax[0].legend(loc="upper left", fontsize=8)
+
+    med, se = ds["slope_richardson"].values, ds["slope_richardson_se"].values
+    ok = np.isfinite(med)
+    lo, hi = float(np.nanmin(lam[ok])) - 0.3, float(np.nanmax(lam[ok])) + 0.3
+    ax[1].plot([lo, hi], [lo, hi], "k-", lw=0.8)
+    for j, d in enumerate(dims):
+        sel = ok[:, j]
+        ax[1].errorbar(lam[sel, j], med[sel, j], yerr=4 * se[sel, j], fmt="o", ms=4, capsize=2, label=f"d = {d}")
+    ax[1].axhline(0, color="0.6", lw=0.6)
+    ax[1].axvline(0, color="0.6", lw=0.6)
+    ax[1].set_xlabel(r"theory $\Lambda = (d - 2 - \cosh 2\beta)/\cosh^2\beta$")
+    ax[1].set_ylabel("Richardson median slope of log(1 + x·y) (± 4 SE)")
+    ax[1].set_title("exponent at the antipodal pair (sigma = 1)", fontsize=9)
+    ax[1].legend(fontsize=7, ncol=2)
+
+    dt = 2 * float(ds.attrs["dt"])
+    curves = ds["median_log_ratio"].values
+    shown = 0
+    for j, d in enumerate(dims):
+        for i in (0, betas.size // 2, betas.size - 1):
+            c = curves[i, j]
+            if not np.isfinite(c[0]) or shown >= 10:
+                continue
+            t = dt * np.arange(c.size)
+            good = np.isfinite(c)
+            line = ax[2].plot(t[good], c[good], lw=1.2, label=f"d={d}, β={betas[i]:g}")[0]
+            ax[2].plot(t[good], lam[i, j] * t[good], ":", color=line.get_color(), lw=1.0)
+            shown += 1
+    ax[2].set_xlabel("depth t")
+    ax[2].set_ylabel(r"median $\log[v(t)/v(0)]$, $v = 1 + x\cdot y$")
+    ax[2].set_title("median paths from 1 + x·y = 5e-5 (dotted: Λ t)", fontsize=9)
+    ax[2].legend(fontsize=6.5, ncol=2)
+    fig.suptitle(f"{TITLE}: ValueNoise(sigma = {ds.attrs['sigma']:g}), V = 0, softmax, Q = K = I, two tokens")
+    fig.savefig(path, dpi=120)
