@@ -1,37 +1,13 @@
-"""Equiangular tokens against the scalar ODE (DESIGN 5), run by hand.
+"""Equiangular tokens (DESIGN 5), run by hand: the same as `spde-tokens validate --case equiangular`.
 
     python validation/equiangular.py [--quick] [-o FOLDER]
 
-Writes FOLDER/equiangular.nc and FOLDER/equiangular.png, prints the table rows with how each tolerance was
-derived and exits with status 1 when a row fails. Takes a few seconds (quick and full are the same).
+Writes FOLDER/equiangular.nc, FOLDER/equiangular.png and FOLDER/report.md and prints the table rows.
 """
 
-from __future__ import annotations
-
-import argparse
 import sys
-import time
 
-from spde_tokens.validation import equiangular as case
-from spde_tokens.validation.report import format_table
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="no effect: the case is already fast")
-    parser.add_argument("-o", "--output", default="validation_out", help="output folder (default %(default)s)")
-    args = parser.parse_args(argv)
-    start = time.perf_counter()
-    rows = case.run(args.output, quick=args.quick)
-    seconds = time.perf_counter() - start
-    print(format_table(rows))
-    print("\ntolerances:")
-    for i, row in enumerate(rows, 1):
-        print(f"  {i:2d}. {row['tolerance']}")
-    print(f"\n{case.NAME}: {sum(r['verdict'] == 'pass' for r in rows)}/{len(rows)} rows pass; wrote "
-          f"{args.output}/{case.NAME}.nc and .png in {seconds:.1f} s")
-    return 0 if all(row["verdict"] == "pass" for row in rows) else 1
-
+from spde_tokens.cli import main
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main(["validate", "--case", "equiangular", *sys.argv[1:]]))

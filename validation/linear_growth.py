@@ -1,38 +1,13 @@
-"""Linear instability of the uniform state: the dispersion relation (DESIGN 5), run by hand.
+"""Linear instability of the uniform state (DESIGN 5), run by hand: the same as `spde-tokens validate --case linear_growth`.
 
     python validation/linear_growth.py [--quick] [-o FOLDER]
 
-Writes FOLDER/linear_growth.nc and FOLDER/linear_growth.png, prints the table rows with how each tolerance was
-derived and exits with status 1 when a row fails. Takes about 10 s (quick) or 15 s (full, which adds the
-order m = l on S^2).
+Writes FOLDER/linear_growth.nc, FOLDER/linear_growth.png and FOLDER/report.md and prints the table rows.
 """
 
-from __future__ import annotations
-
-import argparse
 import sys
-import time
 
-from spde_tokens.validation import linear_growth as case
-from spde_tokens.validation.report import format_table
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="only the order m = 1 on S^2")
-    parser.add_argument("-o", "--output", default="validation_out", help="output folder (default %(default)s)")
-    args = parser.parse_args(argv)
-    start = time.perf_counter()
-    rows = case.run(args.output, quick=args.quick)
-    seconds = time.perf_counter() - start
-    print(format_table(rows))
-    print("\ntolerances:")
-    for i, row in enumerate(rows, 1):
-        print(f"  {i:2d}. {row['tolerance']}")
-    print(f"\n{case.NAME}: {sum(r['verdict'] == 'pass' for r in rows)}/{len(rows)} rows pass; wrote "
-          f"{args.output}/{case.NAME}.nc and .png in {seconds:.1f} s")
-    return 0 if all(row["verdict"] == "pass" for row in rows) else 1
-
+from spde_tokens.cli import main
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main(["validate", "--case", "linear_growth", *sys.argv[1:]]))
