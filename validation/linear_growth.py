@@ -1,4 +1,5 @@
-"""Linear instability of the uniform state (DESIGN 5), run by hand: the same as `spde-tokens validate --case linear_growth`.
+"""Linear instability of the uniform state (DESIGN 5),, run by hand;
+the same as `spde-tokens validate --case linear_growth`.
 
     python validation/linear_growth.py [--quick] [-o FOLDER]
 
