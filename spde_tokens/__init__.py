@@ -12,6 +12,7 @@ Quick start::
 __version__ = "0.1.0"
 
 from spde_tokens import diagnostics, initial
+from spde_tokens.compare import compare
 from spde_tokens.density import solve_density
 from spde_tokens.grids import CircleGrid, ResolutionWarning, SphereGrid
 from spde_tokens.io import open_run
@@ -30,4 +31,4 @@ from spde_tokens.records import BlowUpError
 
 __all__ = ["AttentionModel", "BiasNoise", "BlowUpError", "CircleGrid", "IdiosyncraticNoise", "MLPNoise", "NoisePath",
            "QuadraticFormNoise", "ResolutionWarning", "RotationNoise", "SphereGrid", "ValueNoise", "__version__",
-           "diagnostics", "initial", "open_run", "simulate_particles", "solve_density"]
+           "compare", "diagnostics", "initial", "open_run", "simulate_particles", "solve_density"]
