@@ -21,17 +21,19 @@ Cost: about 2 s (quick) and 10 s (full). Run it with ``python validation/energy_
 
 from __future__ import annotations
 
-import datetime
 import os
+from functools import partial
 
 import numpy as np
 import xarray as xr
 
 import spde_tokens as st
 from spde_tokens.density import TAIL_WARNING
+from spde_tokens.validation.common import case_attrs, make_row, row_variables
 
 NAME = "energy_mass"
 TITLE = "Energy and mass along the deterministic flow"
+_row = partial(make_row, NAME)  # one table row of this case
 
 BETAS = (0.0, 1.0, 5.0)
 DT = 0.01
@@ -42,11 +44,6 @@ MEANS = {2: ((1.0, 0.0), (-0.6, 0.8), (0.0, -1.0)), 3: ((0.0, 0.0, 1.0), (1.0, 0
 RESOLUTION = {True: (("S1", 48), ("S2", 24), 2.0), False: (("S1", 96), ("S2", 48), 5.0)}
 MASS_TOLERANCE = 1e-12
 ENERGY_TOLERANCE = 1e-13
-
-
-def _row(quantity: str, expected, measured: float, tolerance: str, ok: bool) -> dict:
-    return {"case": NAME, "quantity": quantity, "expected": expected, "measured": float(measured),
-            "tolerance": tolerance, "verdict": "pass" if ok else "fail"}
 
 
 def _grid(space: str, size: int):
@@ -110,37 +107,17 @@ def _dataset(spaces, time, series, t_end, rows) -> xr.Dataset:
     data = {name: (dims, series[name], {**one, "long_name": long}) for name, long in names.items()}
     data["grid_size"] = (("space",), np.array([size for _, size in spaces]),
                          {**one, "long_name": "lmax (S^2) or largest wavenumber n (S^1)"})
-    data.update(_row_variables(rows))
+    data.update(row_variables(rows))
     coords = {
         "space": ("space", [space for space, _ in spaces], {**one, "long_name": "sphere S^1 or S^2"}),
         "beta": ("beta", np.asarray(BETAS), {**one, "long_name": "inverse temperature"}),
         "time": ("time", time, {**one, "long_name": "depth t (dimensionless)"}),
     }
-    attrs = _attrs({"t_end": t_end, "dt": DT, "scheme": "rk4", "initial": "mixture", "weights": np.asarray(WEIGHTS),
+    attrs = case_attrs(
+        NAME, TITLE, {"t_end": t_end, "dt": DT, "scheme": "rk4", "initial": "mixture", "weights": np.asarray(WEIGHTS),
                     "kappas": np.asarray(KAPPAS), "means_s1": np.ravel(MEANS[2]), "means_s2": np.ravel(MEANS[3]),
                     "model": "Q = K = V = I, softmax, no noise"})
     return xr.Dataset(data, coords=coords, attrs=attrs)
-
-
-def _row_variables(rows: list[dict]) -> dict:
-    """The table rows as variables on a ``row`` dimension (so the file carries its own verdicts)."""
-    one = {"units": "1"}
-    return {
-        "row_quantity": (("row",), [r["quantity"] for r in rows], {**one, "long_name": "validated quantity"}),
-        "row_expected": (("row",), [str(r["expected"]) for r in rows], {**one, "long_name": "expected (theory)"}),
-        "row_measured": (("row",), np.array([r["measured"] for r in rows], dtype=float),
-                         {**one, "long_name": "measured value"}),
-        "row_tolerance": (("row",), [r["tolerance"] for r in rows], {**one, "long_name": "how the tolerance was "
-                                                                                         "derived"}),
-        "row_verdict": (("row",), [r["verdict"] for r in rows], {**one, "long_name": "verdict"}),
-    }
-
-
-def _attrs(extra: dict) -> dict:
-    stamp = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-    return {"Conventions": "CF-1.8", "title": f"spde_tokens validation: {TITLE}",
-            "history": f"{stamp} spde_tokens.validation.{NAME} {st.__version__}",
-            "source": f"spde_tokens {st.__version__}", "case": NAME, **extra}
 
 
 def plot(ds: xr.Dataset, path: str) -> None:

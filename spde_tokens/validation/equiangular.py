@@ -36,17 +36,19 @@ Cost: a few seconds (quick and full are the same). Run it with ``python validati
 
 from __future__ import annotations
 
-import datetime
 import os
+from functools import partial
 
 import numpy as np
 import xarray as xr
 from scipy.integrate import solve_ivp
 
 import spde_tokens as st
+from spde_tokens.validation.common import case_attrs, make_row, row_variables
 
 NAME = "equiangular"
 TITLE = "Equiangular tokens"
+_row = partial(make_row, NAME)  # one table row of this case
 
 #: (n tokens, dimension d, initial inner product r0)
 CONFIGS = ((4, 4, -0.2), (6, 8, 0.3))
@@ -122,11 +124,6 @@ def equiangular_tokens(n: int, d: int, r0: float, seed: int = ROTATION_SEED) -> 
     v /= np.linalg.norm(v, axis=1, keepdims=True)
     q, rr = np.linalg.qr(np.random.default_rng(seed).standard_normal((d, d)))
     return v @ (q * np.sign(np.diag(rr))).T
-
-
-def _row(quantity: str, expected, measured: float, tolerance: str, ok: bool) -> dict:
-    return {"case": NAME, "quantity": quantity, "expected": expected, "measured": float(measured),
-            "tolerance": tolerance, "verdict": "pass" if ok else "fail"}
 
 
 def _settings() -> list[tuple[int, int, float, str, float]]:
@@ -224,7 +221,7 @@ def _dataset(settings, s, t_end, r_ode, r_num, spread, norm_dev, radial, rows) -
         "norm_deviation": (dims, norm_dev, {**one, "long_name": "max | |x_i| - 1 | over tokens and records"}),
         "final_error": (dims, np.abs(r_num[..., -1] - r_ode[:, None, None, -1]),
                         {**one, "long_name": "|r(T) - r_ODE(T)|"}),
-        **_row_variables(rows),
+        **row_variables(rows),
     }
     coords = {
         "setting": ("setting", [f"{'SA' if x[3] == 'softmax' else 'USA'} n={x[0]} d={x[1]} r0={x[2]:g} beta={x[4]:g}"
@@ -233,30 +230,10 @@ def _dataset(settings, s, t_end, r_ode, r_num, spread, norm_dev, radial, rows) -
         "steps": ("steps", np.asarray(STEPS), {**one, "long_name": "number of steps over [0, T] (dt = T/steps)"}),
         "s": ("s", s, {**one, "long_name": "normalized depth t/T"}),
     }
-    attrs = _attrs({"horizon_rates": HORIZON_RATES, "rotation_seed": ROTATION_SEED,
+    attrs = case_attrs(
+        NAME, TITLE, {"horizon_rates": HORIZON_RATES, "rotation_seed": ROTATION_SEED,
                     "model": "Q = K = V = I, no noise", "ode_solver": "solve_ivp DOP853 rtol 1e-12 atol 1e-14"})
     return xr.Dataset(data, coords=coords, attrs=attrs)
-
-
-def _row_variables(rows: list[dict]) -> dict:
-    """The table rows as variables on a ``row`` dimension (so the file carries its own verdicts)."""
-    one = {"units": "1"}
-    return {
-        "row_quantity": (("row",), [r["quantity"] for r in rows], {**one, "long_name": "validated quantity"}),
-        "row_expected": (("row",), [str(r["expected"]) for r in rows], {**one, "long_name": "expected (theory)"}),
-        "row_measured": (("row",), np.array([r["measured"] for r in rows], dtype=float),
-                         {**one, "long_name": "measured value"}),
-        "row_tolerance": (("row",), [r["tolerance"] for r in rows], {**one, "long_name": "how the tolerance was "
-                                                                                         "derived"}),
-        "row_verdict": (("row",), [r["verdict"] for r in rows], {**one, "long_name": "verdict"}),
-    }
-
-
-def _attrs(extra: dict) -> dict:
-    stamp = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-    return {"Conventions": "CF-1.8", "title": f"spde_tokens validation: {TITLE}",
-            "history": f"{stamp} spde_tokens.validation.{NAME} {st.__version__}",
-            "source": f"spde_tokens {st.__version__}", "case": NAME, **extra}
 
 
 def plot(ds: xr.Dataset, path: str) -> None:

@@ -24,8 +24,8 @@ Cost: about 10 s (quick), 20 s (full). Run it with ``python validation/linear_gr
 
 from __future__ import annotations
 
-import datetime
 import os
+from functools import partial
 
 import numpy as np
 import xarray as xr
@@ -33,9 +33,11 @@ from scipy.special import iv, spherical_in
 
 import spde_tokens as st
 from spde_tokens.grids import resolving_degree
+from spde_tokens.validation.common import case_attrs, make_row, row_variables
 
 NAME = "linear_growth"
 TITLE = "Linear instability of the uniform state"
+_row = partial(make_row, NAME)  # one table row of this case
 
 EPS = 1e-7
 BETAS = (1.0, 5.0, 20.0)
@@ -54,11 +56,6 @@ def predicted_rate(dim: int, degree: int, beta: float) -> float:
     if dim == 3:
         return float(degree * (degree + 1) * spherical_in(degree, beta) / (beta * spherical_in(0, beta)))
     return float(degree**2 * iv(degree, beta) / (beta * iv(0, beta)))
-
-
-def _row(quantity: str, expected, measured: float, tolerance: str, ok: bool) -> dict:
-    return {"case": NAME, "quantity": quantity, "expected": expected, "measured": float(measured),
-            "tolerance": tolerance, "verdict": "pass" if ok else "fail"}
 
 
 def perturbed_uniform(grid, degree: int, order: int | None, eps: float = EPS):
@@ -112,7 +109,7 @@ def run(out_dir: str, quick: bool = False) -> list[dict]:
                 what = "n" if dim == 2 else "l"
                 modes = "" if dim == 2 else f", m ∈ {{{', '.join(str(o) for o in orders)}}}"
                 formula = "n² I_n(β)/(β I_0(β))" if dim == 2 else "l(l+1) i_l(β)/(β i_0(β))"
-                rows.append(_row(
+                rows.append(make_row(NAME,
                     f"growth rate σ = {formula} on {space}, β = {beta:g}, {what} = {degree}{modes} ({grid!r}, "
                     f"t = {t_end[i, j, k]:.3g})", float(predicted[i, j, k]), worst,
                     f"relative {TOLERANCE:g}; measured relative error {rel:.1e}: nonlinear O(ε²) ≈ 1e-13 (single "
@@ -136,7 +133,7 @@ def _dataset(predicted, measured, t_end, lmax, quick, rows) -> xr.Dataset:
                            {**one, "long_name": "rate_measured / rate_predicted - 1"}),
         "t_end": (dims, t_end, {**one, "long_name": "duration of the run, min(1, 3/rate)"}),
         "lmax": (("space", "beta"), lmax, {**one, "long_name": "lmax (S^2) or largest wavenumber (S^1) of the grid"}),
-        **_row_variables(rows),
+        **row_variables(rows),
     }
     coords = {
         "space": ("space", list(SPACES), {**one, "long_name": "sphere S^1 or S^2"}),
@@ -145,30 +142,10 @@ def _dataset(predicted, measured, t_end, lmax, quick, rows) -> xr.Dataset:
                    {**one, "long_name": "harmonic degree l (S^2) or wavenumber n (S^1)"}),
         "mode": ("mode", list(MODES), {**one, "long_name": "order m of the S^2 perturbation (S^1: first entry)"}),
     }
-    attrs = _attrs({"eps": EPS, "steps": STEPS, "growth_budget": GROWTH, "scheme": "rk4", "quick": int(quick),
+    attrs = case_attrs(
+        NAME, TITLE, {"eps": EPS, "steps": STEPS, "growth_budget": GROWTH, "scheme": "rk4", "quick": int(quick),
                     "model": "Q = K = V = I, softmax, no noise", "initial": "uniform + eps (1 + 0.5i) Y_lm"})
     return xr.Dataset(data, coords=coords, attrs=attrs)
-
-
-def _row_variables(rows: list[dict]) -> dict:
-    """The table rows as variables on a ``row`` dimension (so the file carries its own verdicts)."""
-    one = {"units": "1"}
-    return {
-        "row_quantity": (("row",), [r["quantity"] for r in rows], {**one, "long_name": "validated quantity"}),
-        "row_expected": (("row",), [str(r["expected"]) for r in rows], {**one, "long_name": "expected (theory)"}),
-        "row_measured": (("row",), np.array([r["measured"] for r in rows], dtype=float),
-                         {**one, "long_name": "measured value"}),
-        "row_tolerance": (("row",), [r["tolerance"] for r in rows], {**one, "long_name": "how the tolerance was "
-                                                                                         "derived"}),
-        "row_verdict": (("row",), [r["verdict"] for r in rows], {**one, "long_name": "verdict"}),
-    }
-
-
-def _attrs(extra: dict) -> dict:
-    stamp = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-    return {"Conventions": "CF-1.8", "title": f"spde_tokens validation: {TITLE}",
-            "history": f"{stamp} spde_tokens.validation.{NAME} {st.__version__}",
-            "source": f"spde_tokens {st.__version__}", "case": NAME, **extra}
 
 
 def plot(ds: xr.Dataset, path: str) -> None:

@@ -31,18 +31,20 @@ Cost: about 10 s (quick) and 20 s (full: larger N). Run it with
 
 from __future__ import annotations
 
-import datetime
 import os
 import warnings
+from functools import partial
 
 import numpy as np
 import xarray as xr
 
 import spde_tokens as st
 from spde_tokens.steppers import SCHEMES
+from spde_tokens.validation.common import case_attrs, make_row, row_variables
 
 NAME = "ott_antonsen"
 TITLE = "Ott–Antonsen reduction on S^1"
+_row = partial(make_row, NAME)  # one table row of this case
 
 R0 = 0.5
 T_END = 2.0
@@ -86,11 +88,6 @@ def token_radii(grid, n_tokens: int, draws: int, seed: int) -> np.ndarray:
                                       save_every=SAVE_EVERY, progress=False)
         out.append(np.linalg.norm(parts["mean_vector"].values, axis=1))
     return np.array(out)
-
-
-def _row(quantity: str, expected, measured: float, tolerance: str, ok: bool) -> dict:
-    return {"case": NAME, "quantity": quantity, "expected": expected, "measured": float(measured),
-            "tolerance": tolerance, "verdict": "pass" if ok else "fail"}
 
 
 def _solve(grid, scheme: str, dt: float, save_every: float) -> xr.Dataset:
@@ -154,7 +151,7 @@ def run(out_dir: str, quick: bool = False) -> list[dict]:
         expected = SCHEMES[scheme].order
         for j in range(len(ORDER_DTS) - 1):
             p = observed[i, j]
-            rows.append(_row(
+            rows.append(make_row(NAME,
                 f"observed temporal order, {scheme}, dt {ORDER_DTS[j]:g} → {ORDER_DTS[j + 1]:g}, CircleGrid({N_ORDER})",
                 expected, p,
                 f"±{ORDER_TOLERANCE:g}: with error C dt^p (1 + D dt) the halving ratio gives p + D dt/(2 ln 2), "
@@ -220,7 +217,7 @@ def _dataset(time, theta, r_exact, fine, rho_exact, errors, schemes, order_err, 
                            {**one, "long_name": "log2 of successive error ratios"}),
         "expected_order": (("scheme",), np.array([SCHEMES[s].order for s in schemes], dtype=float),
                            {**one, "long_name": "order of the scheme"}),
-        **_row_variables(rows),
+        **row_variables(rows),
     }
     coords = {
         "time": ("time", time, {**one, "long_name": "depth t (dimensionless)"}),
@@ -230,7 +227,8 @@ def _dataset(time, theta, r_exact, fine, rho_exact, errors, schemes, order_err, 
         "draw": ("draw", np.arange(r_tokens.shape[0]), {**one, "long_name": "independent draw of the tokens"}),
         "dt_pair": ("dt_pair", np.arange(len(ORDER_DTS) - 1), {**one, "long_name": "pair (dt_k, dt_k+1)"}),
     }
-    attrs = _attrs({"r0": R0, "t_end": T_END, "dt_fine": DT_FINE, "grid_n": N_FINE, "order_grid_n": N_ORDER,
+    attrs = case_attrs(
+        NAME, TITLE, {"r0": R0, "t_end": T_END, "dt_fine": DT_FINE, "grid_n": N_FINE, "order_grid_n": N_ORDER,
                     "n_tokens": n_tokens, "token_draws": r_tokens.shape[0], "token_seed": TOKEN_SEED,
                     "token_dt": TOKEN_DT, "beta": 0.0,
                     "model": "beta = 0, Q = K = V = I, softmax (uniform attention), no noise",
@@ -238,27 +236,6 @@ def _dataset(time, theta, r_exact, fine, rho_exact, errors, schemes, order_err, 
                                            "truncation) and 'beyond the transport stability' where the step is "
                                            "deliberately unstable (heun, rk3 at dt = 0.1)"})
     return xr.Dataset(data, coords=coords, attrs=attrs)
-
-
-def _row_variables(rows: list[dict]) -> dict:
-    """The table rows as variables on a ``row`` dimension (so the file carries its own verdicts)."""
-    one = {"units": "1"}
-    return {
-        "row_quantity": (("row",), [r["quantity"] for r in rows], {**one, "long_name": "validated quantity"}),
-        "row_expected": (("row",), [str(r["expected"]) for r in rows], {**one, "long_name": "expected (theory)"}),
-        "row_measured": (("row",), np.array([r["measured"] for r in rows], dtype=float),
-                         {**one, "long_name": "measured value"}),
-        "row_tolerance": (("row",), [r["tolerance"] for r in rows], {**one, "long_name": "how the tolerance was "
-                                                                                         "derived"}),
-        "row_verdict": (("row",), [r["verdict"] for r in rows], {**one, "long_name": "verdict"}),
-    }
-
-
-def _attrs(extra: dict) -> dict:
-    stamp = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-    return {"Conventions": "CF-1.8", "title": f"spde_tokens validation: {TITLE}",
-            "history": f"{stamp} spde_tokens.validation.{NAME} {st.__version__}",
-            "source": f"spde_tokens {st.__version__}", "case": NAME, **extra}
 
 
 def plot(ds: xr.Dataset, path: str) -> None:

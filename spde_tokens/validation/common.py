@@ -1,0 +1,37 @@
+"""What every validation case shares: its table rows, their NetCDF variables and the CF attributes of its file."""
+
+from __future__ import annotations
+
+import datetime
+
+import numpy as np
+
+from spde_tokens import __version__
+
+
+def make_row(case: str, quantity: str, expected, measured: float, tolerance: str, ok: bool) -> dict:
+    """One row of the validation table."""
+    return {"case": case, "quantity": quantity, "expected": expected, "measured": float(measured),
+            "tolerance": tolerance, "verdict": "pass" if ok else "fail"}
+
+
+def row_variables(rows: list[dict]) -> dict:
+    """The table rows as variables on a ``row`` dimension (so the file carries its own verdicts)."""
+    one = {"units": "1"}
+    return {
+        "row_quantity": (("row",), [r["quantity"] for r in rows], {**one, "long_name": "validated quantity"}),
+        "row_expected": (("row",), [str(r["expected"]) for r in rows], {**one, "long_name": "expected (theory)"}),
+        "row_measured": (("row",), np.array([r["measured"] for r in rows], dtype=float),
+                         {**one, "long_name": "measured value"}),
+        "row_tolerance": (("row",), [r["tolerance"] for r in rows], {**one, "long_name": "how the tolerance was "
+                                                                                         "derived"}),
+        "row_verdict": (("row",), [r["verdict"] for r in rows], {**one, "long_name": "verdict"}),
+    }
+
+
+def case_attrs(name: str, title: str, extra: dict) -> dict:
+    """CF-1.8 global attributes of a case's file."""
+    stamp = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return {"Conventions": "CF-1.8", "title": f"spde_tokens validation: {title}",
+            "history": f"{stamp} spde_tokens.validation.{name} {__version__}",
+            "source": f"spde_tokens {__version__}", "case": name, **extra}
