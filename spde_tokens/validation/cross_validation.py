@@ -14,9 +14,12 @@ t = 0.5 is 2e-9 at lmax 64, 4e-11 at 80 and 5e-13 at 96 (lmax 24 suffices for th
 ``scheme="flow"`` (the density step's map, no strong-order-½ gap) for μ-independent noise and ``"layer"`` for
 ValueNoise.
 
-Cost: the particle drift is O(N²) per evaluation and ``flow`` takes four per step, so the sweep is dominated by the
-largest N: about an hour for the full run (N ≤ 4096, 8 draws) on two cores, a few minutes with ``quick``
-(N ≤ 1024, 4 draws). Run it with ``python validation/cross_validation.py [--quick] [-o FOLDER]``.
+Cost: the particle runs dominate (four drift evaluations per ``flow`` step, O(N²) with direct attention sums,
+O(N L²) with the harmonic path ``simulate_particles`` picks by default for large N). Measured on two shared cores:
+the full run (N ≤ 4096, 8 draws) 32 min with direct sums (``particle_options={"attention": "direct"}``), the
+quick run (N ≤ 1024, 4 draws) about 2 min with the default. Run it
+with ``spde-tokens validate --case cross_validation [--quick] [-o FOLDER]`` or the script
+``validation/cross_validation.py``.
 """
 
 from __future__ import annotations
@@ -38,6 +41,9 @@ from spde_tokens.grids import ResolutionWarning, SphereGrid
 from spde_tokens.model import AttentionModel
 from spde_tokens.noise import BiasNoise, MLPNoise, NoisePath, ValueNoise
 from spde_tokens.particles import simulate_particles
+
+NAME = "cross_validation"
+TITLE = "Pathwise cross-validation: MMD(particles, density) ∝ N^{-1/2} on one noise path"
 
 #: the slope MMD ∝ N^slope of sampling (theory) and the half-width of the acceptance band
 EXPECTED_SLOPE = -0.5
@@ -194,7 +200,7 @@ def _row(name: str, noise, res: dict, ratio: float, n_max: int, draws: int, t_en
         "quantity": f"slope of log rms MMD(particles, density) vs log N at t = {t_end:g} ({noise!r})",
         "expected": f"{EXPECTED_SLOPE:g} ± {tolerance:.2g}",
         "measured": f"{slope:.3f} ± {se:.3f}",
-        "verdict": "pass" if ok else ("FAIL (under-resolved)" if not resolved else "FAIL"),
+        "verdict": "pass" if ok else ("fail (under-resolved)" if not resolved else "fail"),
         "slope": slope,
         "slope_se": se,
         "tolerance": (f"±{tolerance:.2g} = max(0.1, 4 standard errors of the slope); SE from the spread of MMD² "
@@ -321,7 +327,8 @@ def plot(ds: xr.Dataset, path: str | os.PathLike) -> None:
                   label=f"same draws at t = 0: slope {float(sel['slope_initial']):.3f}")
         ref = np.exp(np.mean(np.log(rms) + 0.5 * np.log(n))) / np.sqrt(n)
         ax.loglog(n, ref, ":", color="k", label=r"$\propto N^{-1/2}$ reference")
-        ax.loglog(n, sel["mmd_sampling_floor"].values, "--", color="C3", label="sampling floor (i.i.d. tokens)")
+        ax.loglog(n, sel["mmd_sampling_floor"].values, "--", color="C3",
+                  label=f"sampling floor at t = {ds.attrs['t_end']:g} (i.i.d. tokens)")
         ax.set_title(f"{name}: {str(sel['noise_model'].values)} [{str(sel['verdict'].values)}]\nslope change "
                      f"since t = 0: {float(sel['slope_change']):+.3f} ± {float(sel['slope_change_se']):.3f}",
                      fontsize=9)
@@ -333,14 +340,3 @@ def plot(ds: xr.Dataset, path: str | os.PathLike) -> None:
     fig.suptitle(f"Pathwise cross-validation on S^2 (lmax {ds.attrs['lmax']}, dt {ds.attrs['dt']:g}, "
                  f"beta {ds.attrs['beta']:g}, vMF kappa {ds.attrs['kappa']:g})")
     fig.savefig(path, dpi=120)
-
-
-def format_rows(rows: dict) -> str:
-    """The rows as a plain-text table, with how each tolerance was derived."""
-    lines = [f"{'case':28s} {'expected':>14s} {'measured':>16s}  verdict"]
-    for row in rows.values():
-        lines.append(f"{row['case']:28s} {row['expected']:>14s} {row['measured']:>16s}  {row['verdict']}")
-    lines += [f"  {row['case']}: {row['note']}" for row in rows.values()]
-    if rows:
-        lines.append(f"  tolerance: {next(iter(rows.values()))['tolerance']}")
-    return "\n".join(lines)
