@@ -129,7 +129,7 @@ def from_function(grid: Grid, f: Callable[[np.ndarray], np.ndarray]) -> xr.DataA
     return as_density(grid, values, initial="from_function")
 
 
-def sample(rho0: xr.DataArray, n: int, seed: int | None = None, batch: int = 65536) -> np.ndarray:
+def sample(rho0: xr.DataArray, n: int, seed: int | None = None, batch: int | None = None) -> np.ndarray:
     """Draw n tokens i.i.d. from the band-limited density ρ⁺ = max(ρ, 0) by rejection.
 
     Proposals are uniform on the sphere (normalized Gaussian vectors) and are accepted with probability ρ(x)/M,
@@ -142,6 +142,9 @@ def sample(rho0: xr.DataArray, n: int, seed: int | None = None, batch: int = 655
     rho0 : density DataArray (it carries its grid).
     n : number of tokens ≥ 1.
     seed : seed of ``numpy.random.default_rng``.
+    batch : proposals drawn and evaluated at once; default 1.2 × the expected number n · area · M plus 256, at
+        most 65536 (each proposal costs one point evaluation, O(lmax²) on S², so a batch sized for a million tokens
+        would make a draw of 64 cost seconds). The tokens depend on ``batch``: keep it fixed to reproduce a draw.
 
     Returns
     -------
@@ -153,6 +156,9 @@ def sample(rho0: xr.DataArray, n: int, seed: int | None = None, batch: int = 655
     check_density(values, "rho0")
     coeffs = grid.analysis(values)
     bound = 1.25 * values.max()
+    if batch is None:
+        batch = min(65536, int(1.2 * n * grid.area * bound) + 256)
+    batch = checks.integer("batch", batch, 1)
     while True:
         rng = np.random.default_rng(seed)
         out, count = [], 0
