@@ -62,6 +62,7 @@ from spde_tokens.drift import tangent_projection
 from spde_tokens.model import AttentionModel
 from spde_tokens.noise import MLPNoise, NoisePath
 from spde_tokens.particles import simulate_particles
+from spde_tokens.validation.common import verdict
 
 NAME = "synchronization"
 TITLE = "Synchronization by random MLP blocks"
@@ -484,11 +485,15 @@ def _projective_rows(act: str, kind: str, beta: float, res: dict) -> list[dict]:
     return rows
 
 
-def row(case: str, quantity: str, expected: str, measured: str, tolerance: str, ok: bool) -> dict:
-    """A table row; ``case`` is ``NAME/tag``: the row's case is NAME and its quantity starts with the tag."""
+def row(case: str, quantity: str, expected: str, measured: str, tolerance: str, ok: bool, claim: bool = False) -> dict:
+    """A table row; ``case`` is ``NAME/tag``: the row's case is NAME and its quantity starts with the tag.
+
+    ``claim``: the row checks a claim of DESIGN 5 as worded, so a miss is "disagrees", not "fail" (see
+    :data:`spde_tokens.validation.common.VERDICTS`).
+    """
     name, _, tag = case.partition("/")
     return {"case": name, "quantity": f"{tag}: {quantity}" if tag else quantity, "expected": expected,
-            "measured": measured, "tolerance": tolerance, "verdict": "pass" if ok else "fail"}
+            "measured": measured, "tolerance": tolerance, "verdict": verdict(ok, claim)}
 
 
 ROW_KEYS = ("case", "quantity", "expected", "measured", "tolerance", "verdict")
@@ -566,7 +571,7 @@ def run(out_dir: str, quick: bool = False) -> list[dict]:
                     "E(1 − x·y) ∝ exp(−c t), c > 0 (decay)",
                     f"disagrees: E(1 − x·y) grows (slope > 4 SE above 0) in {sum(grows)}/{len(grows)} noise-only "
                     f"settings; |z| against −c ≥ {min(decay_z):.1f}. It grows like exp(+c t) (Itô: "
-                    "c = Λ + 2 sigma²(κ + κ') > Λ)", "4 standard errors", False))
+                    "c = Λ + 2 sigma²(κ + κ') > Λ)", "4 standard errors", False, claim=True))
 
     # table per d: which activations synchronize (noise only)
     dims = sorted({s["dim"] for s, _, _ in noise_only})

@@ -46,7 +46,7 @@ def test_single_linkage_counts_separated_clusters():
 def test_quick_run_writes_self_describing_outputs(tmp_path):
     rows = lt.run(tmp_path, quick=True)
     assert {"case", "quantity", "expected", "measured", "tolerance", "verdict"} <= set(rows[0])
-    assert all(r["verdict"] in ("pass", "fail") for r in rows)
+    assert all(r["verdict"] in ("pass", "fail", "disagrees") for r in rows)
     assert os.path.getsize(tmp_path / "low_temperature.png") > 10_000
     ds = st.open_run(tmp_path / "low_temperature.nc")
     assert ds.attrs["Conventions"] == "CF-1.8"
@@ -54,9 +54,11 @@ def test_quick_run_writes_self_describing_outputs(tmp_path):
         assert "long_name" in ds[name].attrs, name
         assert "units" in ds[name].attrs, name
     # every claim holds in the quick run except "W2(clustered, pushed) small compared with W2(clustered, initial)":
-    # 11-13% of the tokens join a neighbouring cluster, ratio 0.64-0.83 (reported as failing rows, see the module)
+    # 11-13% of the tokens join a neighbouring cluster, ratio 0.64-0.83 (reported as disagreements, see the module)
     verdicts = {(r["case"], r["quantity"].split(" (")[0]): r["verdict"] for r in rows}
     for (case, quantity), verdict in verdicts.items():
-        if "W2(clustered, initial pushed" not in quantity:
+        if "W2(clustered, initial pushed" in quantity:
+            assert verdict in ("pass", "disagrees"), (case, quantity)
+        else:
             assert verdict == "pass", (case, quantity)
     assert np.all(ds["onset_time"] > 0) and np.all(ds["v_aligned"].sel(value_matrix="identity") < 0.5)
