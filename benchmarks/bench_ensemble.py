@@ -1,9 +1,10 @@
 """Speed-up of an ensemble with 2 dask workers against 1 on the same run (aim: ≥ 1.8× on 2 cores).
 
 Run: ``python benchmarks/bench_ensemble.py [--realizations 8] [--json PATH]`` (about a minute: 41 s with 1 worker
-and 22 s with 2, 1.81–1.83×, measured on an idle 2-core machine). Each realization is the built-in S² configuration at lmax 63 (MLP noise) for 1.0 time unit (about 5 s); both ensembles start
-from empty folders, so the times include the local cluster's start-up, which is part of what a user pays. Run it on
-an otherwise idle machine: a busy core makes the second worker useless.
+and 22 s with 2, 1.81–1.83×, measured on an idle 2-core machine). Each realization is the built-in S²
+configuration at lmax 63 (MLP noise) for 1.0 time unit (about 5 s); both ensembles start from empty folders, so the
+times include the local cluster's start-up, which is part of what a user pays. Run it on an otherwise idle machine:
+a busy core makes the second worker useless.
 """
 
 from __future__ import annotations

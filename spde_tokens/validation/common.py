@@ -8,7 +8,6 @@ import numpy as np
 
 from spde_tokens import __version__
 
-
 #: the verdicts of a row. "disagrees" is kept for a row that checks a claim of DESIGN 5 or of a paper which the
 #: measurement contradicts (the evidence in ``measured``, the reasoning in the case's docstring and in
 #: docs/validation.md); the mathematically right statement is checked by rows of its own. Only "fail" makes
