@@ -279,7 +279,10 @@ def _acceptance(n_tokens, noise, draws=8, lmax=96, dt=0.02):
     # lmax 96 resolves the finite-width MLP field on this path to t = 0.5 (tail 9e-15 at dt 0.02; DESIGN 5:
     # compare only while the spectral tail is below the warning level)
     assert res["spectral_tail"] < 1e-10
-    return res, fit_slope(n_tokens, res["mmd"]), fit_slope(n_tokens, res["mmd"], res["mmd_initial"])
+    fits = fit_slope(n_tokens, res["mmd"]), fit_slope(n_tokens, res["mmd"], res["mmd_initial"])
+    print(f"\n{noise!r}, N = {n_tokens[0]}…{n_tokens[-1]}, {draws} draws: slope {fits[0][0]:.3f} ± {fits[0][1]:.3f}, "
+          f"change since t = 0 {fits[1][0]:+.3f} ± {fits[1][1]:.3f}")  # shown with pytest -s
+    return res, *fits
 
 
 @pytest.mark.parametrize("noise", ACCEPTANCE_NOISES, ids=repr)
