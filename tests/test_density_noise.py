@@ -18,6 +18,7 @@ from spde_tokens.noise import (
 )
 from spde_tokens.particles import simulate_particles
 from spde_tokens.records import BlowUpError
+from spde_tokens.validation.one_point_law import AntitheticPath  # ΔN → −ΔN (W₂ only for MLP blocks)
 
 
 def _relative_min(ds):
@@ -103,13 +104,6 @@ def test_strong_convergence_under_coarsening(grid):
     assert 0.3 < slope < 0.85, (rms, slope)
 
 
-class _Antithetic(NoisePath):
-    """The mirrored path −ΔN: equally likely, so pairs cancel the first-order part of the sampling noise."""
-
-    def increments(self, step):
-        return {key: -value for key, value in super().increments(step).items()}
-
-
 def _one_point_law(grid, noise, realizations, t_end=1.0, dt=0.02):
     """Mean vector of E ρ(t) against the heat semigroup: E m(t) = exp(−(g/2) l(l+1) t) m(0), l = 1."""
     g = noise.one_point_rate(grid.dim, grid.degree_max) if isinstance(noise, MLPNoise) else noise.one_point_rate(
@@ -121,7 +115,7 @@ def _one_point_law(grid, noise, realizations, t_end=1.0, dt=0.02):
     samples, tails = [], []
     for r in range(realizations):
         pair = []
-        for cls in (NoisePath, _Antithetic):
+        for cls in (NoisePath, AntitheticPath):
             ds = st.solve_density(model, noise, rho0, t_end=t_end, dt=dt, path=cls(noise, grid.dim, dt, n, seed=r,
                                                                                    lmax=grid.degree_max),
                                   save_every=t_end)
