@@ -1,10 +1,11 @@
 # Two commands set everything up on a bare machine (Debian, root):
 #   make run    install, then run the built-in default job (writes run.nc)
 #   make test   install, then run the test suite
+#   make validate   install, then run the quick validation suite (spde-tokens validate --quick)
 PYTHON ?= python3
 OUT ?= run.nc
 
-.PHONY: system install run test lint bench
+.PHONY: system install run test validate lint bench
 
 system:
 	apt-get update -qq
@@ -20,6 +21,10 @@ run: install
 
 test: install
 	$(PYTHON) -m pytest -q
+
+# the quick validation suite of DESIGN 5 (about 5 minutes on 2 cores); exits non-zero if a row fails
+validate: install
+	$(PYTHON) -m spde_tokens.cli validate --quick -o validation_out
 
 lint:
 	ruff check spde_tokens tests benchmarks validation
