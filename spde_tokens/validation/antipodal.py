@@ -36,6 +36,37 @@ d = 4, beta = 1 and +0.19 at d = 8, beta = 2 for dt = 0.01; within one standard 
   next to the boundary: 0.045 at d = 4, beta = 0.5). The fraction and its binomial standard error are reported.
   This is a weak test near the boundary; the sign check above is the sharp one.
 
+Antipodal clusters of many tokens and in the density solver (:mod:`spde_tokens.validation.antipodal_clusters`):
+
+* clusters: two caps of n equal-mass tokens (n = 16 quick, 64 full) of angular radius r₀ = 1e-4 around c and c'
+  with 1 + c·c' = 5e-5, R = 200 (400) realizations, at (beta, d) = (1, 3) (Λ = −1.16 sigma²: the clusters attract)
+  and (0.5, 8) (Λ = +3.51 sigma²: they separate), T of the sign run (8 and 0.85). Softmax weights inside a cap are
+  equal up to O(beta r²), so the normalized cap means c̄₁, c̄₂ follow the two-token update up to O(r²) per step and
+  log(1 + c̄₁·c̄₂) has the exponent Λ: its median Richardson slope must lie within 4 standard errors of Λ (R T is
+  above the 7-standard-error requirement of the sign rows). Inside a cap the noise field is sigma P_x ΔW a with one
+  vector a, |a| = tanh beta at the antipodal pair (a = (p − q) x): the flow is conformal, and for two tokens moved
+  by the same P_x dξ, dξ ~ N(0, s² dt I), Itô gives d log(1 − x·y) = −(d − 1) s² dt + 2 s dB. So the log of the cap
+  radius r (largest chord to the cap mean) is B(S) − ((d − 1)/2) S, S = sigma² tanh² beta t: its median
+  Richardson slope must lie within 4 standard errors of −(d − 1) sigma² tanh² beta / 2, and sup_t log(r/r₀),
+  exponential with rate d − 1, must stay below z = log(R/α)/(d − 1), α = 1e-3 (union bound over R; z = 6.1 at
+  d = 3 and 1.7 at d = 8 in quick mode: r ≤ 0.05 and 6e-4). Persistence (Λ < 0): below v = 1 + c̄₁·c̄₂ = 1e-2 the
+  law of X = log(v/v₀) is a Brownian motion with drift Λ and variance rate s² up to O(v), so the fraction of
+  realizations ending below their start lies in [P(X_T < 0, M_T < m), P(X_T < 0, M_T < m) + P(M_T ≥ m)],
+  m = log(1e-2/v₀), M_T the running maximum (reflection principle; [0.843, 0.965] at beta = 1, d = 3, T = 8),
+  widened by 4 binomial standard errors. A row checks the vectorized update on the caps against
+  ``simulate_particles``.
+* density: ``SphereGrid(64)``, ρ₀ = ½ vMF(e₃, 10) + ½ vMF(−e₃, 10), beta = 1, ``ValueNoise(0.5)``, dt = 0.01,
+  t ≤ 1. ρ(−x) = ρ(x) makes the attention output odd, a(−x) = −a(x) (Qᵀ K = I), so the field
+  u = sigma P_x ΔW a(x) and the Itô correction −(sigma²/4) ∇|a|² are invariant under x → −x: the equation commutes
+  with it and the odd-degree coefficients stay 0. Row: the largest share of power at odd degrees over the run is
+  ≤ (K ε)², K the number of RK4 stage evaluations (about 1000; each may add a rounding error of relative size ε to
+  the odd part, and nothing amplifies it over this window). The same ``NoisePath`` drives 2 × 256 tokens (256 drawn
+  from ρ₀ and their antipodes) through ``simulate_particles``: max |x_i + x_(i+256)| ≤ n_steps N ε (the error bound
+  of the attention sums per step, without growth). The figure shows the largest eigenvalue of ∫ x xᵀ dρ against
+  that of the tokens. A row checks that the spectral tail stays below 1e-10 (``TAIL_WARNING``) over the window: the
+  noise contracts each bump, and at sigma = 1 two of eight pilot paths reached a tail of 1e-2 before t = 1 at
+  lmax 64; at sigma = 0.5 all eight stayed below 5e-13.
+
 Quick: beta ∈ {0, 0.5, 1, 1.5, 2} × d ∈ {2, 3, 4, 6, 8}; full: beta ∈ {0, 0.25, …, 2} × d ∈ {2, …, 8}.
 """
 
@@ -133,33 +164,68 @@ def sample_plan(beta: float, dim: int, r_max: int) -> tuple[float, int]:
     return horizon, int(np.clip(np.ceil(need / horizon), 400, r_max))
 
 
+def simulate_coupled(model: AttentionModel, noise: ValueNoise, x0: np.ndarray, n_pairs: int,
+                     rng: np.random.Generator, observe) -> np.ndarray:
+    """The layer update x ← normalize(x + P_x sigma ΔW a_μ(x)) with step DT and, on the same increments summed in
+    pairs, with step 2 DT, from the same tokens.
+
+    Parameters
+    ----------
+    model, noise : as for :func:`value_step`; x0 : (R, N, d) tokens of R realizations; n_pairs : number of 2 DT
+        steps; rng : source of the N(0, DT) increments; observe : x ↦ array, evaluated on both chains every 2 DT.
+
+    Returns
+    -------
+    (n_pairs + 1, 2, *shape) array: observe of the DT chain (axis 1 index 0) and of the 2 DT chain (index 1).
+    """
+    fine, coarse = x0, x0.copy()
+    first = np.asarray(observe(x0))
+    out = np.empty((n_pairs + 1, 2, *first.shape))
+    out[0] = first
+    r, _, d = x0.shape
+    for k in range(n_pairs):
+        dw = rng.standard_normal((2, r, d, d)) * np.sqrt(DT)
+        fine = value_step(model, noise, value_step(model, noise, fine, dw[0]), dw[1])
+        coarse = value_step(model, noise, coarse, dw[0] + dw[1])
+        out[k + 1] = observe(fine), observe(coarse)
+    return out
+
+
+def rate_statistics(series: np.ndarray, horizon: float) -> dict:
+    """Slopes s = (q(T) − q(0))/T per realization of a log quantity q and their Richardson combination.
+
+    Parameters
+    ----------
+    series : (n + 1, 2, R) from :func:`simulate_coupled` (DT chain, 2 DT chain); horizon : T.
+
+    Returns
+    -------
+    dict: ``"median"``, ``"se"`` and ``"positive"`` (fraction > 0) of the DT slopes, ``"median_coarse"`` of the
+    2 DT slopes, ``"richardson"`` and ``"richardson_se"`` of 2 s(dt) − s(2 dt) (O(dt²) bias); SEs from
+    :func:`median_with_se`.
+    """
+    slopes = (series[-1] - series[0]) / horizon  # (2, R): dt chain, 2 dt chain
+    med, se = median_with_se(slopes[0])
+    rich, rich_se = median_with_se(2 * slopes[0] - slopes[1])
+    return {"median": med, "se": se, "positive": float(np.mean(slopes[0] > 0)),
+            "median_coarse": float(np.median(slopes[1])), "richardson": rich, "richardson_se": rich_se}
+
+
 def measure_sign(beta: float, dim: int, r_max: int, seed: int) -> dict:
     """Slopes of log(1 + x·y) from tight antipodal pairs, step dt and (same increments summed in pairs) step 2 dt.
 
-    Returns the median slope of the dt chain with its SE and fraction of positive slopes (the sign check), the
-    median of the 2 dt chain, and the Richardson slopes 2 s(dt) − s(2 dt) per realization (O(dt²) bias) with their
-    median and SE (the rate check).
+    Returns :func:`rate_statistics` of log(1 + x·y), the number of realizations, T and the median path of
+    log(v(t)/v(0)) of the dt chain.
     """
     horizon, realizations = sample_plan(beta, dim, r_max)
     n_pairs = max(1, int(round(horizon / (2 * DT))))
     horizon = 2 * n_pairs * DT
     rng = np.random.default_rng(np.random.SeedSequence(seed))
     model, noise = model_for(beta, dim), ValueNoise(SIGMA)
-    fine = tight_pairs(rng, realizations, dim, V0, sign=-1.0)
-    coarse = fine.copy()
-    log_v = np.empty((n_pairs + 1, 2, realizations))
-    log_v[0] = np.log(pair_distance(fine, -1.0))
-    for k in range(n_pairs):
-        dw = rng.standard_normal((2, realizations, dim, dim)) * np.sqrt(DT)
-        fine = value_step(model, noise, value_step(model, noise, fine, dw[0]), dw[1])
-        coarse = value_step(model, noise, coarse, dw[0] + dw[1])
-        log_v[k + 1] = np.log([pair_distance(fine, -1.0), pair_distance(coarse, -1.0)])
-    slopes = (log_v[-1] - log_v[0]) / horizon  # (2, R): dt chain, 2 dt chain
-    med, se = median_with_se(slopes[0])
-    rich, rich_se = median_with_se(2 * slopes[0] - slopes[1])
-    return {"median": med, "se": se, "positive": float(np.mean(slopes[0] > 0)), "n": realizations,
-            "horizon": horizon, "median_coarse": float(np.median(slopes[1])), "richardson": rich,
-            "richardson_se": rich_se, "median_log_v": np.median(log_v[:, 0] - log_v[0, 0], axis=1)}
+    x0 = tight_pairs(rng, realizations, dim, V0, sign=-1.0)
+    log_v = simulate_coupled(model, noise, x0, n_pairs, rng, lambda x: np.log(pair_distance(x, -1.0)))
+    return {**rate_statistics(log_v, horizon), "n": realizations, "horizon": horizon,
+            "median_log_v": np.median(log_v[:, 0] - log_v[0, 0], axis=1)}
 
 
 def measure_probability(beta: float, dim: int, realizations: int, seed: int, dt: float) -> dict:
@@ -187,23 +253,21 @@ def excursion_probability(beta: float, dim: int, t: float) -> float:
     return float(special.ndtr((np.log(DECIDED) - lam * t) / np.sqrt(variance_rate(beta) * t)))
 
 
-def check_against_package(cells: list[tuple[float, int]], seeds: int = 2, t_end: float = 1.0) -> float:
-    """Largest |x_batch − x_simulate_particles| when both are fed the same ``NoisePath`` increments."""
-    worst = 0.0
+def check_against_package(model: AttentionModel, x0: np.ndarray, t_end: float = 1.0) -> float:
+    """Largest |x_batch − x_simulate_particles| over realizations x0 (R, N, d) when both are fed the same increments.
+
+    Realization s is driven by ``NoisePath(ValueNoise(SIGMA), d, DT, ·, seed=s)``: ``simulate_particles`` (layer
+    scheme, direct attention sums) reads it, :func:`value_step` takes its ``"value"`` increments.
+    """
     noise = ValueNoise(SIGMA)
     n_steps = int(round(t_end / DT))
-    for beta, dim in cells:
-        model = model_for(beta, dim)
-        x0 = tight_pairs(np.random.default_rng(99), seeds, dim, 1e-2, sign=-1.0)
-        paths = [NoisePath(noise, dim, DT, n_steps, seed=s) for s in range(seeds)]
-        ref = np.stack([simulate_particles(model, noise, x0[s], t_end, DT, path=paths[s], save_every=t_end,
-                                           progress=False, attention="direct")["positions"].values[-1]
-                        for s in range(seeds)])
-        x = x0.copy()
-        for k in range(n_steps):
-            x = value_step(model, noise, x, np.stack([p.increments(k)["value"] for p in paths]))
-        worst = max(worst, float(np.max(np.abs(x - ref))))
-    return worst
+    paths = [NoisePath(noise, model.dim, DT, n_steps, seed=s) for s in range(x0.shape[0])]
+    ref = np.stack([simulate_particles(model, noise, x0[s], t_end, DT, path=path, save_every=t_end, progress=False,
+                                       attention="direct")["positions"].values[-1] for s, path in enumerate(paths)])
+    x = x0.copy()
+    for k in range(n_steps):
+        x = value_step(model, noise, x, np.stack([p.increments(k)["value"] for p in paths]))
+    return float(np.max(np.abs(x - ref)))
 
 
 def _signs_text(values) -> str:
@@ -223,7 +287,8 @@ def run(out_dir: str, quick: bool = False) -> list[dict]:
     prob_n = 200 if quick else 300
     rows: list[dict] = []
 
-    worst = check_against_package([(1.0, 4), (0.0, 3), (2.0, 2)])
+    worst = max(check_against_package(model_for(b, d), tight_pairs(np.random.default_rng(99), 2, d, 1e-2, sign=-1.0))
+                for b, d in ((1.0, 4), (0.0, 3), (2.0, 2)))
     rows.append(row(f"{NAME}/faithfulness", "vectorized two-token layer update vs simulate_particles with ValueNoise, "
                     "same NoisePath (beta, d) ∈ {(1, 4), (0, 3), (2, 2)}, t = 1",
                     "identical up to rounding (≤ 1e-10)", f"max |Δx| = {worst:.1e}",
@@ -305,8 +370,13 @@ def run(out_dir: str, quick: bool = False) -> list[dict]:
                         "drift Λ from 1 + x·y = 1 (finite-time excursions; 0 for all but the cells nearest the "
                         "boundary); ± is the binomial standard error", ok))
 
+    from spde_tokens.validation import antipodal_clusters  # it builds on this module's functions
+
+    cluster_rows, extra = antipodal_clusters.run(quick)
+    rows += cluster_rows
     seconds = time.perf_counter() - start
-    ds = _dataset(betas, dims, lam, fields, curves, worst, seconds, r_max, prob_n, PROB_DT[quick], rows)
+    ds = xr.merge([_dataset(betas, dims, lam, fields, curves, worst, seconds, r_max, prob_n, PROB_DT[quick], rows),
+                   extra], combine_attrs="no_conflicts")
     ds.to_netcdf(os.path.join(out_dir, f"{NAME}.nc"), engine="netcdf4", format="NETCDF4")
     plot(ds, os.path.join(out_dir, f"{NAME}.png"))
     return rows
@@ -365,12 +435,15 @@ def _dataset(betas, dims, lam, fields, curves, worst, seconds, r_max, prob_n, pr
 
 
 def plot(ds: xr.Dataset, path: str | os.PathLike) -> None:
-    """Heat map of the antipodal probability with the boundary cosh 2beta = d − 2 and the sign checks; rates."""
+    """Heat map of the antipodal probability with the boundary cosh 2beta = d − 2 and the sign checks; rates and
+    median paths (two tokens and clusters); the symmetric density against antipodally closed tokens."""
     from matplotlib.figure import Figure
 
+    from spde_tokens.validation.antipodal_clusters import plot_clusters, plot_density
+
     betas, dims = ds["beta"].values, ds["dim"].values
-    fig = Figure(figsize=(14, 4.8), layout="constrained")
-    ax = fig.subplots(1, 3)
+    fig = Figure(figsize=(19, 4.8), layout="constrained")
+    ax = fig.subplots(1, 4)
     db = betas[1] - betas[0]
     b_edges = np.concatenate([betas - db / 2, [betas[-1] + db / 2]])
     all_dims = np.arange(dims.min(), dims.max() + 1)  # dimensions not in the grid stay blank
@@ -412,7 +485,6 @@ def plot(ds: xr.Dataset, path: str | os.PathLike) -> None:
     ax[1].set_xlabel(r"theory $\Lambda = (d - 2 - \cosh 2\beta)/\cosh^2\beta$")
     ax[1].set_ylabel("Richardson median slope of log(1 + x·y) (± 4 SE)")
     ax[1].set_title("exponent at the antipodal pair (sigma = 1)", fontsize=9)
-    ax[1].legend(fontsize=7, ncol=2)
 
     dt = 2 * float(ds.attrs["dt"])
     curves = ds["median_log_ratio"].values
@@ -429,7 +501,11 @@ def plot(ds: xr.Dataset, path: str | os.PathLike) -> None:
             shown += 1
     ax[2].set_xlabel("depth t")
     ax[2].set_ylabel(r"median $\log[v(t)/v(0)]$, $v = 1 + x\cdot y$")
-    ax[2].set_title("median paths from 1 + x·y = 5e-5 (dotted: Λ t)", fontsize=9)
+    ax[2].set_title("median paths from 1 + x·y = 5e-5 (dotted: Λ t; black: cap means)", fontsize=9)
+    plot_clusters(ax[1], ax[2], ds)
+    ax[1].legend(fontsize=7, ncol=2)
     ax[2].legend(fontsize=6.5, ncol=2)
-    fig.suptitle(f"{TITLE}: ValueNoise(sigma = {ds.attrs['sigma']:g}), V = 0, softmax, Q = K = I, two tokens")
+    plot_density(ax[3], ds)
+    fig.suptitle(f"{TITLE}: ValueNoise(sigma = {ds.attrs['sigma']:g}), V = 0, softmax, Q = K = I: two tokens, two "
+                 "antipodal caps of tokens, a symmetric density")
     fig.savefig(path, dpi=120)

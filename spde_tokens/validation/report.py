@@ -76,6 +76,14 @@ def write_report(rows: list[dict], timings: dict[str, float], out_dir: str, quic
     return path
 
 
+def _copy_figure(source: str, target: str) -> None:
+    """Copy a figure for the docs with a 256-colour palette (a third of the size; the plots use few colours)."""
+    from PIL import Image
+
+    with Image.open(source) as image:
+        image.convert("RGB").quantize(256).save(target, optimize=True)
+
+
 def write_docs(rows: list[dict], timings: dict[str, float], out_dir: str, quick: bool, docs_path: str) -> str:
     """``docs_path`` (e.g. docs/validation.md) generated from a run: per case its docstring (equations,
     parameters, tolerances), its figure (copied next to the page under ``figures/validation/``), its rows and
@@ -83,7 +91,6 @@ def write_docs(rows: list[dict], timings: dict[str, float], out_dir: str, quick:
     import ast
     import importlib.util
     import platform
-    import shutil
 
     from spde_tokens import __version__
 
@@ -119,7 +126,7 @@ def write_docs(rows: list[dict], timings: dict[str, float], out_dir: str, quick:
                   f"({seconds:.0f} s here); rows: {counts}.", "", doc, ""]
         figure = os.path.join(out_dir, f"{name}.png")
         if os.path.exists(figure):
-            shutil.copyfile(figure, os.path.join(fig_dir, f"{name}.png"))
+            _copy_figure(figure, os.path.join(fig_dir, f"{name}.png"))
             lines += [f"![{name}](figures/validation/{name}.png)", ""]
         lines += ["| quantity | expected | measured | verdict |", "|---|---|---|---|"]
         lines += [f"| {_cell(r['quantity'])} | {_cell(r['expected'])} | {_cell(r['measured'])} | {r['verdict']} |"

@@ -46,6 +46,28 @@ attention; sin at d = 6 and 14 (the sign change). Full: d ∈ {2, 3, 6, 10, 14, 
 alone). R = 400 tight pairs per setting (600 for sin at d = 6 and 14), 1600 for the mean rate, 200 (quick) or 400
 uniform pairs for the projective runs.
 Odd activations: tight antipodal pairs (1 + x·y = 1e-6) give the exponent of log(1 + x·y) at the antipodal pair.
+
+Density solver and particles side by side (:mod:`spde_tokens.validation.sync_density`). On S² with V = 0 and
+``MLPNoise(1, "tanh", 64)`` (μ-independent) one ``NoisePath`` drives ``solve_density`` from ρ0 = vMF([0, 0, 1], 8)
+and ``simulate_particles(scheme="flow")`` from D draws of N = 512 tokens i.i.d. from ρ0. Without drift every token
+is moved by the path's random flow map Φ_t and ρ_t = Φ_t # ρ0, so given the path the tokens at time t are i.i.d.
+samples of ρ_t (up to the O(dt⁴) per sub-step difference of the two RK4 discretizations), whence two exact
+identities at every record t:
+
+    E MMD²(μ_N, ρ_t) = floor(t)² = (k_L(x, x) − Σ_l λ_l P_l(ρ_t))/N     (kernel exp(2 x·y), ``compare``),
+    E(1 − |m̂|²) = (1 − 1/N)(1 − |m_t|²)                                  (m_t = ∫ x ρ_t dA, m̂ the mean token).
+
+Rows: the ratios r = MMD²/floor² and r = token dispersion/((1 − 1/N) density dispersion), averaged per draw over
+the records t > 0, against 1; and r(t_end) − r(0) on the same draws against 0 (the t = 0 sampling luck cancels:
+standard error 0.03 instead of 0.09 for the MMD ratio). The draws are independent given the path, so each mean
+has standard error sd/sqrt(D) over the draws; tolerance 4 standard errors. A further row requires the density's
+spectral tail < 1e-10 (``TAIL_WARNING``) at every record compared. The finite-width field roughens the density
+fast (the tail reaches 1e-10 near t = 0.13 at lmax 64, t = 0.31 at lmax 96), so quick mode uses lmax 96 to
+t = 0.25 with D = 64, full mode lmax 128 to t = 0.4 (tail 1.4e-11) with D = 128 (dt = 0.01, records every 0.05,
+path seed 2024, token seed 7). Within that window the a.s. drift Λ t = −2 sigma² κ(1) t ≈ −0.2 of the log
+dispersion is far below its spread sqrt(4 sigma² (κ(1) + κ'(1)) t) ≈ 0.9, so the direction of the density's
+dispersion on one path is not predicted and not checked; panel (g) shows it (on this path it falls from 0.23 to
+0.11 by t = 0.25 and 0.065 by t = 0.4).
 """
 
 from __future__ import annotations
@@ -508,7 +530,8 @@ def row_variables(rows: list[dict]) -> dict:
 def run(out_dir: str, quick: bool = False) -> list[dict]:
     """Run the case; writes ``out_dir/synchronization.nc`` and ``.png`` and returns the table rows.
 
-    ``quick`` (about a minute): d ∈ {2, 3} plus sin at d = 6, 14, R = 400. Full (about 7 minutes): d up to 20.
+    ``quick`` (about 1.5 minutes, half a minute of it the side-by-side density run): d ∈ {2, 3} plus sin at
+    d = 6, 14, R = 400. Full (about 10 minutes): d up to 20.
     """
     start = time.perf_counter()
     os.makedirs(out_dir, exist_ok=True)
@@ -643,16 +666,26 @@ def run(out_dir: str, quick: bool = False) -> list[dict]:
                                  exponents=projective_exponents(act, model_for(kind, 3, beta)))
         proj.append(res)
         rows += _projective_rows(act, kind, beta, res)
+
+    # 6. density solver and particles side by side on one path while the density is resolved (imported here:
+    # sync_density builds its rows with this module's ``row``)
+    from spde_tokens.validation import sync_density
+
+    side_setup = sync_density.QUICK if quick else sync_density.FULL
+    side = sync_density.measure(side_setup)
+    rows += sync_density.rows(side_setup, side)
     seconds = time.perf_counter() - start
     ds = _dataset(cases, results, theories, crossings, proj_cases, proj, worst, package_check, realizations, proj_n,
-                  seconds, anti_cases, anti, rows)
+                  seconds, anti_cases, anti, rows, (*sync_density.dataset_variables(side_setup, side),
+                                                    sync_density.attrs(side_setup)))
     ds.to_netcdf(os.path.join(out_dir, f"{NAME}.nc"), engine="netcdf4", format="NETCDF4")
     plot(ds, os.path.join(out_dir, f"{NAME}.png"))
     return rows
 
 
 def _dataset(cases, results, theories, crossings, proj_cases, proj, worst, package_check, realizations, proj_n,
-             seconds, anti_cases, anti, rows) -> xr.Dataset:
+             seconds, anti_cases, anti, rows, side) -> xr.Dataset:
+    """The case's Dataset; ``side`` = (variables, coordinates, attributes) of the side-by-side density run."""
     from spde_tokens import __version__
 
     one = {"units": "1"}
@@ -731,6 +764,7 @@ def _dataset(cases, results, theories, crossings, proj_cases, proj, worst, packa
         "faithfulness_max_difference": ((), worst,
                                         {**one, "long_name": "max |x_batch - x_simulate_particles| on equal paths"}),
         **row_variables(rows),
+        **side[0],
     }
     if package_check is not None:
         data["package_rate_sin"] = (("package_dim",), np.array(package_check[0::2]),
@@ -757,6 +791,7 @@ def _dataset(cases, results, theories, crossings, proj_cases, proj, worst, packa
                               {**one, "long_name": "activation, attention, beta of the tight antipodal runs"}),
         "projective_step": ("projective_step", np.arange(n_p), {**one, "long_name": "step of the projective run"}),
     }
+    coords.update(side[1])
     if package_check is not None:
         coords["package_dim"] = ("package_dim", np.array([6, 14]), {**one, "long_name": "d of the package check"})
     stamp = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
@@ -765,16 +800,19 @@ def _dataset(cases, results, theories, crossings, proj_cases, proj, worst, packa
              "history": f"{stamp} spde_tokens.validation.{NAME} ({seconds:.0f} s)", "width": WIDTH, "dt": DT,
              "u0": U0, "realizations": realizations, "mean_realizations": MEAN_REALIZATIONS,
              "projective_realizations": proj_n, "projective_t_end": PROJECTIVE_T, "projective_dt": PROJECTIVE_DT,
-             "decided_threshold": DECIDED, "z_band": Z_BAND}
+             "decided_threshold": DECIDED, "z_band": Z_BAND, **side[2]}
     return xr.Dataset(data, coords=coords, attrs=attrs)
 
 
 def plot(ds: xr.Dataset, path: str | os.PathLike) -> None:
-    """Six panels: median log(1 − x·y) paths, measured vs theoretical Λ, Λ_noise(d), mean rates, projective fates."""
+    """Nine panels: median log(1 − x·y) paths, measured vs theoretical Λ, Λ_noise(d), mean rates, projective fates,
+    and the density solver beside the particles on one path (dispersions, MMD vs floor, the density with tokens)."""
     from matplotlib.figure import Figure
 
-    fig = Figure(figsize=(15, 9), layout="constrained")
-    ax = fig.subplots(2, 3)
+    from spde_tokens.validation.sync_density import plot_panels
+
+    fig = Figure(figsize=(15, 13.5), layout="constrained")
+    ax = fig.subplots(3, 3)
     dt = 2 * float(ds.attrs["dt"])  # records every second step
     lam_t, lam_m, lam_se = (ds[k].values for k in ("lambda_theory", "lambda_measured", "lambda_se"))
     dims = ds["dim"].values
@@ -854,6 +892,10 @@ def plot(ds: xr.Dataset, path: str | os.PathLike) -> None:
     ax[1, 2].set_ylabel("fraction of pairs")
     ax[1, 2].set_title(f"(f) fates at T = {ds.attrs['projective_t_end']:g}", fontsize=10)
     ax[1, 2].legend(fontsize=7)
-    fig.suptitle(f"{TITLE}: two tokens, MLPNoise width {ds.attrs['width']}, dt {ds.attrs['dt']:g} and 2 dt, "
-                 f"{ds.attrs['realizations']} realizations per setting")
+    plot_panels(ds, *ax[2])
+    fig.suptitle(f"{TITLE}: (a)–(f) two tokens, MLPNoise width {ds.attrs['width']}, dt {ds.attrs['dt']:g} and 2 dt, "
+                 f"{ds.attrs['realizations']} realizations per setting\n(g)–(i) density solver (lmax "
+                 f"{ds.attrs['density_lmax']}) beside {ds.attrs['density_draws']} draws of "
+                 f"{ds.attrs['density_n_tokens']} tokens on one path, {ds.attrs['density_activation']}, sigma "
+                 f"{ds.attrs['density_sigma']:g}, V = 0")
     fig.savefig(path, dpi=120)

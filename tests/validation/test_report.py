@@ -1,5 +1,6 @@
 """The validation report: its table, its summary, its disagreements section and the exit code of ``validate``."""
 
+import numpy as np
 import pytest
 
 from spde_tokens import cli
@@ -42,7 +43,11 @@ def test_docs_page_generated_from_a_run(tmp_path):
     """write_docs: per case its module docstring, its figure copied beside the page, its rows and verdicts."""
     out = tmp_path / "run"
     out.mkdir()
-    (out / "ott_antonsen.png").write_bytes(b"png")
+    from PIL import Image
+
+    pixels = np.zeros((40, 60, 3), dtype=np.uint8)
+    pixels[10:20, 5:50] = (200, 30, 30)
+    Image.fromarray(pixels).save(out / "ott_antonsen.png")
     rows = [make_row("ott_antonsen", "RK4 error at t = 2", "≤ 1e-10", 3e-14, "rounding", True),
             make_row("linear_growth/l=2", "rate", "1.0", 1.0, "1e-6", True)]
     page = report.write_docs(rows, {"ott_antonsen": 3.0, "linear_growth": 4.0}, str(out), True,
@@ -50,7 +55,8 @@ def test_docs_page_generated_from_a_run(tmp_path):
     text = open(page).read()
     assert "spde-tokens validate --quick --case ott_antonsen -o FOLDER" in text
     assert "Ott–Antonsen reduction on S^1" in text  # the module docstring
-    assert (tmp_path / "docs" / "figures" / "validation" / "ott_antonsen.png").read_bytes() == b"png"
+    with Image.open(tmp_path / "docs" / "figures" / "validation" / "ott_antonsen.png") as copy:
+        np.testing.assert_array_equal(np.asarray(copy.convert("RGB")), pixels)  # two colours survive the palette
     assert "![ott_antonsen](figures/validation/ott_antonsen.png)" in text and "![linear_growth]" not in text
     assert "| RK4 error at t = 2 | ≤ 1e-10 | 3e-14 | pass |" in text
     assert "rows: 1 pass, 0 fail, 0 disagrees" in text  # linear_growth/l=2 counts under linear_growth
