@@ -26,14 +26,21 @@ def make_row(case: str, quantity: str, expected, measured: float, tolerance: str
             "tolerance": tolerance, "verdict": verdict(ok)}
 
 
+def _measured(rows: list[dict]) -> np.ndarray:
+    """The measured column: numbers when every row measured a number, else texts (a number with its context)."""
+    values = [r["measured"] for r in rows]
+    if all(isinstance(v, (int, float, np.number)) for v in values):
+        return np.array(values, dtype=float)
+    return np.array([str(v) for v in values], dtype=object)
+
+
 def row_variables(rows: list[dict]) -> dict:
     """The table rows as variables on a ``row`` dimension (so the file carries its own verdicts)."""
     one = {"units": "1"}
     return {
         "row_quantity": (("row",), [r["quantity"] for r in rows], {**one, "long_name": "validated quantity"}),
         "row_expected": (("row",), [str(r["expected"]) for r in rows], {**one, "long_name": "expected (theory)"}),
-        "row_measured": (("row",), np.array([r["measured"] for r in rows], dtype=float),
-                         {**one, "long_name": "measured value"}),
+        "row_measured": (("row",), _measured(rows), {**one, "long_name": "measured value"}),
         "row_tolerance": (("row",), [r["tolerance"] for r in rows], {**one, "long_name": "how the tolerance was "
                                                                                          "derived"}),
         "row_verdict": (("row",), [r["verdict"] for r in rows], {**one, "long_name": "verdict"}),
