@@ -84,13 +84,13 @@ from spde_tokens.drift import tangent_projection
 from spde_tokens.model import AttentionModel
 from spde_tokens.noise import NoisePath, ValueNoise
 from spde_tokens.particles import simulate_particles
+from spde_tokens.validation.common import row_variables
 from spde_tokens.validation.synchronization import (
     MEDIAN_SE_FACTOR,
     attention_output,
     median_with_se,
     pair_distance,
     row,
-    row_variables,
     tight_pairs,
     uniform_points,
 )

@@ -38,6 +38,7 @@ def row_variables(rows: list[dict]) -> dict:
     """The table rows as variables on a ``row`` dimension (so the file carries its own verdicts)."""
     one = {"units": "1"}
     return {
+        "row_case": (("row",), [r["case"] for r in rows], {**one, "long_name": "case (and sub-case) of the row"}),
         "row_quantity": (("row",), [r["quantity"] for r in rows], {**one, "long_name": "validated quantity"}),
         "row_expected": (("row",), [str(r["expected"]) for r in rows], {**one, "long_name": "expected (theory)"}),
         "row_measured": (("row",), _measured(rows), {**one, "long_name": "measured value"}),

@@ -43,7 +43,7 @@ from spde_tokens.density import solve_density
 from spde_tokens.grids import CircleGrid, ResolutionWarning, SphereGrid
 from spde_tokens.model import AttentionModel
 from spde_tokens.noise import BiasNoise, MLPNoise, NoisePath, QuadraticFormNoise, RotationNoise
-from spde_tokens.validation.synchronization import row_variables
+from spde_tokens.validation.common import row_variables
 
 NAME = "one_point_law"
 TITLE = "One-point law: the mean density solves the heat equation"

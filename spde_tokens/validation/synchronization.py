@@ -84,7 +84,7 @@ from spde_tokens.drift import tangent_projection
 from spde_tokens.model import AttentionModel
 from spde_tokens.noise import MLPNoise, NoisePath
 from spde_tokens.particles import simulate_particles
-from spde_tokens.validation.common import verdict
+from spde_tokens.validation.common import row_variables, verdict
 
 NAME = "synchronization"
 TITLE = "Synchronization by random MLP blocks"
@@ -516,15 +516,6 @@ def row(case: str, quantity: str, expected: str, measured: str, tolerance: str, 
     name, _, tag = case.partition("/")
     return {"case": name, "quantity": f"{tag}: {quantity}" if tag else quantity, "expected": expected,
             "measured": measured, "tolerance": tolerance, "verdict": verdict(ok, claim)}
-
-
-ROW_KEYS = ("case", "quantity", "expected", "measured", "tolerance", "verdict")
-
-
-def row_variables(rows: list[dict]) -> dict:
-    """The table rows as string variables ``row_<key>`` on dimension ``row``, so the file carries its verdicts."""
-    return {f"row_{key}": (("row",), np.array([str(r[key]) for r in rows], dtype=object),
-                           {"units": "1", "long_name": f"validation table row: {key}"}) for key in ROW_KEYS}
 
 
 def run(out_dir: str, quick: bool = False) -> list[dict]:
