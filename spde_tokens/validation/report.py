@@ -54,16 +54,19 @@ def summary(rows: list[dict]) -> str:
             f"of the papers (evidence in the row), {count['fail']} fail.")
 
 
+def disagreement_lines(rows: list[dict]) -> list[str]:
+    """One Markdown bullet per row whose verdict is "disagrees": the claim and the evidence."""
+    return [f"* **{r['case']}**: {_cell(r['quantity'])}. Claimed: {_cell(r['expected'])}. Measured: "
+            f"{_cell(r['measured'])}." for r in rows if r["verdict"] == "disagrees"]
+
+
 def write_report(rows: list[dict], timings: dict[str, float], out_dir: str, quick: bool) -> str:
     """``out_dir/report.md``: the table, how each tolerance was derived, the disagreements, and the figures."""
     lines = [f"# spde_tokens validation ({'quick' if quick else 'full'})", "", summary(rows), "",
              "| " + " | ".join(COLUMNS) + " | tolerance |", "|" + "---|" * (len(COLUMNS) + 1)]
     lines += ["| " + " | ".join(_cell(r[c]) for c in (*COLUMNS, "tolerance")) + " |" for r in rows]
-    disagreements = [r for r in rows if r["verdict"] == "disagrees"]
-    if disagreements:
-        lines += ["", "## Where the measurements disagree with a published claim", ""]
-        lines += [f"* **{r['case']}**: {_cell(r['quantity'])}. Claimed: {_cell(r['expected'])}. Measured: "
-                  f"{_cell(r['measured'])}." for r in disagreements]
+    if any(r["verdict"] == "disagrees" for r in rows):
+        lines += ["", "## Where the measurements disagree with a published claim", "", *disagreement_lines(rows)]
     lines += ["", "## Cases", ""]
     for name, seconds in timings.items():
         lines.append(f"### {name} ({seconds:.0f} s)")
@@ -110,12 +113,8 @@ def write_docs(rows: list[dict], timings: dict[str, float], out_dir: str, quick:
              "as worded, and the measurement contradicts it (the evidence is in the row; the mathematically right "
              "statement is checked by rows of its own). `spde-tokens validate` exits non-zero only when a row "
              "fails.", ""]
-    disagreements = [r for r in rows if r["verdict"] == "disagrees"]
-    if disagreements:
-        lines += ["## Disagreements with published claims", ""]
-        lines += [f"* **{r['case']}**: {_cell(r['quantity'])}. Claimed: {_cell(r['expected'])}. Measured: "
-                  f"{_cell(r['measured'])}." for r in disagreements]
-        lines.append("")
+    if any(r["verdict"] == "disagrees" for r in rows):
+        lines += ["## Disagreements with published claims", "", *disagreement_lines(rows), ""]
     for name, seconds in timings.items():
         spec = importlib.util.find_spec(f"spde_tokens.validation.{name}")
         with open(spec.origin) as fh:
