@@ -85,12 +85,12 @@ from spde_tokens.model import AttentionModel
 from spde_tokens.noise import NoisePath, ValueNoise
 from spde_tokens.particles import simulate_particles
 from spde_tokens.validation.common import row_variables
-from spde_tokens.validation.synchronization import (
+from spde_tokens.validation.synchronization import row
+from spde_tokens.validation.two_tokens import (
     MEDIAN_SE_FACTOR,
     attention_output,
     median_with_se,
     pair_distance,
-    row,
     tight_pairs,
     uniform_points,
 )

@@ -48,7 +48,8 @@ from spde_tokens.validation.antipodal import (
     simulate_coupled,
     variance_rate,
 )
-from spde_tokens.validation.synchronization import pair_distance, row, tight_pairs
+from spde_tokens.validation.synchronization import row
+from spde_tokens.validation.two_tokens import pair_distance, tight_pairs
 
 CAP_RADIUS = 1e-4
 #: (beta, d): Λ = −1.16 sigma² (antipodal clusters attract) and Λ = +3.51 sigma² (they separate)

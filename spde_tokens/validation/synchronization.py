@@ -19,8 +19,9 @@ pair is pushed apart (drift sigma² (d − 1)(κ(1) + κ(−1)) of 1 + x·y ther
 
 Measurement. The tokens follow the layer update of ``simulate_particles`` (x ← normalize(x + dt P_x V a + P_x ΔN),
 ΔN = sigma W₂ φ(W₁ x)/sqrt(width), W₁ ~ N(0, 1), W₂ ~ N(0, dt), fresh each step), vectorized over independent
-realizations (:func:`layer_step`); a row checks that it reproduces ``simulate_particles`` on the same ``NoisePath``
-to rounding. Tight pairs start at 1 − x·y = 1e-6 (computed as |x − y|²/2, exact to rounding down to 1e-30):
+realizations (:func:`layer_step` in :mod:`spde_tokens.validation.two_tokens`, with the case's other theory and
+simulation building blocks); a row checks that it reproduces ``simulate_particles`` on the same ``NoisePath`` to
+rounding. Tight pairs start at 1 − x·y = 1e-6 (computed as |x − y|²/2, exact to rounding down to 1e-30):
 
 * each tight-pair realization runs with step dt and, on the same randomness, with step 2 dt (the two steps' MLP
   features side by side, as ``NoisePath.coarsen(2)``); the Richardson combination 2 f(dt) − f(2 dt) removes the
@@ -79,12 +80,27 @@ import time
 import numpy as np
 import xarray as xr
 
-from spde_tokens.activations import dual_derivative_at_one, dual_kernel
-from spde_tokens.drift import tangent_projection
 from spde_tokens.model import AttentionModel
 from spde_tokens.noise import MLPNoise, NoisePath
 from spde_tokens.particles import simulate_particles
 from spde_tokens.validation.common import row_variables, verdict
+from spde_tokens.validation.two_tokens import (
+    antipodal_drift_exponent,
+    crossing_dimension,
+    drift_exponent,
+    kappas,
+    layer_step,
+    log_variance_rate,
+    mean_exponent,
+    median_with_se,
+    noise_exponent,
+    pair_distance,
+    richardson_log_mean_rate,
+    simulate,
+    simulate_coupled,
+    tight_pairs,
+    uniform_points,
+)
 
 NAME = "synchronization"
 TITLE = "Synchronization by random MLP blocks"
@@ -103,149 +119,13 @@ Z_BAND = 4.0
 DECIDED = 1e-4
 PROJECTIVE_T = 30.0
 PROJECTIVE_DT = 0.02
-MEDIAN_SE_FACTOR = np.sqrt(np.pi / 2.0)
 REALIZATIONS = 400
 REALIZATIONS_SIGN = 600
 MEAN_REALIZATIONS = 1600
 
 
 # ---------------------------------------------------------------------------------------------------------------
-# theory
-
-
-def kappas(activation: str) -> tuple[float, float, float]:
-    """(κ(1), κ'(1), κ(−1)) of the dual activation (``dual_kernel``, ``dual_derivative_at_one``)."""
-    return (float(dual_kernel(activation, 1.0)), float(dual_derivative_at_one(activation)),
-            float(dual_kernel(activation, -1.0)))
-
-
-def noise_exponent(activation: str, dim: int, sigma: float) -> float:
-    """Λ_noise = sigma² ((d − 3) κ'(1) − (d − 1) κ(1)): the a.s. rate of log(1 − x·y) from the noise alone."""
-    k, kp, _ = kappas(activation)
-    return sigma**2 * ((dim - 3) * kp - (dim - 1) * k)
-
-
-def mean_exponent(activation: str, dim: int, sigma: float) -> float:
-    """c = sigma² ((d − 1) κ'(1) − (d − 3) κ(1)): E(1 − x·y) ∝ exp(c t) from the noise alone (it grows, c > 0)."""
-    k, kp, _ = kappas(activation)
-    return sigma**2 * ((dim - 1) * kp - (dim - 3) * k)
-
-
-def log_variance_rate(activation: str, sigma: float) -> float:
-    """4 sigma² (κ(1) + κ'(1)): the quadratic variation of log(1 − x·y) per unit time near the diagonal."""
-    k, kp, _ = kappas(activation)
-    return 4.0 * sigma**2 * (k + kp)
-
-
-def drift_exponent(model: AttentionModel) -> float:
-    """The attention part of Λ for two tokens near the diagonal: −2 (softmax, V = I), −2 e^beta (unnormalized), 0."""
-    if model.value_factor == 0.0:
-        return 0.0
-    if model.value_factor != 1.0 or model.zonal_factor != 1.0:
-        raise ValueError("the drift exponent is implemented for V = 0 or Q = K = V = I")
-    return -2.0 if model.softmax else -2.0 * np.exp(model.beta)
-
-
-def crossing_dimension(activation: str) -> float:
-    """The d where Λ_noise changes sign: (3κ' − κ)/(κ' − κ) (inf when κ' ≤ κ: never positive)."""
-    k, kp, _ = kappas(activation)
-    return (3.0 * kp - k) / (kp - k) if kp > k + 1e-12 else np.inf
-
-
-# ---------------------------------------------------------------------------------------------------------------
-# the layer update, vectorized over independent realizations
-
-
-def attention_output(model: AttentionModel, x: np.ndarray) -> np.ndarray:
-    """a_μ(x_i) for the empirical measure of the tokens of each realization, x of shape (R, N, d).
-
-    Softmax: Σ_j e^{beta x_iᵀA x_j} x_j / Σ_j e^{beta x_iᵀA x_j}; unnormalized: (1/N) Σ_j e^{beta x_iᵀA x_j} x_j
-    (``spde_tokens.drift.attention_output_points`` per realization, max-shifted logits).
-    """
-    logits = model.beta * (x @ model.A) @ np.swapaxes(x, 1, 2)
-    shift = logits.max(axis=-1, keepdims=True)
-    w = np.exp(logits - shift)
-    num = w @ x
-    if model.softmax:
-        return num / w.sum(axis=-1, keepdims=True)
-    return num * (np.exp(shift) / x.shape[1])
-
-
-def mlp_field(noise: MLPNoise, x: np.ndarray, w1: np.ndarray, w2: np.ndarray) -> np.ndarray:
-    """ΔN = sigma W₂ φ(W₁ x)/sqrt(width) for each realization: x (R, N, d), W₁ (R, width, d), W₂ (R, d, width).
-
-    The formula of ``MLPNoise.field`` with the increments of ``NoisePath.dW`` stacked over realizations.
-    """
-    hidden = noise.activation.phi(x @ np.swapaxes(w1, 1, 2))
-    return (noise.sigma / np.sqrt(noise.width)) * (hidden @ np.swapaxes(w2, 1, 2))
-
-
-def layer_step(model: AttentionModel, noise: MLPNoise, x: np.ndarray, dt: float, w1: np.ndarray,
-               w2: np.ndarray) -> np.ndarray:
-    """x ← normalize(x + dt P_x V a_μ(x) + P_x ΔN(x)) for R realizations at once, x of shape (R, N, d)."""
-    move = tangent_projection(x, mlp_field(noise, x, w1, w2))
-    if model.value_factor != 0.0:
-        move += dt * tangent_projection(x, attention_output(model, x) @ model.V.T)
-    x = x + move
-    return x / np.linalg.norm(x, axis=-1, keepdims=True)
-
-
-def draw_increments(rng: np.random.Generator, r: int, dim: int, width: int, dt: float):
-    """W₁ (r, width, d) ~ N(0, 1) and W₂ (r, d, width) ~ N(0, dt): the law of ``MLPNoise.sample``."""
-    return rng.standard_normal((r, width, dim)), rng.standard_normal((r, dim, width)) * np.sqrt(dt)
-
-
-def pair_distance(x: np.ndarray, sign: float = 1.0) -> np.ndarray:
-    """1 − x·y (sign = +1) or 1 + x·y (sign = −1) as |x ∓ y|²/2: no cancellation for close pairs."""
-    diff = x[:, 0] - sign * x[:, 1]
-    return 0.5 * np.sum(diff * diff, axis=-1)
-
-
-def uniform_points(rng: np.random.Generator, r: int, dim: int) -> np.ndarray:
-    x = rng.standard_normal((r, dim))
-    return x / np.linalg.norm(x, axis=-1, keepdims=True)
-
-
-def tight_pairs(rng: np.random.Generator, r: int, dim: int, u0: float, sign: float = 1.0) -> np.ndarray:
-    """R pairs (R, 2, d): x uniform, y at 1 − x·y = u0 in a uniform tangent direction (sign −1: at −x instead)."""
-    x = uniform_points(rng, r, dim)
-    v = tangent_projection(x, rng.standard_normal((r, dim)))
-    v /= np.linalg.norm(v, axis=-1, keepdims=True)
-    angle = 2.0 * np.arcsin(np.sqrt(u0 / 2.0))
-    y = np.cos(angle) * x + np.sin(angle) * v
-    return np.stack([x, sign * y], axis=1)
-
-
-def simulate(model: AttentionModel, noise: MLPNoise, x0: np.ndarray, dt: float, n_steps: int,
-             rng: np.random.Generator, observe) -> np.ndarray:
-    """Run the batch for n_steps; returns observe(x) at every step (n_steps + 1, ...)."""
-    x = x0.copy()
-    first = np.asarray(observe(x))
-    out = np.empty((n_steps + 1, *first.shape))
-    out[0] = first
-    for k in range(n_steps):
-        w1, w2 = draw_increments(rng, x.shape[0], x.shape[2], noise.width, dt)
-        x = layer_step(model, noise, x, dt, w1, w2)
-        out[k + 1] = observe(x)
-    return out
-
-
-# ---------------------------------------------------------------------------------------------------------------
 # statistics
-
-
-def median_with_se(values: np.ndarray) -> tuple[float, float]:
-    """Median and its standard error sqrt(π/2) · 1.4826 MAD / sqrt(n) (normal theory, robust spread)."""
-    values = np.asarray(values, dtype=float)
-    med = float(np.median(values))
-    mad = float(np.median(np.abs(values - med)))
-    return med, MEDIAN_SE_FACTOR * 1.4826 * mad / np.sqrt(values.size)
-
-
-def log_mean_rate(ratio: np.ndarray, t: float) -> tuple[float, float]:
-    """log(mean ratio)/t and its delta-method standard error sd/(mean sqrt(n) t)."""
-    mean = float(np.mean(ratio))
-    return np.log(mean) / t, float(np.std(ratio, ddof=1) / mean / np.sqrt(ratio.size) / t)
 
 
 def fmt_sign(value: float, se: float) -> str:
@@ -302,37 +182,6 @@ def theory_of(s: dict) -> dict:
     s2 = log_variance_rate(s["activation"], s["sigma"])
     return {"model": model, "lambda_noise": lam_noise, "lambda": lam_noise + drift, "drift": drift,
             "mean_rate": mean_exponent(s["activation"], s["dim"], s["sigma"]) + drift, "log_variance_rate": s2}
-
-
-def simulate_coupled(model: AttentionModel, noise: MLPNoise, x0: np.ndarray, dt: float, n_coarse: int,
-                     rng: np.random.Generator, observe) -> np.ndarray:
-    """The batch with step dt and, on the same randomness, with step 2 dt, as ``NoisePath.coarsen(2)`` builds it
-    (the two steps' hidden features side by side: the sum of the two fields, frozen over the double step).
-
-    Returns observe(x) at the times 2 k dt of both chains, shape (n_coarse + 1, 2, ...): [:, 0] step dt, [:, 1] 2 dt.
-    """
-    fine, coarse = x0.copy(), x0.copy()
-    first = np.asarray(observe(fine))
-    out = np.empty((n_coarse + 1, 2, *first.shape))
-    out[0] = first
-    r, _, d = x0.shape
-    for k in range(n_coarse):
-        a = draw_increments(rng, r, d, noise.width, dt)
-        b = draw_increments(rng, r, d, noise.width, dt)
-        fine = layer_step(model, noise, layer_step(model, noise, fine, dt, *a), dt, *b)
-        coarse = layer_step(model, noise, coarse, 2 * dt, np.concatenate([a[0], b[0]], axis=1),
-                            np.concatenate([a[1], b[1]], axis=2))
-        out[k + 1, 0], out[k + 1, 1] = observe(fine), observe(coarse)
-    return out
-
-
-def richardson_log_mean_rate(fine: np.ndarray, coarse: np.ndarray, t: float) -> tuple[float, float]:
-    """(2 log mean(fine) − log mean(coarse))/t and its delta-method standard error (the two are correlated)."""
-    mf, mc = fine.mean(), coarse.mean()
-    grad = np.stack([2.0 * fine / mf, -coarse / mc])  # per-realization influence, mean-centred below
-    grad -= grad.mean(axis=1, keepdims=True)
-    comb = grad[0] + grad[1]
-    return (2.0 * np.log(mf) - np.log(mc)) / t, float(np.std(comb, ddof=1) / np.sqrt(fine.size) / t)
 
 
 def measure_tight(s: dict, th: dict, realizations: int, seed: int) -> dict:
@@ -398,17 +247,6 @@ def measure_projective(activation: str, kind: str, beta: float, realizations: in
         out[f"slope_{name}"], out[f"slope_se_{name}"] = median_with_se(slopes[sel]) if sel.sum() >= 8 else (
             np.nan, np.nan)
     return out
-
-
-def antipodal_drift_exponent(model: AttentionModel) -> float:
-    """The attention part of the exponent of log(1 + x·y) at an antipodal pair of two tokens.
-
-    Softmax: d(1 + r)/dt = 2 e^{beta r}(1 − r²)/(e^beta + e^{beta r}) ≈ 4/(e^{2 beta} + 1) (1 + r); unnormalized:
-    e^{beta r}(1 − r²) ≈ 2 e^{−beta} (1 + r); V = 0: none.
-    """
-    if model.value_factor == 0.0:
-        return 0.0
-    return 4.0 / (np.exp(2 * model.beta) + 1.0) if model.softmax else 2.0 * np.exp(-model.beta)
 
 
 def measure_tight_antipodal(activation: str, kind: str, beta: float, realizations: int, seed: int) -> dict:
@@ -659,8 +497,9 @@ def run(out_dir: str, quick: bool = False) -> list[dict]:
         rows += _projective_rows(act, kind, beta, res)
 
     # 6. density solver and particles side by side on one path while the density is resolved (imported here:
-    # sync_density builds its rows with this module's ``row``)
+    # sync_density builds its rows with this module's ``row``, and synchronization_plot imports both)
     from spde_tokens.validation import sync_density
+    from spde_tokens.validation.synchronization_plot import plot
 
     side_setup = sync_density.QUICK if quick else sync_density.FULL
     side = sync_density.measure(side_setup)
@@ -793,100 +632,3 @@ def _dataset(cases, results, theories, crossings, proj_cases, proj, worst, packa
              "projective_realizations": proj_n, "projective_t_end": PROJECTIVE_T, "projective_dt": PROJECTIVE_DT,
              "decided_threshold": DECIDED, "z_band": Z_BAND, **side[2]}
     return xr.Dataset(data, coords=coords, attrs=attrs)
-
-
-def plot(ds: xr.Dataset, path: str | os.PathLike) -> None:
-    """Nine panels: median log(1 − x·y) paths, measured vs theoretical Λ, Λ_noise(d), mean rates, projective fates,
-    and the density solver beside the particles on one path (dispersions, MMD vs floor, the density with tokens)."""
-    from matplotlib.figure import Figure
-
-    from spde_tokens.validation.sync_density import plot_panels
-
-    fig = Figure(figsize=(15, 13.5), layout="constrained")
-    ax = fig.subplots(3, 3)
-    dt = 2 * float(ds.attrs["dt"])  # records every second step
-    lam_t, lam_m, lam_se = (ds[k].values for k in ("lambda_theory", "lambda_measured", "lambda_se"))
-    dims = ds["dim"].values
-    show = [i for i in range(ds.sizes["setting"]) if dims[i] == 3 or ds["attention"].values[i] != "V=0"
-            or ds["activation_name"].values[i] == "sin"]
-    for n, i in enumerate(show[:12]):
-        curve = ds["median_log_ratio"].values[i]
-        t = dt * np.arange(curve.size)
-        ok = np.isfinite(curve)
-        color = f"C{n % 10}"
-        ax[0, 0].plot(t[ok], curve[ok], color=color, lw=1.2, label=str(ds["label"].values[i]))
-        ax[0, 0].plot(t[ok], lam_t[i] * t[ok], ":", color=color, lw=1.0)
-    ax[0, 0].set_xlabel("depth t")
-    ax[0, 0].set_ylabel(r"median $\log[(1 - x\cdot y)(t) / (1 - x\cdot y)(0)]$")
-    ax[0, 0].set_title("(a) tight pairs: median paths (dotted: Λ t)", fontsize=10)
-    ax[0, 0].legend(fontsize=6)
-
-    lo, hi = min(lam_t.min(), lam_m.min()) - 0.3, max(lam_t.max(), lam_m.max()) + 0.3
-    ax[0, 1].plot([lo, hi], [lo, hi], "k-", lw=0.8)
-    for d in np.unique(dims):
-        sel = dims == d
-        ax[0, 1].errorbar(lam_t[sel], lam_m[sel], yerr=4 * lam_se[sel], fmt="o", ms=4, capsize=2, label=f"d = {d}")
-    ax[0, 1].axhline(0, color="0.6", lw=0.6)
-    ax[0, 1].axvline(0, color="0.6", lw=0.6)
-    ax[0, 1].set_xlabel("theory Λ")
-    ax[0, 1].set_ylabel("measured median slope, Richardson (± 4 SE)")
-    ax[0, 1].set_title("(b) almost-sure rate of log(1 − x·y)", fontsize=10)
-    ax[0, 1].legend(fontsize=7)
-
-    dd = np.linspace(2, 40, 400)
-    for n, a in enumerate(ds["activation"].values):
-        a = str(a)
-        k, kp, _ = kappas(a)
-        ax[0, 2].plot(dd, (dd - 3) * kp - (dd - 1) * k, color=f"C{n}", lw=1.2, label=a)
-        c = float(ds["crossing_dimension"].sel(activation=a))
-        if np.isfinite(c):
-            ax[0, 2].plot([c], [0], "x", color=f"C{n}", ms=8)
-        sel = (ds["activation_name"].values == a) & (ds["attention"].values == "V=0") & (ds["sigma"].values == 1.0)
-        if sel.any():
-            ax[0, 2].errorbar(dims[sel], lam_m[sel], yerr=4 * lam_se[sel], fmt="o", color=f"C{n}", ms=4, capsize=2)
-    ax[0, 2].axhline(0, color="k", lw=0.8)
-    ax[0, 2].set_xlabel("dimension d")
-    ax[0, 2].set_ylabel(r"$\Lambda_{noise}/\sigma^2$")
-    ax[0, 2].set_title("(c) noise exponent vs d (x: crossing, dots: measured)", fontsize=10)
-    ax[0, 2].legend(fontsize=7)
-
-    c_t, c_m, c_se = (ds[k].values for k in ("mean_rate_theory", "mean_rate_measured", "mean_rate_se"))
-    lo, hi = min(c_t.min(), -c_t.max()) - 0.3, max(c_t.max(), c_m.max()) + 0.3
-    ax[1, 0].plot([lo, hi], [lo, hi], "k-", lw=0.8, label="E u ∝ exp(+c t) (Itô)")
-    ax[1, 0].plot([lo, hi], [-lo, -hi], "r--", lw=0.8, label="'decays at rate c' (DESIGN)")
-    ax[1, 0].errorbar(c_t, c_m, yerr=4 * c_se, fmt="o", ms=4, capsize=2, color="C0", label="measured ± 4 SE")
-    ax[1, 0].set_xlabel("theory c")
-    ax[1, 0].set_ylabel(r"measured slope of $\log E(1 - x\cdot y)$")
-    ax[1, 0].set_title("(d) the mean of 1 − x·y", fontsize=10)
-    ax[1, 0].legend(fontsize=7)
-
-    for j in range(ds.sizes["projective"]):
-        curve = ds["projective_median_log"].values[j]
-        t = float(ds.attrs["projective_dt"]) * np.arange(curve.size)
-        ok = np.isfinite(curve)
-        ax[1, 1].plot(t[ok], curve[ok], lw=1.2, label=str(ds["projective_label"].values[j]))
-    ax[1, 1].set_xlabel("depth t")
-    ax[1, 1].set_ylabel(r"median $\log(1 - (x\cdot y)^2)$")
-    ax[1, 1].set_title("(e) projective synchronization, uniform pairs, d = 3", fontsize=10)
-    ax[1, 1].legend(fontsize=7)
-
-    labels = [str(v) for v in ds["projective_label"].values]
-    anti, coin, und = (ds[k].values.astype(float) for k in ("projective_antipodal", "projective_coincident",
-                                                           "projective_undecided"))
-    total = anti + coin + und
-    pos = np.arange(len(labels))
-    ax[1, 2].bar(pos, coin / total, color="C0", label="coincident")
-    ax[1, 2].bar(pos, anti / total, bottom=coin / total, color="C3", label="antipodal")
-    ax[1, 2].bar(pos, und / total, bottom=(coin + anti) / total, color="0.7", label="undecided")
-    ax[1, 2].axhline(0.5, color="k", ls=":", lw=0.8)
-    ax[1, 2].set_xticks(pos, labels, rotation=30, ha="right", fontsize=7)
-    ax[1, 2].set_ylabel("fraction of pairs")
-    ax[1, 2].set_title(f"(f) fates at T = {ds.attrs['projective_t_end']:g}", fontsize=10)
-    ax[1, 2].legend(fontsize=7)
-    plot_panels(ds, *ax[2])
-    fig.suptitle(f"{TITLE}: (a)–(f) two tokens, MLPNoise width {ds.attrs['width']}, dt {ds.attrs['dt']:g} and 2 dt, "
-                 f"{ds.attrs['realizations']} realizations per setting\n(g)–(i) density solver (lmax "
-                 f"{ds.attrs['density_lmax']}) beside {ds.attrs['density_draws']} draws of "
-                 f"{ds.attrs['density_n_tokens']} tokens on one path, {ds.attrs['density_activation']}, sigma "
-                 f"{ds.attrs['density_sigma']:g}, V = 0")
-    fig.savefig(path, dpi=120)
