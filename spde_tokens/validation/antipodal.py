@@ -90,6 +90,7 @@ from spde_tokens.validation.two_tokens import (
     MEDIAN_SE_FACTOR,
     attention_output,
     median_with_se,
+    observed_steps,
     pair_distance,
     tight_pairs,
     uniform_points,
@@ -145,15 +146,9 @@ def value_step(model: AttentionModel, noise: ValueNoise, x: np.ndarray, dw: np.n
 def simulate(model: AttentionModel, noise: ValueNoise, x0: np.ndarray, dt: float, n_steps: int,
              rng: np.random.Generator, observe) -> np.ndarray:
     """Run the batch with ΔW ~ N(0, dt) entries (the law of ``ValueNoise.sample``); observe(x) at every step."""
-    x = x0.copy()
-    first = np.asarray(observe(x))
-    out = np.empty((n_steps + 1, *first.shape))
-    out[0] = first
-    r, _, d = x.shape
-    for k in range(n_steps):
-        x = value_step(model, noise, x, rng.standard_normal((r, d, d)) * np.sqrt(dt))
-        out[k + 1] = observe(x)
-    return out
+    r, _, d = x0.shape
+    return observed_steps(x0, n_steps, lambda x: value_step(model, noise, x, rng.standard_normal((r, d, d)) *
+                                                            np.sqrt(dt)), observe)
 
 
 def sample_plan(beta: float, dim: int, r_max: int) -> tuple[float, int]:

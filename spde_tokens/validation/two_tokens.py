@@ -137,18 +137,27 @@ def tight_pairs(rng: np.random.Generator, r: int, dim: int, u0: float, sign: flo
     return np.stack([x, sign * y], axis=1)
 
 
-def simulate(model: AttentionModel, noise: MLPNoise, x0: np.ndarray, dt: float, n_steps: int,
-             rng: np.random.Generator, observe) -> np.ndarray:
-    """Run the batch for n_steps; returns observe(x) at every step (n_steps + 1, ...)."""
+def observed_steps(x0: np.ndarray, n_steps: int, step, observe) -> np.ndarray:
+    """x_{k+1} = step(x_k) for k < n_steps; returns observe(x_k) for k = 0 … n_steps, shape (n_steps + 1, ...)."""
     x = x0.copy()
     first = np.asarray(observe(x))
     out = np.empty((n_steps + 1, *first.shape))
     out[0] = first
     for k in range(n_steps):
-        w1, w2 = draw_increments(rng, x.shape[0], x.shape[2], noise.width, dt)
-        x = layer_step(model, noise, x, dt, w1, w2)
+        x = step(x)
         out[k + 1] = observe(x)
     return out
+
+
+def simulate(model: AttentionModel, noise: MLPNoise, x0: np.ndarray, dt: float, n_steps: int,
+             rng: np.random.Generator, observe) -> np.ndarray:
+    """Run the batch for n_steps; returns observe(x) at every step (n_steps + 1, ...)."""
+
+    def step(x: np.ndarray) -> np.ndarray:
+        w1, w2 = draw_increments(rng, x.shape[0], x.shape[2], noise.width, dt)
+        return layer_step(model, noise, x, dt, w1, w2)
+
+    return observed_steps(x0, n_steps, step, observe)
 
 
 def simulate_coupled(model: AttentionModel, noise: MLPNoise, x0: np.ndarray, dt: float, n_coarse: int,
