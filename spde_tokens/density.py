@@ -27,10 +27,10 @@ from spde_tokens.noise import NoisePath, as_noise, resolve_path
 from spde_tokens.records import (
     BlowUpError,
     Checkpoint,
-    Recorder,
     TimeGrid,
     default_progress,
     fingerprint_hash,
+    resume,
 )
 from spde_tokens.steppers import Scheme, get_scheme
 
@@ -241,7 +241,6 @@ def solve_density(model: AttentionModel, noise, rho0: xr.DataArray, t_end: float
     # |ρ_lm| ≤ max|Y_lm| ∫|ρ| ≤ sqrt((2l+1)/4π) ∫|ρ|: a coefficient beyond BLOW_UP · |ρ_00| means ∫|ρ| grew by
     # orders of magnitude, which no density with small negative parts can do
     blow_up = BLOW_UP * abs(coeffs[0]) * np.sqrt(2 * grid.degree_max + 1)
-    recorder = Recorder()
     warned = False
     substeps = 1
     store = None
@@ -279,14 +278,11 @@ def solve_density(model: AttentionModel, noise, rho0: xr.DataArray, t_end: float
                                                                              "units": "1"})
         return recorder.dataset(_variables(grid), coords, attrs, model)
 
-    resumed = store.load() if store is not None else None
-    if resumed is None:
-        first = 1
+    state, first, recorder = resume(store, _variables(grid))
+    if state is None:
         record(0)
     else:
-        state, last, records = resumed
-        coeffs, first = state["coeffs"], last + 1
-        recorder = Recorder.from_dataset(records, _variables(grid))
+        coeffs = state["coeffs"]
     with tqdm(total=times.n_steps, initial=first - 1, disable=not default_progress(progress), unit="step",
               desc=f"density {grid!r}") as bar:
         for step in range(first, times.n_steps + 1):

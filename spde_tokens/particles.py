@@ -28,10 +28,10 @@ from spde_tokens.noise import NoisePath, NoiseSum, as_noise, resolve_path
 from spde_tokens.records import (
     BlowUpError,
     Checkpoint,
-    Recorder,
     TimeGrid,
     default_progress,
     fingerprint_hash,
+    resume,
 )
 
 PARTICLE_SCHEMES = ("layer", "flow")
@@ -171,7 +171,6 @@ def simulate_particles(model: AttentionModel, noise, x0, t_end: float, dt: float
         attention = "harmonic" if small else "direct"
     dynamics = TokenDynamics(model, noise, block_bytes, attention, harmonic_degree)
     step_fn = dynamics.layer_step if scheme == "layer" else dynamics.flow_step
-    recorder = Recorder()
     store = None
     if checkpoint is not None:
         store = Checkpoint(checkpoint, {
@@ -197,14 +196,11 @@ def simulate_particles(model: AttentionModel, noise, x0, t_end: float, dt: float
                                                                                 "units": "1"})}
         return recorder.dataset(_variables(), coords, attrs, model)
 
-    resumed = store.load() if store is not None else None
-    if resumed is None:
-        first = 1
+    state, first, recorder = resume(store, _variables())
+    if state is None:
         record(0)
     else:
-        state, last, records = resumed
-        x, first = state["positions"], last + 1
-        recorder = Recorder.from_dataset(records, _variables())
+        x = state["positions"]
     with tqdm(total=times.n_steps, initial=first - 1, disable=not default_progress(progress), unit="step",
               desc=f"{x.shape[0]} tokens") as bar:
         for step in range(first, times.n_steps + 1):

@@ -126,6 +126,19 @@ def fingerprint_hash(*arrays: np.ndarray) -> str:
     return h.hexdigest()[:16]
 
 
+def resume(store: Checkpoint | None, variables: dict) -> tuple[dict[str, np.ndarray] | None, int, Recorder]:
+    """Where a run starts: (state, first step to take, recorder).
+
+    From the checkpoint of this run when ``store`` holds one (its state, the step after its last one, and its records
+    under ``variables``), else ``(None, 1, Recorder())``: a fresh run, which records its initial state itself.
+    """
+    resumed = store.load() if store is not None else None
+    if resumed is None:
+        return None, 1, Recorder()
+    state, last, records = resumed
+    return state, last + 1, Recorder.from_dataset(records, variables)
+
+
 class Checkpoint:
     """Atomic checkpoints (DESIGN 3): the state, the step index and the records so far in one NetCDF file.
 
