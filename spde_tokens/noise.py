@@ -574,6 +574,17 @@ class NoisePath:
                 "path_coarsening": self.factor, "path_lmax": -1 if self.lmax is None else self.lmax}
 
 
+class AntitheticPath(NoisePath):
+    """The mirrored path −ΔN of a NoisePath: equally likely, with the opposite first-order effect.
+
+    Every Brownian increment is negated, except the hidden weights W₁ of the finite-width MLP field (fresh N(0, 1)
+    draws, not Brownian): W₂ → −W₂ alone gives −ΔN, while negating both would give the same field for odd φ.
+    """
+
+    def increments(self, step: int) -> dict[str, np.ndarray]:
+        return {key: value if key == "mlp_w1" else -value for key, value in super().increments(step).items()}
+
+
 def resolve_path(noise: NoiseSum | None, path: NoisePath | None, seed: int | None, dim: int, dt: float,
                  n_steps: int, lmax: int | None, tokens: bool = False) -> NoisePath | None:
     """The path that drives a run: the given one (checked against the run) or a new one from ``seed``.

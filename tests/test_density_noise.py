@@ -8,6 +8,7 @@ import pytest
 import spde_tokens as st
 from spde_tokens.density import DensityEquation
 from spde_tokens.noise import (
+    AntitheticPath,  # ΔN → −ΔN (W₂ only for MLP blocks)
     BiasNoise,
     IdiosyncraticNoise,
     MLPNoise,
@@ -18,7 +19,6 @@ from spde_tokens.noise import (
 )
 from spde_tokens.particles import simulate_particles
 from spde_tokens.records import BlowUpError
-from spde_tokens.validation.one_point_law import AntitheticPath  # ΔN → −ΔN (W₂ only for MLP blocks)
 
 
 def _relative_min(ds):

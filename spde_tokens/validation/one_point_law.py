@@ -42,7 +42,7 @@ from spde_tokens import initial
 from spde_tokens.density import solve_density
 from spde_tokens.grids import CircleGrid, ResolutionWarning, SphereGrid
 from spde_tokens.model import AttentionModel
-from spde_tokens.noise import BiasNoise, MLPNoise, NoisePath, QuadraticFormNoise, RotationNoise
+from spde_tokens.noise import AntitheticPath, BiasNoise, MLPNoise, NoisePath, QuadraticFormNoise, RotationNoise
 from spde_tokens.validation.common import row_variables
 
 NAME = "one_point_law"
@@ -54,17 +54,6 @@ Z_TOLERANCE = 4.0
 TAIL_LIMIT = 1e-3
 DT = 0.02
 SAVE_EVERY = 0.1
-
-
-class AntitheticPath(NoisePath):
-    """The mirrored path −ΔN of a NoisePath: equally likely, with the opposite first-order effect.
-
-    Every Brownian increment is negated, except the hidden weights W₁ of the finite-width MLP field (fresh N(0, 1)
-    draws, not Brownian): W₂ → −W₂ alone gives −ΔN, while negating both would give the same field for odd φ.
-    """
-
-    def increments(self, step: int) -> dict[str, np.ndarray]:
-        return {key: value if key == "mlp_w1" else -value for key, value in super().increments(step).items()}
 
 
 def settings() -> list[dict]:
