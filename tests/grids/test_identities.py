@@ -49,21 +49,23 @@ BAD_POINTS = {
 
 # ---- transforms ---------------------------------------------------------------------------------------------------
 @pytest.mark.parametrize("grid", GRIDS + UNDEALIASED, ids=repr)
-def test_round_trip(grid, random_coeffs):
+def test_round_trip(grid, random_coeffs, rounding, synthesis_scale):
     c = random_coeffs(grid, np.random.default_rng(grid.degree_max))
     f = grid.synthesis(c)
     assert f.shape == grid.shape and f.dtype == float
-    # round-off of the transforms (FFTs on S^1, Legendre sums and FFTs on S^2) on O(1) data: observed ≤ 1e-14
-    np.testing.assert_allclose(grid.analysis(f), c, rtol=0, atol=1e-12)
-    np.testing.assert_allclose(grid.synthesis(grid.analysis(f)), f, rtol=0, atol=1e-12)
+    # the transforms' rounding bound (conftest._rounding), for coefficients and for grid values
+    tol = rounding(grid, synthesis_scale(grid, c))
+    np.testing.assert_allclose(grid.analysis(f), c, rtol=0, atol=np.sqrt(grid.area) * tol)
+    np.testing.assert_allclose(grid.synthesis(grid.analysis(f)), f, rtol=0, atol=tol)
 
 
 @on_every_grid
-def test_analysis_of_the_constant(grid):
+def test_analysis_of_the_constant(grid, rounding):
     """1 = sqrt(area) Y_00: the uniform density 1/area has f_00 = 1/sqrt(area) and no other coefficient."""
     expected = np.where(grid.degrees == 0, np.sqrt(grid.area), 0.0)
-    # analysis round-off on unit-amplitude data: observed ≤ 1e-16
-    np.testing.assert_allclose(grid.analysis(np.ones(grid.shape)), expected, rtol=0, atol=1e-13)
+    # the analysis' rounding bound on a field of size 1 (conftest._rounding)
+    atol = np.sqrt(grid.area) * rounding(grid)
+    np.testing.assert_allclose(grid.analysis(np.ones(grid.shape)), expected, rtol=0, atol=atol)
 
 
 @on_every_grid
@@ -94,11 +96,11 @@ def test_laplacian_eigenvalues(grid, random_coeffs):
 
 
 @on_every_grid
-def test_gradient_of_a_coordinate_is_the_projected_basis_vector(grid):
+def test_gradient_of_a_coordinate_is_the_projected_basis_vector(grid, rounding):
     """∇_S x_i = P_x e_i = e_i - x_i x in Cartesian form, for every coordinate x_i."""
     x = grid.points()
-    # derivatives amplify the transforms' round-off by ~l ≤ L: observed ≤ 15 eps L on S^2 (lmax 31), ≤ 2 eps L on S^1
-    tol = 20 * EPS * grid.degree_max
+    # one derivative of a field of size 1: the transforms' rounding bound times L (conftest._rounding)
+    tol = rounding(grid, 1.0, derivative=1)
     for i, coeffs in enumerate(grid.coordinate_coefficients()):
         grad = grid.gradient(coeffs)
         assert grad.shape == (grid.n_tangent, *grid.shape)
@@ -109,25 +111,23 @@ def test_gradient_of_a_coordinate_is_the_projected_basis_vector(grid):
 
 
 @on_every_grid
-def test_divergence_of_projected_constant_vectors(grid):
+def test_divergence_of_projected_constant_vectors(grid, rounding):
     """div_S(P_x a) = -(d - 1) a·x on S^{d-1}, for a = e_1, …, e_d."""
     x = grid.points()
-    # 1e-14 of transform round-off on unit-amplitude data, plus the analysis round-off (~eps per coefficient) times
-    # the divergence's largest factor, L^k: k ≤ n on S^1 (ik f_k), l(l+1) ≈ lmax² on S^2 (Δ of the spheroidal
-    # potential). Observed ≤ 2 eps n on S^1 and ≤ eps lmax² on S^2; at n = 128 the bound stays below 1e-13
-    tol = 1e-14 + 3 * EPS * grid.degree_max**grid.n_tangent
+    # one derivative (the divergence) of a field of size 1: rounding bound times L (conftest._rounding)
+    tol = rounding(grid, 1.0, derivative=1)
     for i, a in enumerate(np.eye(grid.dim)):
         div = grid.synthesis(grid.divergence(grid.to_tangent(np.broadcast_to(a, (*grid.shape, grid.dim)))))
         np.testing.assert_allclose(div, -(grid.dim - 1) * x[..., i], rtol=0, atol=tol)
 
 
 @on_every_grid
-def test_divergence_of_gradient_is_laplacian(grid, random_coeffs):
+def test_divergence_of_gradient_is_laplacian(grid, random_coeffs, rounding, synthesis_scale):
     c = random_coeffs(grid, np.random.default_rng(3 + grid.degree_max))
     lap = grid.laplacian(c)
-    # the transforms leave ~eps relative noise in every coefficient, and Δ scales degree l by l(l+1) (k² on S^1):
-    # 1e-13 of max |Δc| (observed ≈ 3e-15)
-    np.testing.assert_allclose(grid.divergence(grid.gradient(c)), lap, rtol=0, atol=1e-13 * np.abs(lap).max())
+    # two derivatives of the field f: the rounding bound times L(L + d - 2), on coefficients (conftest._rounding)
+    atol = np.sqrt(grid.area) * rounding(grid, synthesis_scale(grid, c), derivative=2)
+    np.testing.assert_allclose(grid.divergence(grid.gradient(c)), lap, rtol=0, atol=atol)
 
 
 @on_every_grid
@@ -174,11 +174,12 @@ def test_points_and_tangent_basis(grid):
 
 # ---- point evaluation ---------------------------------------------------------------------------------------------
 @on_every_grid
-def test_evaluate_at_nodes_is_synthesis(grid, random_coeffs):
+def test_evaluate_at_nodes_is_synthesis(grid, random_coeffs, rounding, synthesis_scale):
     c = random_coeffs(grid, np.random.default_rng(6 + grid.degree_max))
-    # transform vs direct sum on O(1) data: observed ≤ 1e-14 (1.2e-12 at lmax 31 with shtns' polar optimization,
-    # which SphereGrid turns off)
-    np.testing.assert_allclose(grid.evaluate(c, _nodes(grid)), grid.synthesis(c).ravel(), rtol=0, atol=1e-12)
+    # transform vs direct sum: twice the rounding bound (conftest._rounding); shtns' polar optimization, which
+    # SphereGrid turns off, would leave 1.2e-12 at lmax 31
+    atol = 2 * rounding(grid, synthesis_scale(grid, c))
+    np.testing.assert_allclose(grid.evaluate(c, _nodes(grid)), grid.synthesis(c).ravel(), rtol=0, atol=atol)
 
 
 @on_every_grid
