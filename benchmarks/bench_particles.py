@@ -7,9 +7,9 @@ tokens drawn uniformly with seed 0, one BLAS thread:
 
 * **floor**: two evaluations of the plainest numpy softmax attention,
   ``L = beta X Xᵀ; E = exp(L − max_j L); out = (E X) / (E 1)`` (one N × N matrix, no blocks, no safeguards);
-* **layer**: one step of ``TokenDynamics.layer_step`` (the default particle stepper of DESIGN 1.2,
-  x ← normalize(x + dt X[μ](x) + P_x ΔN + P_x ξ)) without noise: one attention evaluation in row blocks of at most
-  64 MiB, the max-shifted sums as BLAS products, the reliability test and the tangent projection;
+* **layer**: one step of ``TokenDynamics.layer_step`` (the default particle stepper, docs/mathematics.md,
+  'Common noise': x ← normalize(x + dt X[μ](x) + P_x ΔN + P_x ξ)) without noise: one attention evaluation in row
+  blocks of at most 64 MiB, the max-shifted sums as BLAS products, the reliability test and the tangent projection;
 * **layer+mlp**: the same step with the common noise of ``MLPNoise(0.5, "tanh", width=64)`` (its increments drawn
   inside the timed call, as ``simulate_particles`` does);
 * **flow**: one step of ``scheme="flow"`` (RK4 on the frozen-increment ODE: four attention evaluations, so its

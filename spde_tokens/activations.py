@@ -1,4 +1,4 @@
-"""Activations of the random MLP blocks and their dual kernels (DESIGN 1.2, ``MLPNoise``).
+"""Activations of the random MLP blocks and their dual kernels (``MLPNoise``; docs/mathematics.md, 'Common noise').
 
 A random MLP block acts on tokens x ∈ S^{d-1} as the common noise ``ΔN(x) = sigma W₂ φ(W₁ x) / sqrt(width)``, whose
 covariance is ``sigma² κ_φ(x·y) I dt`` with the **dual activation**

@@ -1,4 +1,6 @@
-"""Diagnostics of DESIGN 1.4, spectral where that is exact (densities) and blocked sums for tokens.
+"""Diagnostics, spectral where that is exact (densities) and blocked sums for tokens.
+
+The definitions are those of docs/mathematics.md, 'Diagnostics'.
 
 All density diagnostics take the grid and the coefficients of ρ (the convention of :mod:`spde_tokens.grids`).
 """
@@ -185,7 +187,7 @@ def _w2_coarse_grid(dim: int, max_points: int) -> Grid:
 
 
 def wasserstein2_tokens(x, y, max_points: int = 2000, seed: int | None = 0) -> float:
-    """Wasserstein-2 distance between the empirical measures of two token sets on S^{d−1} (DESIGN 1.4).
+    """Wasserstein-2 distance between the empirical measures of two token sets on S^{d−1}.
 
         W2(μ, ν)² = min_π Σ_ij π_ij arccos(clip(x_i·y_j, −1, 1))²,   π ≥ 0 with marginals 1/N_x and 1/N_y,
 
@@ -205,7 +207,7 @@ def wasserstein2_tokens(x, y, max_points: int = 2000, seed: int | None = 0) -> f
 
 
 def wasserstein2(tokens, grid: Grid, coeffs: np.ndarray, max_points: int = 2000, seed: int | None = 0) -> float:
-    """Wasserstein-2 distance between the empirical measure of tokens and a density on S^1 or S^2 (DESIGN 1.4).
+    """Wasserstein-2 distance between the empirical measure of tokens and a density on S^1 or S^2.
 
     The density ρ (coefficients on ``grid``) is discretized on a coarse Gauss grid, the finest with at most
     ``max_points`` nodes x_k (S^2: ``SphereGrid(L, dealias=False)``, L ≈ 28 for 2000 nodes; S^1:

@@ -1,4 +1,6 @@
-"""The attention output a_μ and the drift X[μ](x) = P_x V a_μ(x) of DESIGN 1.1, on grids and at tokens.
+"""The attention output a_μ and the drift X[μ](x) = P_x V a_μ(x), on grids and at tokens.
+
+The formulas are those of docs/mathematics.md, 'Attention drift'.
 
 Three evaluations of the same formula:
 
@@ -8,8 +10,8 @@ Three evaluations of the same formula:
   per row and precomputed once;
 * **points** (tokens): the same max-shifted sums over a measure Σ ω_j δ_{y_j}, in row blocks of bounded memory.
 
-Where the (scaled) partition function is too small to be trusted (DESIGN 1.1: below 1e-10 of its maximum on
-the zonal path; below 1e-10 of the sum of absolute terms on the other two), the output is set to 0; softmax
+Where the (scaled) partition function is too small to be trusted (below 1e-10 of its maximum on the zonal path;
+below 1e-10 of the sum of absolute terms on the other two), the output is set to 0; softmax
 outputs are clipped to |a| ≤ 1, which holds for every non-negative measure.  The fraction of such nodes is kept in
 ``unreliable_fraction``.
 """
@@ -206,7 +208,7 @@ def drift_points(model: AttentionModel, tokens: np.ndarray, keys: np.ndarray | N
 
 
 class GridAttention:
-    """Attention output and drift of a density on a grid (DESIGN 1.1), zonal or quadrature path.
+    """Attention output and drift of a density on a grid (docs/mathematics.md, 'Attention drift'): zonal or quadrature.
 
     Parameters
     ----------

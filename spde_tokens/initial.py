@@ -49,7 +49,7 @@ def as_density(grid: Grid, values: np.ndarray, normalize: bool = True, **attrs) 
 
 
 def check_density(values: np.ndarray, name: str = "rho0") -> None:
-    """Refuse non-finite values and min ρ < −1e-10 · max ρ (DESIGN 2)."""
+    """Refuse non-finite values and min ρ < −1e-10 · max ρ (docs/guide.md, 'Initial densities')."""
     if not np.all(np.isfinite(values)):
         raise ValueError(f"{name} has non-finite values (NaN or inf)")
     if values.min() < -NEGATIVE_TOLERANCE * values.max():

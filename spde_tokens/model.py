@@ -1,4 +1,4 @@
-"""The self-attention model: parameters of the drift of DESIGN 1.1 and their validation."""
+"""The self-attention model: parameters of the drift (docs/mathematics.md, 'Attention drift') and their validation."""
 
 from __future__ import annotations
 

@@ -1,4 +1,6 @@
-"""Figures and animations of run Datasets (DESIGN 3): density maps, tokens, diagnostics, comparisons, ensembles.
+"""Figures and animations of run Datasets: density maps, tokens, diagnostics, comparisons, ensembles.
+
+The Datasets are those of docs/guide.md, 'File format'.
 
 Every function reads a Dataset as the runs build it (or as ``open_run`` reads it back), draws a
 ``matplotlib.figure.Figure`` on the Agg canvas (no display and no pyplot state, so nothing stays open) and saves it
@@ -208,7 +210,7 @@ def _circle_density(ax, ds: xr.Dataset, index: int, **kw):
 
 # ---- density runs -------------------------------------------------------------------------------------------------
 def plot_density(ds: xr.Dataset, path=None, times: int = 4) -> Figure:
-    """The density at ``times`` evenly spaced records and its diagnostics (DESIGN 1.4).
+    """The density at ``times`` evenly spaced records and its diagnostics (docs/mathematics.md, 'Diagnostics').
 
     Top: on S^2, Mollweide maps of ρ (per unit area, one colour scale and colorbar); on S^1, ρ against θ at those
     times on one axis. Bottom: E_β(t); 1 − |m|² (log scale when it spans more than a factor 10); the power spectrum

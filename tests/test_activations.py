@@ -1,4 +1,6 @@
-"""Dual activations of DESIGN 1.2 (MLPNoise): closed forms, Gauss–Hermite path, κ'(1), Legendre and cosine series.
+"""Dual activations of MLPNoise: closed forms, Gauss–Hermite path, κ'(1), Legendre and cosine series.
+
+The definitions are those of docs/mathematics.md, 'Common noise'.
 
 Independent oracles: 1-D ``scipy.integrate.quad`` against the Gaussian density, the closed forms (for the generic
 quadrature), finite differences, the asymptotics of the relu series derived from its (1 - t)^{3/2} endpoint terms, and

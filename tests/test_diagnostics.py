@@ -1,4 +1,4 @@
-"""Diagnostics of DESIGN 1.4 against direct quadrature and closed forms."""
+"""Diagnostics (docs/mathematics.md, 'Diagnostics') against direct quadrature and closed forms."""
 
 import numpy as np
 import pytest

@@ -1,4 +1,4 @@
-"""The attention output and drift of DESIGN 1.1: zonal path, quadrature path and direct token sums agree."""
+"""The attention output and drift (docs/mathematics.md, 'Attention drift'): zonal, quadrature and token sums agree."""
 
 import warnings
 
@@ -74,7 +74,7 @@ def test_beta_zero_is_the_mean(grid):
 
 
 def test_softmax_drift_is_gradient_of_log_convolution():
-    """For Q = K = V = I, X = (1/beta) ∇_S log(G_beta ρ) (DESIGN 1.1)."""
+    """For Q = K = V = I, X = (1/beta) ∇_S log(G_beta ρ) (docs/mathematics.md, 'Attention drift')."""
     grid = SphereGrid(24)
     beta = 2.5
     c, rho = _density(grid)
@@ -108,7 +108,10 @@ def test_general_qk_uses_quadrature_and_matches_tokens():
 
 
 def test_large_beta_clustered_density_stays_finite_and_bounded():
-    """beta = 200 on a tight cluster: accurate where G̃ρ ≥ 1e-10 max, zero elsewhere, |a| ≤ 1 (DESIGN 1.1)."""
+    """beta = 200, tight cluster: accurate where G̃ρ ≥ 1e-10 max, zero elsewhere, |a| ≤ 1.
+
+    The trust threshold is that of docs/mathematics.md, 'Attention drift'.
+    """
     grid = CircleGrid(256)
     beta = 200.0
     pts = grid.points()

@@ -1,4 +1,4 @@
-"""Noise models and NoisePath: two-point covariances (DESIGN 1.2), reproducibility, coarsening, bad input."""
+"""Noise models and NoisePath (docs/mathematics.md, 'Common noise'): covariances, reproducibility, coarsening, input."""
 
 import numpy as np
 import pytest
