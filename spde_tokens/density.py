@@ -1,4 +1,6 @@
-"""The density equation on S^1 and S^2 and its solver ``solve_density`` (DESIGN 1.3).
+"""The density equation on S^1 and S^2 and its solver ``solve_density``.
+
+The equations are those of docs/mathematics.md, 'The stochastic density step'.
 
 The state is kept in spectral space (coefficients of ρ); the grid is visited only to form the flux:
 
@@ -16,7 +18,6 @@ import warnings
 
 import numpy as np
 import xarray as xr
-from tqdm.auto import tqdm
 
 from spde_tokens import diagnostics as diag
 from spde_tokens.drift import GridAttention
@@ -24,14 +25,8 @@ from spde_tokens.grids import Grid, ResolutionWarning, grid_from_attrs
 from spde_tokens.initial import check_density, grid_of
 from spde_tokens.model import AttentionModel
 from spde_tokens.noise import NoisePath, as_noise, resolve_path
-from spde_tokens.records import (
-    BlowUpError,
-    Checkpoint,
-    TimeGrid,
-    default_progress,
-    fingerprint_hash,
-    resume,
-)
+from spde_tokens.records import Recorder, TimeGrid, fingerprint_hash
+from spde_tokens.runner import State, run
 from spde_tokens.steppers import Scheme, get_scheme
 
 #: spectral_tail above which a run is reported as under-resolved
@@ -41,7 +36,9 @@ BLOW_UP = 1e8
 
 
 class DensityEquation:
-    """The density equation in spectral space, one frozen noise increment per step (DESIGN 1.3).
+    """The density equation in spectral space, one frozen noise increment per step.
+
+    See docs/mathematics.md, 'The stochastic density step'.
 
     Within a step of length dt the noise increment is frozen and the step integrates
 
@@ -133,20 +130,6 @@ class DensityEquation:
         return coeffs, n_sub
 
 
-def _records(grid: Grid, coeffs: np.ndarray, beta: float) -> dict:
-    field = grid.synthesis(coeffs)
-    return {
-        "density": field,
-        "power_spectrum": grid.power_spectrum(coeffs),
-        "energy": diag.energy(grid, coeffs, beta),
-        "dispersion": diag.dispersion(grid, coeffs),
-        "mean_vector": diag.mean_vector(grid, coeffs),
-        "mass": diag.mass(grid, coeffs),
-        "min_density": field.min(),
-        "spectral_tail": diag.spectral_tail(grid, coeffs),
-    }
-
-
 def _variables(grid: Grid) -> dict:
     return {
         "density": (grid.dims, {"long_name": "token density w.r.t. surface measure", "units": "1"}),
@@ -163,6 +146,61 @@ def _variables(grid: Grid) -> dict:
         "substeps": ((), {"long_name": "largest number of sub-steps per step since the previous record",
                           "units": "1"}),
     }
+
+
+class SpectralEngine:
+    """The spectral density solver as an engine of the run driver (:func:`spde_tokens.runner.run`).
+
+    The state is ``{"coeffs": ρ_lm}``; each step takes the frozen noise increments of its step from the path.
+    """
+
+    name = "density"
+
+    def __init__(self, equation: DensityEquation, scheme: Scheme, cfl: float, dt: float, path: NoisePath | None,
+                 blow_up: float):
+        self.equation, self.grid, self.scheme, self.cfl, self.dt = equation, equation.grid, scheme, cfl, dt
+        self.path, self.blow_up = path, blow_up
+        self.label = f"density {self.grid!r}"
+        self.substeps = 1  # the largest number of sub-steps per step since the previous record
+        self.warned = False
+
+    def step(self, state: State, step: int) -> State:
+        increments = self.path.increments(step - 1) if self.path is not None else None
+        coeffs, n_sub = self.equation.step(state["coeffs"], self.dt, self.scheme, self.cfl, increments)
+        self.substeps = max(self.substeps, n_sub)
+        return {"coeffs": coeffs}
+
+    def check(self, state: State) -> str | None:
+        if not np.all(np.abs(state["coeffs"]) <= self.blow_up):  # also catches NaN
+            return "the density became non-finite or unbounded"
+        return None
+
+    def record(self, state: State) -> dict:
+        grid, coeffs = self.grid, state["coeffs"]
+        field = grid.synthesis(coeffs)
+        values = {
+            "density": field,
+            "power_spectrum": grid.power_spectrum(coeffs),
+            "energy": diag.energy(grid, coeffs, self.equation.model.beta),
+            "dispersion": diag.dispersion(grid, coeffs),
+            "mean_vector": diag.mean_vector(grid, coeffs),
+            "mass": diag.mass(grid, coeffs),
+            "min_density": field.min(),
+            "spectral_tail": diag.spectral_tail(grid, coeffs),
+            "attention_unreliable_fraction": self.equation.attention.unreliable_fraction,
+            "substeps": self.substeps,
+        }
+        self.substeps = 1
+        return values
+
+    def after_record(self, t: float, values: dict) -> None:
+        if values["spectral_tail"] > TAIL_WARNING and not self.warned:
+            self.warned = True
+            warnings.warn(f"under-resolved at t = {t:g}: spectral_tail = {values['spectral_tail']:.2e} > "
+                          f"{TAIL_WARNING:g} on {self.grid!r}; raise the resolution", ResolutionWarning, stacklevel=5)
+
+    def last_good(self, state: State) -> np.ndarray:
+        return self.grid.synthesis(state["coeffs"])
 
 
 def _check_transport_stability(stepper: Scheme, grid: Grid, model: AttentionModel, times: TimeGrid) -> None:
@@ -185,8 +223,11 @@ def solve_density(model: AttentionModel, noise, rho0: xr.DataArray, t_end: float
                   path: NoisePath | None = None, seed: int | None = None, save_every: float | None = None,
                   scheme: str = "rk4", cfl: float = 0.5, hyperviscosity: float = 0.0, attention: str = "auto",
                   memory_budget: float | None = None, progress: bool | None = None, threads: int = 1,
-                  checkpoint: str | os.PathLike | None = None) -> xr.Dataset:
-    """Solve the density equation from ``rho0`` to ``t_end`` with fixed step ``dt`` (DESIGN 1.3).
+                  checkpoint: str | os.PathLike | None = None, checkpoint_every: int = 1) -> xr.Dataset:
+    """Solve the density equation from ``rho0`` to ``t_end`` with fixed step ``dt``.
+
+    The equation and the step are those of docs/mathematics.md, 'The stochastic density step'; the stepping
+    bookkeeping (records, checkpoints, progress, blow-up) is the run driver's (:func:`spde_tokens.runner.run`).
 
     Parameters
     ----------
@@ -203,14 +244,15 @@ def solve_density(model: AttentionModel, noise, rho0: xr.DataArray, t_end: float
     attention : ``"auto"``, ``"zonal"`` or ``"quadrature"``; memory_budget bounds the quadrature kernel.
     progress : tqdm progress bar (default: on when standard error is a terminal).
     threads : transform threads of the grid (1 by default).
-    checkpoint : a NetCDF file rewritten atomically at every record with the spectral state, the step and the
-        records so far; if it exists when the run starts (same settings), the run resumes from it and finishes
-        bit-identical to an uninterrupted run.
+    checkpoint : a NetCDF file rewritten atomically with the spectral state and the step, the records beside it
+        (``checkpoint + ".records/"``); if it exists when the run starts (same settings), the run resumes from it
+        and finishes bit-identical to an uninterrupted run; a later t_end continues a finished run.
+    checkpoint_every : records between checkpoints (default 1: at every record).
 
     Returns
     -------
     xarray.Dataset with ``density``, ``power_spectrum``, ``energy``, ``dispersion``, ``mean_vector``, ``mass``,
-    ``min_density``, ``spectral_tail``, ``substeps`` on ``time`` (DESIGN 3).
+    ``min_density``, ``spectral_tail``, ``substeps`` on ``time`` (docs/guide.md, 'File format').
 
     Raises
     ------
@@ -241,61 +283,21 @@ def solve_density(model: AttentionModel, noise, rho0: xr.DataArray, t_end: float
     # |ρ_lm| ≤ max|Y_lm| ∫|ρ| ≤ sqrt((2l+1)/4π) ∫|ρ|: a coefficient beyond BLOW_UP · |ρ_00| means ∫|ρ| grew by
     # orders of magnitude, which no density with small negative parts can do
     blow_up = BLOW_UP * abs(coeffs[0]) * np.sqrt(2 * grid.degree_max + 1)
-    warned = False
-    substeps = 1
-    store = None
-    if checkpoint is not None:
-        store = Checkpoint(checkpoint, {
-            "engine": "density", "model": repr(model), "model_matrices": fingerprint_hash(*model.matrices().values()),
-            "noise": repr(noise), "seed": -1 if path is None else path.seed,
-            "path_coarsening": 1 if path is None else path.factor, "scheme": scheme, "cfl": float(cfl),
-            "hyperviscosity": float(hyperviscosity), "attention": equation.attention.method,
-            "rho0": fingerprint_hash(rho0.values), **grid.attrs(), **times.attrs()})
-
-    def record(step: int) -> None:
-        nonlocal warned, substeps
-        values = _records(grid, coeffs, model.beta)
-        recorder.add(step * times.dt, attention_unreliable_fraction=equation.attention.unreliable_fraction,
-                     substeps=substeps, **values)
-        substeps = 1
-        if store is not None:
-            store.save({"coeffs": coeffs}, step, build())
-        if values["spectral_tail"] > TAIL_WARNING and not warned:
-            warned = True
-            warnings.warn(f"under-resolved at t = {step * times.dt:g}: spectral_tail = {values['spectral_tail']:.2e}"
-                          f" > {TAIL_WARNING:g} on {grid!r}; raise the resolution", ResolutionWarning, stacklevel=3)
-
-    def build() -> xr.Dataset:
-        attrs = {"title": "spde_tokens density run", "engine": "density", "scheme": scheme, "cfl": float(cfl),
-                 "hyperviscosity": float(hyperviscosity), "attention": equation.attention.method,
-                 "seed": "none" if seed is None else seed,
-                 **(noise.attrs() if noise is not None else {"noise": "none"}),
-                 **(path.attrs() if path is not None else {}), **grid.attrs(), **times.attrs()}
-        coords = {name: xr.Variable(*spec) for name, spec in grid.coords().items()}
-        coords["degree"] = xr.Variable("degree", np.arange(grid.degree_max + 1), {"long_name": "harmonic degree",
-                                                                                  "units": "1"})
-        coords["component"] = xr.Variable("component", np.arange(grid.dim), {"long_name": "Cartesian component",
-                                                                             "units": "1"})
-        return recorder.dataset(_variables(grid), coords, attrs, model)
-
-    state, first, recorder = resume(store, _variables(grid))
-    if state is None:
-        record(0)
-    else:
-        coeffs = state["coeffs"]
-    with tqdm(total=times.n_steps, initial=first - 1, disable=not default_progress(progress), unit="step",
-              desc=f"density {grid!r}") as bar:
-        for step in range(first, times.n_steps + 1):
-            increments = path.increments(step - 1) if path is not None else None
-            with np.errstate(over="ignore", invalid="ignore"):  # a blow-up is caught below, with its state
-                new, n_sub = equation.step(coeffs, times.dt, stepper, cfl, increments)
-            if not np.all(np.abs(new) <= blow_up):  # also catches NaN
-                raise BlowUpError(f"the density became non-finite or unbounded at step {step} (t = "
-                                  f"{step * times.dt:g}); the records up to t = {recorder.times[-1]:g} are in "
-                                  ".dataset and the last good state in .state", build(), grid.synthesis(coeffs))
-            coeffs = new
-            substeps = max(substeps, n_sub)
-            if times.is_record(step):
-                record(step)
-            bar.update()
-    return build()
+    engine = SpectralEngine(equation, stepper, float(cfl), times.dt, path, blow_up)
+    attrs = {"title": "spde_tokens density run", "engine": "density", "scheme": scheme, "cfl": float(cfl),
+             "hyperviscosity": float(hyperviscosity), "attention": equation.attention.method,
+             "seed": "none" if seed is None else seed,
+             **(noise.attrs() if noise is not None else {"noise": "none"}),
+             **(path.attrs() if path is not None else {}), **grid.attrs(), **times.attrs()}
+    coords = {name: xr.Variable(*spec) for name, spec in grid.coords().items()}
+    coords["degree"] = xr.Variable("degree", np.arange(grid.degree_max + 1), {"long_name": "harmonic degree",
+                                                                              "units": "1"})
+    coords["component"] = xr.Variable("component", np.arange(grid.dim), {"long_name": "Cartesian component",
+                                                                         "units": "1"})
+    fingerprint = {"model": repr(model), "model_matrices": fingerprint_hash(*model.matrices().values()),
+                   "noise": repr(noise), "seed": -1 if path is None else path.seed,
+                   "path_coarsening": 1 if path is None else path.factor, "scheme": scheme, "cfl": float(cfl),
+                   "hyperviscosity": float(hyperviscosity), "attention": equation.attention.method,
+                   "rho0": fingerprint_hash(rho0.values), **grid.attrs()}
+    return run(engine, {"coeffs": coeffs}, times, Recorder(_variables(grid), coords, attrs, model),
+               fingerprint=fingerprint, checkpoint=checkpoint, checkpoint_every=checkpoint_every, progress=progress)

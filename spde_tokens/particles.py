@@ -1,9 +1,9 @@
-"""Tokens on S^{d−1} driven by attention and the common noise: the layer update and its flow (DESIGN 1.2, 1.3).
+"""Tokens on S^{d−1} driven by attention and the common noise: the layer update and its flow.
 
 Two steppers, both using the tangential noise field u_n(x) = P_x ΔN_n(x) of the same ``NoisePath`` as the density:
 
 * ``"layer"`` (default): the layer update itself, x ← normalize(x + dt X[μ](x) + u_n(x) + P_x ξ_i) with ξ_i the
-  idiosyncratic displacement of token i. Its limit is the Itô SDE of DESIGN 1.2.
+  idiosyncratic displacement of token i. Its limit is the Itô SDE of docs/mathematics.md, 'Common noise'.
 * ``"flow"``: RK4 on the frozen-increment ODE ẋ = P_x(X[μ](x) dt + u_n(x) + ξ_i) over s ∈ [0, 1], then normalize —
   the same map as the density step (Wong–Zakai), for noise fields that do not depend on μ.
 """
@@ -14,7 +14,6 @@ import os
 
 import numpy as np
 import xarray as xr
-from tqdm.auto import tqdm
 
 from spde_tokens import diagnostics as diag
 from spde_tokens.drift import (
@@ -25,15 +24,12 @@ from spde_tokens.drift import (
 )
 from spde_tokens.model import AttentionModel
 from spde_tokens.noise import NoisePath, NoiseSum, as_noise, resolve_path
-from spde_tokens.records import (
-    BlowUpError,
-    Checkpoint,
-    TimeGrid,
-    default_progress,
-    fingerprint_hash,
-    resume,
-)
+from spde_tokens.records import Recorder, TimeGrid, fingerprint_hash
+from spde_tokens.runner import State, run
+from spde_tokens.steppers import SCHEMES, Scheme, get_scheme
 
+#: "layer" (the layer update) or "flow" (the frozen-increment ODE by RK4); "flow" also takes any registered scheme
+#: of :mod:`spde_tokens.steppers` by name
 PARTICLE_SCHEMES = ("layer", "flow")
 
 
@@ -89,8 +85,9 @@ class TokenDynamics:
         move = dt * self.drift(x, a) + self.noise_field(x, increments, a) + tangent_projection(x, xi)
         return normalize(x + move)
 
-    def flow_step(self, x: np.ndarray, dt: float, increments: dict | None, xi: np.ndarray) -> np.ndarray:
-        """RK4 on ẋ = P_x(X[μ](x) dt + ΔN_n(x) + ξ) over s ∈ [0, 1], then normalize."""
+    def flow_step(self, x: np.ndarray, dt: float, increments: dict | None, xi: np.ndarray,
+                  scheme: Scheme) -> np.ndarray:
+        """``scheme`` on ẋ = P_x(X[μ](x) dt + ΔN_n(x) + ξ) over s ∈ [0, 1] (one interval), then normalize."""
 
         def f(y):
             # stages are evaluated at their projection on the sphere: off the sphere P_y is not a projection and
@@ -99,15 +96,47 @@ class TokenDynamics:
             return dt * self.drift(y) + tangent_projection(y, (self.noise_field(y, increments) if increments else 0)
                                                            + xi)
 
-        k1 = f(x)
-        k2 = f(x + 0.5 * k1)
-        k3 = f(x + 0.5 * k2)
-        k4 = f(x + k3)
-        return normalize(x + (k1 + 2 * k2 + 2 * k3 + k4) / 6.0)
+        return normalize(scheme.step(f, x, 1.0))
 
 
 def harmonic_degree_of(model: AttentionModel, degree: int | None) -> int:
     return harmonic_degree(model) if degree is None else int(degree)
+
+
+class TokenEngine:
+    """The tokens as an engine of the run driver (:func:`spde_tokens.runner.run`); the state is
+    ``{"positions": x}`` and each step takes the common increments and the tokens' own increments from the path."""
+
+    name = "particles"
+
+    def __init__(self, dynamics: TokenDynamics, scheme: str, dt: float, path: NoisePath | None, n_tokens: int):
+        self.dynamics, self.dt, self.path = dynamics, dt, path
+        self.scheme = None if scheme == "layer" else get_scheme("rk4" if scheme == "flow" else scheme)
+        self.label = f"{n_tokens} tokens"
+        self.beta = dynamics.model.beta
+
+    def step(self, state: State, step: int) -> State:
+        x, path = state["positions"], self.path
+        increments = path.increments(step - 1) if path is not None and path.noise.common_models else None
+        xi = path.token_increments(step - 1, x.shape[0]) if path is not None else np.zeros_like(x)
+        if self.scheme is None:
+            return {"positions": self.dynamics.layer_step(x, self.dt, increments, xi)}
+        return {"positions": self.dynamics.flow_step(x, self.dt, increments, xi, self.scheme)}
+
+    def check(self, state: State) -> str | None:
+        return None if np.all(np.isfinite(state["positions"])) else "tokens became non-finite"
+
+    def record(self, state: State) -> dict:
+        x = state["positions"]
+        m = diag.mean_vector_tokens(x)
+        return {"positions": x, "energy": diag.energy_tokens(x, self.beta), "dispersion": float(1.0 - m @ m),
+                "mean_vector": m}
+
+    def after_record(self, t: float, values: dict) -> None:
+        pass
+
+    def last_good(self, state: State) -> np.ndarray:
+        return state["positions"]
 
 
 def _variables() -> dict:
@@ -123,7 +152,7 @@ def simulate_particles(model: AttentionModel, noise, x0, t_end: float, dt: float
                        seed: int | None = None, save_every: float | None = None, scheme: str = "layer",
                        lmax: int | None = None, attention: str = "auto", harmonic_degree: int | None = None,
                        progress: bool | None = None, block_bytes: int = 64 * 2**20,
-                       checkpoint: str | os.PathLike | None = None) -> xr.Dataset:
+                       checkpoint: str | os.PathLike | None = None, checkpoint_every: int = 1) -> xr.Dataset:
     """Simulate N tokens on S^{d−1} under attention and common noise.
 
     Parameters
@@ -135,16 +164,19 @@ def simulate_particles(model: AttentionModel, noise, x0, t_end: float, dt: float
     path, seed : the NoisePath of the realization, or the seed to build it from.
     lmax : truncation degree of ``MLPNoise(width=None)`` when the path is built here (the density grid's degree).
     save_every : time between records, a whole number of steps (default: about 100 records).
-    scheme : ``"layer"`` (the layer update, default) or ``"flow"`` (RK4 on the frozen-increment ODE; noise fields
-        that depend on μ, i.e. ValueNoise, are refused).
+    scheme : ``"layer"`` (the layer update, default) or ``"flow"`` (RK4 on the frozen-increment ODE, the map of the
+        density step; noise fields that depend on μ, i.e. ValueNoise, are refused); the name of any registered
+        scheme of :mod:`spde_tokens.steppers` (``"rk3"``, ``"heun"``, …) is the flow with that scheme.
     attention : ``"direct"`` (max-shifted sums over all pairs in row blocks of ``block_bytes``: O(N²) time, bounded
         memory), ``"harmonic"`` (Funk–Hecke expansion to ``harmonic_degree``, O(N L²); needs Qᵀ K = a I and dim 2
         or 3; agrees with the direct sums to ~1e-13 at the default degree) or ``"auto"`` (harmonic when available
         and (L+1)² < N/4).
     progress : tqdm progress bar (default: on when standard error is a terminal).
     block_bytes : memory of one block of the N × N attention logits.
-    checkpoint : a NetCDF file rewritten atomically at every record with the positions, the step and the records
-        so far; an existing checkpoint of the same run is resumed, bit-identical to an uninterrupted run.
+    checkpoint : a NetCDF file rewritten atomically with the positions and the step, the records beside it
+        (``checkpoint + ".records/"``); an existing checkpoint of the same run is resumed, bit-identical to an
+        uninterrupted run; a later t_end continues a finished run.
+    checkpoint_every : records between checkpoints (default 1: at every record).
 
     Returns
     -------
@@ -153,11 +185,11 @@ def simulate_particles(model: AttentionModel, noise, x0, t_end: float, dt: float
     if not isinstance(model, AttentionModel):
         raise ValueError(f"model must be an AttentionModel, got {type(model).__name__}")
     x = check_tokens(x0, model.dim)
-    if scheme not in PARTICLE_SCHEMES:
-        raise ValueError(f"scheme must be one of {PARTICLE_SCHEMES}, got {scheme!r}")
+    if scheme not in PARTICLE_SCHEMES and scheme not in SCHEMES:
+        raise ValueError(f"scheme must be 'layer', 'flow' or a flow scheme of {sorted(SCHEMES)}, got {scheme!r}")
     times = TimeGrid.build(t_end, dt, save_every)
     noise = as_noise(noise)
-    if scheme == "flow" and noise is not None and noise.needs_context:
+    if scheme != "layer" and noise is not None and noise.needs_context:
         raise ValueError("scheme='flow' needs a noise field that does not depend on μ; use scheme='layer' with "
                          "ValueNoise")
     path = resolve_path(noise, path, seed, model.dim, times.dt, times.n_steps, lmax, tokens=True)
@@ -170,50 +202,17 @@ def simulate_particles(model: AttentionModel, noise, x0, t_end: float, dt: float
         small = harmonic_ok and (harmonic_degree_of(model, harmonic_degree) + 1) ** 2 < x.shape[0] / 4
         attention = "harmonic" if small else "direct"
     dynamics = TokenDynamics(model, noise, block_bytes, attention, harmonic_degree)
-    step_fn = dynamics.layer_step if scheme == "layer" else dynamics.flow_step
-    store = None
-    if checkpoint is not None:
-        store = Checkpoint(checkpoint, {
-            "engine": "particles", "model": repr(model), "model_matrices": fingerprint_hash(*model.matrices().values()),
-            "noise": repr(noise), "seed": -1 if path is None else path.seed,
-            "path_coarsening": 1 if path is None else path.factor, "scheme": scheme, "attention": attention,
-            "x0": fingerprint_hash(x), **times.attrs()})
-
-    def record(step: int) -> None:
-        m = diag.mean_vector_tokens(x)
-        recorder.add(step * times.dt, positions=x, energy=diag.energy_tokens(x, model.beta),
-                     dispersion=float(1.0 - m @ m), mean_vector=m)
-        if store is not None:
-            store.save({"positions": x}, step, build())
-
-    def build() -> xr.Dataset:
-        attrs = {"title": "spde_tokens particle run", "engine": "particles", "scheme": scheme, "attention": attention,
-                 "n_tokens": x.shape[0], "seed": "none",
-                 **(noise.attrs() if noise is not None else {"noise": "none"}),
-                 **(path.attrs() if path is not None else {}), **times.attrs()}
-        coords = {"token": xr.Variable("token", np.arange(x.shape[0]), {"long_name": "token index", "units": "1"}),
-                  "component": xr.Variable("component", np.arange(model.dim), {"long_name": "Cartesian component",
-                                                                                "units": "1"})}
-        return recorder.dataset(_variables(), coords, attrs, model)
-
-    state, first, recorder = resume(store, _variables())
-    if state is None:
-        record(0)
-    else:
-        x = state["positions"]
-    with tqdm(total=times.n_steps, initial=first - 1, disable=not default_progress(progress), unit="step",
-              desc=f"{x.shape[0]} tokens") as bar:
-        for step in range(first, times.n_steps + 1):
-            increments = path.increments(step - 1) if path is not None and path.noise.common_models else None
-            xi = path.token_increments(step - 1, x.shape[0]) if path is not None else np.zeros_like(x)
-            with np.errstate(over="ignore", invalid="ignore"):
-                new = step_fn(x, times.dt, increments, xi)
-            if not np.all(np.isfinite(new)):
-                raise BlowUpError(f"tokens became non-finite at step {step} (t = {step * times.dt:g}); records up "
-                                  f"to t = {recorder.times[-1]:g} are in .dataset, the last positions in .state",
-                                  build(), x)
-            x = new
-            if times.is_record(step):
-                record(step)
-            bar.update()
-    return build()
+    engine = TokenEngine(dynamics, scheme, times.dt, path, x.shape[0])
+    attrs = {"title": "spde_tokens particle run", "engine": "particles", "scheme": scheme, "attention": attention,
+             "n_tokens": x.shape[0], "seed": "none" if seed is None else seed,
+             **(noise.attrs() if noise is not None else {"noise": "none"}),
+             **(path.attrs() if path is not None else {}), **times.attrs()}
+    coords = {"token": xr.Variable("token", np.arange(x.shape[0]), {"long_name": "token index", "units": "1"}),
+              "component": xr.Variable("component", np.arange(model.dim), {"long_name": "Cartesian component",
+                                                                            "units": "1"})}
+    fingerprint = {"model": repr(model), "model_matrices": fingerprint_hash(*model.matrices().values()),
+                   "noise": repr(noise), "seed": -1 if path is None else path.seed,
+                   "path_coarsening": 1 if path is None else path.factor, "scheme": scheme, "attention": attention,
+                   "x0": fingerprint_hash(x)}
+    return run(engine, {"positions": x}, times, Recorder(_variables(), coords, attrs, model),
+               fingerprint=fingerprint, checkpoint=checkpoint, checkpoint_every=checkpoint_every, progress=progress)

@@ -1,10 +1,16 @@
-"""Run bookkeeping shared by the engines: the time grid of a run and the Dataset built from its saved records."""
+"""Run bookkeeping shared by the engines: the time grid, the records of a run and its atomic checkpoints.
+
+The output schema (variables, coordinates, CF attributes) is described in docs/guide.md, 'File format'.
+"""
 
 from __future__ import annotations
 
 import datetime
+import glob
+import os
 import sys
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import xarray as xr
@@ -12,14 +18,17 @@ import xarray as xr
 from spde_tokens import checks
 from spde_tokens.model import AttentionModel
 
-#: relative tolerance on t_end/dt and save_every/dt being whole numbers (DESIGN 1.3)
+#: relative tolerance on t_end/dt and save_every/dt being whole numbers (docs/mathematics.md, 'Time stepping')
 WHOLE_STEPS_RTOL = 1e-9
+
+#: name → (dimensions after ``time``, attributes) of the variables an engine records
+Variables = dict[str, tuple[tuple[str, ...], dict[str, str]]]
 
 
 class BlowUpError(FloatingPointError):
     """A run produced non-finite values; ``dataset`` holds the records up to the last good state."""
 
-    def __init__(self, message: str, dataset: xr.Dataset | None = None, state=None):
+    def __init__(self, message: str, dataset: xr.Dataset | None = None, state: Any = None):
         super().__init__(message)
         self.dataset = dataset
         self.state = state
@@ -43,8 +52,8 @@ class TimeGrid:
     stride: int
 
     @classmethod
-    def build(cls, t_end, dt, save_every=None) -> TimeGrid:
-        """Validate (DESIGN 1.3): dt > 0, t_end ≥ 0, t_end/dt and save_every/dt whole numbers.
+    def build(cls, t_end: float, dt: float, save_every: float | None = None) -> TimeGrid:
+        """Validate dt > 0, t_end ≥ 0, and t_end/dt, save_every/dt whole numbers (to 1e-9 relative).
 
         The default ``save_every`` gives about 100 records.
         """
@@ -62,7 +71,12 @@ class TimeGrid:
     def is_record(self, step: int) -> bool:
         return step % self.stride == 0 or step == self.n_steps
 
-    def attrs(self) -> dict:
+    def time(self, step: int) -> float:
+        """The time of step ``step``: step·dt, rounded to 12 significant digits so that ``ds.sel(time=0.35)`` finds
+        the record (step·dt itself can be 0.35000000000000003)."""
+        return float(f"{step * self.dt:.12g}")
+
+    def attrs(self) -> dict[str, float | int]:
         return {"t_end": self.t_end, "dt": self.dt, "save_every": self.save_every, "n_steps": self.n_steps}
 
 
@@ -72,48 +86,66 @@ def default_progress(progress: bool | None) -> bool:
 
 
 class Recorder:
-    """Collects the records of a run (variables on ``time``) and builds the output Dataset."""
+    """Collects the records of a run (values on ``time``) and turns them into a Dataset.
 
-    def __init__(self):
+    Parameters
+    ----------
+    variables : name → (dimensions after ``time``, attributes) of every recorded variable.
+    coords : the coordinates of those dimensions (``time`` excluded).
+    attrs : global attributes of the run.
+    model : the attention model, whose matrices are stored as variables and parameters as attributes.
+    """
+
+    def __init__(self, variables: Variables, coords: dict[str, xr.Variable], attrs: dict[str, Any],
+                 model: AttentionModel):
+        self.variables, self.coords, self.attrs, self.model = variables, coords, attrs, model
         self.times: list[float] = []
-        self.rows: dict[str, list] = {}
+        self.rows: dict[str, list[np.ndarray]] = {}
 
-    @classmethod
-    def from_dataset(cls, ds: xr.Dataset, names) -> Recorder:
-        """A recorder holding the records of a Dataset (to resume a run from its checkpoint)."""
-        out = cls()
-        out.times = [float(t) for t in ds.time.values]
-        out.rows = {name: list(ds[name].values) for name in names if name in ds}
-        return out
-
-    def add(self, t: float, **values) -> None:
+    def add(self, t: float, values: dict[str, Any]) -> None:
         self.times.append(float(t))
-        for name, value in values.items():
-            self.rows.setdefault(name, []).append(np.asarray(value))
+        for name in self.variables:
+            self.rows.setdefault(name, []).append(np.asarray(values[name]))
 
     def __len__(self) -> int:
         return len(self.times)
 
-    def dataset(self, variables: dict[str, tuple[tuple[str, ...], dict]], coords: dict, attrs: dict,
-                model: AttentionModel) -> xr.Dataset:
-        """Dataset with ``variables`` (name → (dims after time, attrs)), the model's matrices and CF attributes."""
+    def clear(self) -> None:
+        """Forget the records (they have been written to a checkpoint part)."""
+        self.times, self.rows = [], {}
+
+    def dataset(self, earlier: xr.Dataset | None = None) -> xr.Dataset:
+        """The records as a Dataset with the model's matrices and CF attributes, after the ``earlier`` records."""
         from spde_tokens import __version__
 
         data = {}
-        for name, (dims, var_attrs) in variables.items():
-            data[name] = xr.Variable(("time", *dims), np.stack(self.rows[name]) if self.rows.get(name) else
-                                     np.empty((0,)), var_attrs)
-        for name, mat in model.matrices().items():
-            data[name] = xr.Variable(("row", "column"), mat, {"long_name": f"attention matrix {name}",
-                                                              "units": "1"})
-        all_coords = {"time": xr.Variable("time", np.array(self.times), {"units": "1", "long_name":
-                                          "depth (dimensionless time)", "axis": "T"}), **coords}
+        for name, (dims, var_attrs) in self.variables.items():
+            rows = self.rows.get(name)
+            values = np.stack(rows) if rows else np.empty((0, *(self.coords[d].size for d in dims)))
+            data[name] = xr.Variable(("time", *dims), values, var_attrs)
+        for name, mat in self.model.matrices().items():
+            data[name] = xr.Variable(("row", "column"), mat, {"long_name": f"attention matrix {name}", "units": "1"})
+        # depth is dimensionless: units "1" and no axis "T" (CF reserves it for time units)
+        time = xr.Variable("time", np.array(self.times, dtype=float), {"units": "1",
+                                                                      "long_name": "depth (dimensionless time)"})
         stamp = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
         base = {"Conventions": "CF-1.8", "source": f"spde_tokens {__version__}",
                 "history": f"{stamp} created by spde_tokens {__version__}"}
-        base.update(model.attrs())
-        base.update(attrs)
-        return xr.Dataset(data, coords=all_coords, attrs=base)
+        base.update(self.model.attrs())
+        base.update(self.attrs)
+        ds = xr.Dataset(data, coords={"time": time, **self.coords}, attrs=base)
+        if earlier is not None and earlier.sizes.get("time", 0):
+            ds = concat_records([earlier, ds])
+            ds.attrs = base
+        return ds
+
+
+def concat_records(parts: list[xr.Dataset]) -> xr.Dataset:
+    """Records of consecutive parts of one run joined along ``time`` (other variables taken from the first)."""
+    if len(parts) == 1:
+        return parts[0]
+    return xr.concat(parts, dim="time", data_vars="minimal", coords="minimal", compat="override",
+                     combine_attrs="override")
 
 
 def fingerprint_hash(*arrays: np.ndarray) -> str:
@@ -126,38 +158,43 @@ def fingerprint_hash(*arrays: np.ndarray) -> str:
     return h.hexdigest()[:16]
 
 
-def resume(store: Checkpoint | None, variables: dict) -> tuple[dict[str, np.ndarray] | None, int, Recorder]:
-    """Where a run starts: (state, first step to take, recorder).
-
-    From the checkpoint of this run when ``store`` holds one (its state, the step after its last one, and its records
-    under ``variables``), else ``(None, 1, Recorder())``: a fresh run, which records its initial state itself.
-    """
-    resumed = store.load() if store is not None else None
-    if resumed is None:
-        return None, 1, Recorder()
-    state, last, records = resumed
-    return state, last + 1, Recorder.from_dataset(records, variables)
+def _atomic_netcdf(ds: xr.Dataset, path: str) -> None:
+    """Write ``ds`` to ``path`` atomically: a temporary file, fsync, ``os.replace``, fsync of the folder."""
+    tmp = path + ".tmp"
+    ds.to_netcdf(tmp, engine="netcdf4", format="NETCDF4")
+    fd = os.open(tmp, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.replace(tmp, path)
+    directory = os.open(os.path.dirname(os.path.abspath(path)), os.O_RDONLY)
+    try:
+        os.fsync(directory)
+    finally:
+        os.close(directory)
 
 
 class Checkpoint:
-    """Atomic checkpoints (DESIGN 3): the state, the step index and the records so far in one NetCDF file.
+    """Atomic checkpoints: the state and the step index in ``path``, the records in parts beside it.
 
-    Each save writes ``path + ".tmp"``, flushes it to disk with fsync and renames it over ``path`` with
-    ``os.replace`` (atomic on POSIX), so a run killed at any moment leaves either the previous or the new
-    checkpoint, never a partial file. ``fingerprint`` (str, int and float values) identifies the run: a
-    checkpoint written by another run is refused with a ValueError naming the first differing setting.
+    HDF5 files are not crash-consistent, so nothing is ever appended: each save writes the records taken since
+    the previous save as one new part ``path + ".records/<step>.nc"``, then the state file ``path``, each by a
+    temporary file, fsync and ``os.replace`` (atomic on POSIX). A run killed at any moment leaves a readable state
+    and the parts up to it; parts written after the state (a kill between the two writes) are ignored on loading.
+    Each record is written once, so checkpointing costs O(records), not O(records²).
+    ``fingerprint`` (str, int and float values) identifies the run: a checkpoint written by another run is refused
+    with a ValueError naming the first differing setting. The run's length is not part of it: a run with a later
+    t_end continues a finished checkpoint (docs/guide.md, 'Checkpoints').
     """
 
-    def __init__(self, path, fingerprint: dict):
-        import os
-
+    def __init__(self, path: str | os.PathLike, fingerprint: dict[str, Any]):
         self.path = os.fspath(path)
+        self.parts = self.path + ".records"
         self.fingerprint = {f"run_{k}": v for k, v in fingerprint.items()}
 
     def load(self) -> tuple[dict[str, np.ndarray], int, xr.Dataset] | None:
         """(state, step, records) from an existing checkpoint of this run, or None when there is none."""
-        import os
-
         if not os.path.exists(self.path):
             return None
         try:
@@ -172,18 +209,28 @@ class Checkpoint:
                     isinstance(stored, (float, np.floating)) else stored == value)
             if not same:
                 raise ValueError(f"checkpoint {self.path!r} belongs to another run: {key[4:]} = {stored!r} there, "
-                                 f"{value!r} here; remove it or use another checkpoint file")
+                                 f"{value!r} here; remove it (and {self.parts!r}) or use another checkpoint file")
         state = {name[6:]: ds[name].values for name in ds.data_vars if name.startswith("state_")}
         if "coeff_real" in ds:
             state["coeffs"] = ds["coeff_real"].values + 1j * ds["coeff_imag"].values
         step = int(ds.attrs["checkpoint_step"])
-        records = ds.drop_vars([n for n in ds.data_vars if n.startswith("state_") or n.startswith("coeff_")])
-        return state, step, records
+        return state, step, self._records(step)
+
+    def _records(self, step: int) -> xr.Dataset:
+        parts = []
+        for name in sorted(glob.glob(os.path.join(self.parts, "*.nc"))):
+            if int(os.path.basename(name)[:-3]) <= step:
+                with xr.open_dataset(name, engine="netcdf4", decode_timedelta=False) as part:
+                    parts.append(part.load())
+        if not parts:
+            raise ValueError(f"checkpoint {self.path!r} has no records in {self.parts!r}; remove it to start afresh")
+        return concat_records(parts)
 
     def save(self, state: dict[str, np.ndarray], step: int, records: xr.Dataset) -> None:
-        import os
-
-        ds = records.copy()
+        """Write the records taken since the previous save (``records``), then the state at ``step``."""
+        os.makedirs(self.parts, exist_ok=True)
+        _atomic_netcdf(records, os.path.join(self.parts, f"{step:012d}.nc"))
+        ds = xr.Dataset(attrs={**self.fingerprint, "checkpoint_step": int(step)})
         for name, value in state.items():
             if np.iscomplexobj(value):
                 ds["coeff_real"] = xr.Variable(("coeff",), value.real, {"long_name": "spectral state, real part",
@@ -193,18 +240,4 @@ class Checkpoint:
             else:
                 dims = tuple(f"state_{name}_{i}" for i in range(value.ndim))
                 ds[f"state_{name}"] = xr.Variable(dims, value, {"long_name": f"state {name}", "units": "1"})
-        ds.attrs.update(self.fingerprint)
-        ds.attrs["checkpoint_step"] = int(step)
-        tmp = self.path + ".tmp"
-        ds.to_netcdf(tmp, engine="netcdf4", format="NETCDF4")
-        fd = os.open(tmp, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.replace(tmp, self.path)
-        directory = os.open(os.path.dirname(os.path.abspath(self.path)), os.O_RDONLY)
-        try:
-            os.fsync(directory)
-        finally:
-            os.close(directory)
+        _atomic_netcdf(ds, self.path)

@@ -1,0 +1,131 @@
+"""The run driver shared by every engine: time grid, records, checkpoints, progress bar and blow-up detection.
+
+An engine (the spectral density solver of :mod:`spde_tokens.density`, the tokens of :mod:`spde_tokens.particles`)
+describes its state and one step; :func:`run` does the rest, the same way for all of them:
+
+* steps n = first … n_steps of the :class:`~spde_tokens.records.TimeGrid`, with a tqdm bar;
+* a record at t = 0 and every ``stride`` steps and at the end (:meth:`Engine.record`), collected by a
+  :class:`~spde_tokens.records.Recorder`;
+* an atomic checkpoint every ``checkpoint_every`` records and at the end; a run that finds a checkpoint of itself
+  resumes from it and finishes bit-identical to an uninterrupted run, a later ``t_end`` continues a finished one;
+* a step whose state is not finite or not bounded (:meth:`Engine.check`) stops the run with a
+  :class:`~spde_tokens.records.BlowUpError` that holds the records so far and the last good state.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from typing import Any, Protocol
+
+import numpy as np
+import xarray as xr
+from tqdm.auto import tqdm
+
+from spde_tokens.records import (
+    BlowUpError,
+    Checkpoint,
+    Recorder,
+    TimeGrid,
+    default_progress,
+)
+
+#: the state of an engine: named arrays (complex arrays are stored as real and imaginary parts in checkpoints)
+State = dict[str, np.ndarray]
+
+log = logging.getLogger("spde_tokens")
+
+
+class Engine(Protocol):
+    """What an engine gives the driver."""
+
+    #: the engine's name, recorded in checkpoints ("density", "particles")
+    name: str
+    #: the progress bar's label
+    label: str
+
+    def step(self, state: State, step: int) -> State:
+        """The state after step ``step`` (from t = (step − 1) dt to step·dt)."""
+
+    def check(self, state: State) -> str | None:
+        """None when the state is good, else what is wrong with it (non-finite, unbounded)."""
+
+    def record(self, state: State) -> dict[str, Any]:
+        """The recorded values at this state, one per variable of the recorder."""
+
+    def after_record(self, t: float, values: dict[str, Any]) -> None:
+        """Called after each record (under-resolution warnings)."""
+
+    def last_good(self, state: State) -> Any:
+        """What a BlowUpError carries as the last good state (grid values, positions)."""
+
+
+def run(engine: Engine, state: State, times: TimeGrid, recorder: Recorder, *, fingerprint: dict[str, Any],
+        checkpoint: str | os.PathLike | None = None, checkpoint_every: int = 1,
+        progress: bool | None = None) -> xr.Dataset:
+    """Step ``engine`` from ``state`` over ``times`` and return the Dataset of its records.
+
+    Parameters
+    ----------
+    engine : the engine (see :class:`Engine`).
+    state : its initial state.
+    times : the time grid (steps and records).
+    recorder : collects the records; knows the variables, coordinates and attributes of the output.
+    fingerprint : the settings that identify the run in its checkpoint (str, int or float values).
+    checkpoint : a NetCDF file for atomic checkpoints (None: none).
+    checkpoint_every : records between checkpoints (≥ 1); each record is written once, so 1 costs O(records).
+    progress : tqdm progress bar (default: on when standard error is a terminal).
+    """
+    if not isinstance(checkpoint_every, int) or isinstance(checkpoint_every, bool) or checkpoint_every < 1:
+        raise ValueError(f"checkpoint_every must be an integer ≥ 1 (records between checkpoints), "
+                         f"got {checkpoint_every!r}")
+    store = None
+    if checkpoint is not None:
+        store = Checkpoint(checkpoint, {"engine": engine.name, **fingerprint, "dt": times.dt,
+                                        "save_every": times.save_every})
+    resumed = store.load() if store is not None else None
+    unsaved = 0
+
+    def take_record(step: int) -> None:
+        nonlocal unsaved
+        values = engine.record(state)
+        t = times.time(step)
+        recorder.add(t, values)
+        engine.after_record(t, values)
+        unsaved += 1
+        if store is not None and (unsaved >= checkpoint_every or step == times.n_steps):
+            store.save(state, step, recorder.dataset())
+            recorder.clear()  # the records now live on disk: long runs do not keep them in memory
+            unsaved = 0
+
+    def records() -> xr.Dataset:
+        """Every record so far: those saved with the checkpoint, then those still in memory."""
+        saved = store.load() if store is not None else None
+        return recorder.dataset(None if saved is None else saved[2])
+
+    if resumed is None:
+        first = 1
+        take_record(0)
+    else:
+        state, last, _ = resumed
+        if last > times.n_steps:
+            raise ValueError(f"checkpoint {store.path!r} is at step {last}, beyond the {times.n_steps} steps of this "
+                             f"run (t_end = {times.t_end}); use t_end ≥ {times.time(last)} or another checkpoint file")
+        first = last + 1
+        log.info("resuming from %s: step %d of %d (t = %g)", store.path, last, times.n_steps, times.time(last))
+    with tqdm(total=times.n_steps, initial=first - 1, disable=not default_progress(progress), unit="step",
+              desc=engine.label) as bar:
+        for step in range(first, times.n_steps + 1):
+            with np.errstate(over="ignore", invalid="ignore"):  # a blow-up is caught below, with its state
+                new = engine.step(state, step)
+            problem = engine.check(new)
+            if problem is not None:
+                done = records()
+                raise BlowUpError(f"{problem} at step {step} (t = {times.time(step):g}); the records up to t = "
+                                  f"{float(done.time[-1]):g} are in .dataset and the last good state in .state",
+                                  done, engine.last_good(state))
+            state = new
+            if times.is_record(step):
+                take_record(step)
+            bar.update()
+    return records()
