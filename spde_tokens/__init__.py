@@ -7,28 +7,30 @@ Quick start::
     model = st.AttentionModel(dim=3, beta=4.0)
     rho0 = st.initial.von_mises_fisher(grid, mean=[0, 0, 1], kappa=2.0)
     ds = st.solve_density(model, None, rho0, t_end=1.0, dt=0.01)
+    st.write_run(ds, "run.nc")
+
+``import spde_tokens`` loads neither dask.distributed (imported by ``run_ensemble`` when it runs), POT, matplotlib
+nor pyfftw (imported by the first ``CircleGrid``); see docs/guide.md, 'Install'.
 """
 
 __version__ = "0.1.0"
 
-from spde_tokens import diagnostics, initial
+from spde_tokens import diagnostics, initial, io
 from spde_tokens.compare import compare
 from spde_tokens.density import solve_density
+from spde_tokens.ensemble import run_ensemble
 from spde_tokens.grids import CircleGrid, ResolutionWarning, SphereGrid
-from spde_tokens.io import open_run
+from spde_tokens.io import open_run, write_run
 from spde_tokens.model import AttentionModel
-from spde_tokens.noise import (
-    BiasNoise,
-    IdiosyncraticNoise,
-    MLPNoise,
-    NoisePath,
-    QuadraticFormNoise,
-    RotationNoise,
-    ValueNoise,
-)
+from spde_tokens.noise import NOISE_MODELS, NoisePath
 from spde_tokens.particles import simulate_particles
 from spde_tokens.records import BlowUpError
 
-__all__ = ["AttentionModel", "BiasNoise", "BlowUpError", "CircleGrid", "IdiosyncraticNoise", "MLPNoise", "NoisePath",
-           "QuadraticFormNoise", "ResolutionWarning", "RotationNoise", "SphereGrid", "ValueNoise", "__version__",
-           "compare", "diagnostics", "initial", "open_run", "simulate_particles", "solve_density"]
+# every registered noise model under its class name (st.BiasNoise, st.MLPNoise, …): a new model is exported by
+# registering it in spde_tokens.noise, nothing else
+globals().update({cls.__name__: cls for cls in NOISE_MODELS.values()})
+
+__all__ = ["AttentionModel", "BlowUpError", "CircleGrid", "NoisePath", "ResolutionWarning", "SphereGrid", "__version__",
+           *sorted(cls.__name__ for cls in NOISE_MODELS.values()),
+           "compare", "diagnostics", "initial", "io", "open_run", "run_ensemble", "simulate_particles", "solve_density",
+           "write_run"]

@@ -1,4 +1,5 @@
-"""TOML run configuration (DESIGN 3b): parsing with ``tomllib``, validation of every key, and building the run.
+"""TOML run configuration (docs/guide.md, 'Configuration files'): parsing with ``tomllib``, validation of every key,
+and building the run.
 
 Unknown or misspelt keys are errors that name the key and suggest the nearest valid one. ``DEFAULT_CONFIG`` is the
 built-in run of ``spde-tokens run``: tokens on S² clustering under softmax attention while random MLP blocks
@@ -12,6 +13,8 @@ import difflib
 import os
 import tomllib
 from typing import Any
+
+from spde_tokens.noise import NOISE_MODELS, NoiseSum, as_noise
 
 DEFAULT_CONFIG = """\
 # spde_tokens built-in run: tokens on S^2 cluster under softmax attention (beta = 4) while the common noise of
@@ -44,19 +47,11 @@ seed = 0
 n = 2048
 """
 
-_NOISE_KEYS = {
-    "rotation": {"sigma"},
-    "bias": {"gamma"},
-    "quadratic_form": {"alpha"},
-    "value": {"sigma"},
-    "mlp": {"sigma", "activation", "width"},
-    "idiosyncratic": {"nu"},
-}
 SCHEMA: dict[str, set[str]] = {
     "grid": {"lmax", "n", "dealias", "threads"},
     "model": {"dim", "beta", "normalization", "Q", "K", "V"},
     "initial": {"kind", "mean", "kappa", "weights", "means", "kappas", "center"},
-    "noise": set(_NOISE_KEYS),
+    "noise": set(),  # read from the noise registry when a file is checked (spde_tokens.noise.NOISE_MODELS)
     "run": {"t_end", "dt", "save_every", "seed", "scheme", "cfl", "hyperviscosity", "attention", "memory_budget"},
     "particles": {"n", "seed", "scheme"},
 }
@@ -92,8 +87,9 @@ def load_config(config: str | os.PathLike | dict | None = None) -> dict[str, Any
         if not isinstance(body, dict):
             raise ValueError(f"[{section}] must be a table, got {type(body).__name__}")
         for key in body:
-            if key not in SCHEMA[section]:
-                raise _unknown(key, f"[{section}]", SCHEMA[section])
+            allowed = set(NOISE_MODELS) if section == "noise" else SCHEMA[section]
+            if key not in allowed:
+                raise _unknown(key, f"[{section}]", allowed)
     for section, keys in REQUIRED.items():
         if section not in data:
             raise ValueError(f"the configuration needs a [{section}] table")
@@ -102,10 +98,11 @@ def load_config(config: str | os.PathLike | dict | None = None) -> dict[str, Any
                 raise ValueError(f"[{section}] needs the key {key!r}")
     for kind, params in data.get("noise", {}).items():
         if not isinstance(params, dict):
-            raise ValueError(f"[noise] {kind} must be a table such as {{ {sorted(_NOISE_KEYS[kind])[0]} = 0.1 }}")
+            example = NOISE_MODELS[kind].parameter_names()[0]
+            raise ValueError(f"[noise] {kind} must be a table such as {{ {example} = 0.1 }}")
         for key in params:
-            if key not in _NOISE_KEYS[kind]:
-                raise _unknown(key, f"[noise] {kind}", _NOISE_KEYS[kind])
+            if key not in NOISE_MODELS[kind].parameter_names():
+                raise _unknown(key, f"[noise] {kind}", set(NOISE_MODELS[kind].parameter_names()))
     kind = data["initial"]["kind"]
     if kind not in INITIAL_KINDS:
         raise ValueError(f"[initial] kind must be one of {sorted(INITIAL_KINDS)}, got {kind!r}")
@@ -137,13 +134,10 @@ def build_model(config: dict):
     return AttentionModel(**config["model"])
 
 
-def build_noise(config: dict):
-    from spde_tokens import noise as nz
-
-    classes = {"rotation": nz.RotationNoise, "bias": nz.BiasNoise, "quadratic_form": nz.QuadraticFormNoise,
-               "value": nz.ValueNoise, "mlp": nz.MLPNoise, "idiosyncratic": nz.IdiosyncraticNoise}
-    models = [classes[kind](**params) for kind, params in config.get("noise", {}).items()]
-    return nz.as_noise(nz.NoiseSum(*models)) if models else None
+def build_noise(config: dict) -> NoiseSum | None:
+    """The sum of the [noise] models (None without any: a deterministic run), built through the registry."""
+    models = [NOISE_MODELS[kind](**params) for kind, params in config.get("noise", {}).items()]
+    return as_noise(NoiseSum(*models)) if models else None
 
 
 def build_initial(config: dict, grid):
@@ -161,7 +155,7 @@ def run_density(config: dict, progress: bool | None = None, checkpoint=None):
     grid = build_grid(config)
     run = dict(config["run"])
     return solve_density(build_model(config), build_noise(config), build_initial(config, grid), **run,
-                         progress=progress, checkpoint=checkpoint)
+                         progress=progress, checkpoint=checkpoint, threads=grid.threads)
 
 
 def run_particles(config: dict, progress: bool | None = None, checkpoint=None):

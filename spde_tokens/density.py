@@ -90,11 +90,8 @@ class DensityEquation:
         if self.noise.needs_context:
             context = self.attention.output(coeffs, self.grid.synthesis(coeffs))
         u = self.grid.to_tangent(self.noise.grid_field(self.grid, increments, context)) / dt
-        value = self.noise.models.get("value")
-        if value is not None and value.sigma > 0:
-            a2 = np.sum(context**2, axis=-1)
-            u -= 0.25 * value.sigma**2 * self.grid.gradient(self.grid.analysis(a2))
-        return u
+        correction = self.noise.drift_correction(self.grid, context)  # ValueNoise's Itô term, owned by the model
+        return u if correction is None else u + correction
 
     def drift_speed(self, coeffs: np.ndarray) -> float:
         """An upper bound of |X[ρ]| (softmax: ‖V‖₂) or its measured maximum (unnormalized)."""

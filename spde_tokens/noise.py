@@ -1,4 +1,5 @@
-"""Common-noise models of DESIGN 1.2 and the random path of one realization (``NoisePath``).
+"""Common-noise models (docs/mathematics.md, 'Common noise'), their registry, and the random path of one
+realization (``NoisePath``).
 
 One layer of a deep Transformer at initialization moves every token by the same random field ΔN(x; μ), with
 mean 0 and covariance O(dt). Each model below gives that field at any set of points (grid nodes or tokens) from the
@@ -18,10 +19,19 @@ IdiosyncraticNoise(nu)     sqrt(2 nu) ΔB_i, independent per token            2 
 
 Brownian entries have variance dt. Models add (``BiasNoise(0.3) + MLPNoise(0.5, "tanh", 64)``); a sum holds at most
 one model of each kind and its order does not matter.
+
+**The registry.** Every model class declares, in one place: its ``kind`` (the key of its table in a configuration's
+``[noise]`` section, and its stream in a ``NoisePath``), its stream ``code``, its parameters (the constructor's
+arguments), its field at points (``field``) and on grids (``grid_field``), the surface divergence of its tangential
+field at points (``divergence``, for the Lagrangian engine: div_S(P_x F) = tr(P_x DF(x) P_x) − (d − 1) x·F(x) for a
+field F defined on R^d), its one-point rate g (``one_point_rate``) and the drift correction it needs, if any
+(``drift_correction``: ValueNoise's Itô term). Defining a subclass with a ``kind`` registers it in
+:data:`NOISE_MODELS`, which the configuration reads: adding a model touches this module and its tests only.
 """
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable, Iterator, Mapping
 
 import numpy as np
@@ -29,6 +39,7 @@ import numpy as np
 from spde_tokens import checks
 from spde_tokens.activations import (
     Activation,
+    activation_derivative,
     cosine_coefficients,
     dual_kernel,
     get_activation,
@@ -36,8 +47,8 @@ from spde_tokens.activations import (
 )
 from spde_tokens.grids import Grid, grid_from_attrs
 
-#: stream of each kind in ``SeedSequence(seed, spawn_key=(code, step))``
-KIND_CODES = {"rotation": 1, "bias": 2, "quadratic_form": 3, "value": 4, "mlp": 5, "idiosyncratic": 6}
+#: the registry: kind → model class (filled by defining a subclass of NoiseModel with a ``kind``)
+NOISE_MODELS: dict[str, type[NoiseModel]] = {}
 #: bytes of one block of hidden features φ(W₁ x) in the finite-width MLP field
 MLP_BLOCK_BYTES = 2 * 2**20  # small blocks stay in cache: 1.6x faster than 32 MiB (bench_noise)
 
@@ -49,11 +60,28 @@ def _brownian(rng: np.random.Generator, shape, dt: float) -> np.ndarray:
 class NoiseModel:
     """A common-noise model: increments of one step, the field they make, and its covariance."""
 
+    #: the model's key in a configuration's [noise] table and its stream in a NoisePath ("" for sums)
     kind: str = ""
+    #: its stream in ``SeedSequence(seed, spawn_key=(code, step))``; fixed forever (a new code changes every path)
+    code: int = 0
     #: the field needs the attention output a_μ (passed as ``context``)
     needs_context = False
     #: one field shared by all tokens (False for idiosyncratic noise)
     common = True
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        if cls.kind:
+            taken = {other.code: name for name, other in NOISE_MODELS.items() if name != cls.kind}
+            if cls.code < 1 or cls.code in taken:
+                raise ValueError(f"noise model {cls.__name__}: code {cls.code} must be ≥ 1 and unused "
+                                 f"(taken: {taken})")
+            NOISE_MODELS[cls.kind] = cls
+
+    @classmethod
+    def parameter_names(cls) -> tuple[str, ...]:
+        """The constructor's parameters: the keys of the model's table in a configuration."""
+        return tuple(name for name in inspect.signature(cls.__init__).parameters if name != "self")
 
     def __add__(self, other) -> NoiseSum:
         return NoiseSum(self) + other
@@ -97,8 +125,22 @@ class NoiseModel:
         """ΔN at the nodes of ``grid``, shape (*grid.shape, d)."""
         return self.field(grid.points(), increments, context)
 
+    def divergence(self, points: np.ndarray, increments: dict, context: np.ndarray | None = None,
+                   jacobian: np.ndarray | None = None) -> np.ndarray:
+        """div_S(P_x ΔN)(x) at unit ``points`` (..., d), shape (...): tr(P_x DF P_x) − (d − 1) x·F(x), F = ΔN.
+
+        ``context`` and ``jacobian`` are the attention output a_μ (..., d) and its Jacobian Da_μ (..., d, d) at the
+        points, for the models whose field depends on them (ValueNoise).
+        """
+        raise NotImplementedError
+
+    def drift_correction(self, grid: Grid, context: np.ndarray | None) -> np.ndarray | None:
+        """A drift (tangent components on ``grid``) the frozen-increment step must add to reach the layer update's
+        limit, or None (every model but ValueNoise, whose field depends on x through a_μ)."""
+        return None
+
     def covariance(self, x: np.ndarray, y: np.ndarray, context_x=None, context_y=None) -> np.ndarray:
-        """E[ΔN(x) ΔN(y)ᵀ]/dt for two points (d,), the formula of DESIGN 1.2."""
+        """E[ΔN(x) ΔN(y)ᵀ]/dt for two points (d,) (docs/mathematics.md, 'Common noise')."""
         raise NotImplementedError
 
     def one_point_rate(self, dim: int) -> float:
@@ -116,6 +158,7 @@ class RotationNoise(NoiseModel):
     """ΔN(x) = sigma ΔΩ x with ΔΩ antisymmetric, d(d−1)/2 independent Brownian entries (rigid rotation)."""
 
     kind = "rotation"
+    code = 1
 
     def __init__(self, sigma: float):
         self.sigma = checks.real("sigma", sigma)
@@ -130,6 +173,10 @@ class RotationNoise(NoiseModel):
     def field(self, points, increments, context=None):
         return self.sigma * points @ increments["rotation"].T
 
+    def divergence(self, points, increments, context=None, jacobian=None):
+        """0: DF = sigma ΔΩ is antisymmetric (tr(P ΔΩ P) = 0) and x·ΔΩx = 0 — rotations preserve area."""
+        return np.zeros(points.shape[:-1])
+
     def covariance(self, x, y, context_x=None, context_y=None):
         return self.sigma**2 * ((x @ y) * np.eye(x.size) - np.outer(y, x))
 
@@ -141,6 +188,7 @@ class BiasNoise(NoiseModel):
     """ΔN(x) = gamma ΔB: one Brownian d-vector (random biases in the residual stream)."""
 
     kind = "bias"
+    code = 2
 
     def __init__(self, gamma: float):
         self.gamma = checks.real("gamma", gamma)
@@ -154,6 +202,10 @@ class BiasNoise(NoiseModel):
     def field(self, points, increments, context=None):
         return np.broadcast_to(self.gamma * increments["bias"], points.shape).copy()
 
+    def divergence(self, points, increments, context=None, jacobian=None):
+        """−(d − 1) gamma ΔB·x (a constant field: DF = 0)."""
+        return -(points.shape[-1] - 1) * self.gamma * (points @ increments["bias"])
+
     def covariance(self, x, y, context_x=None, context_y=None):
         return self.gamma**2 * np.eye(x.size)
 
@@ -165,6 +217,7 @@ class QuadraticFormNoise(NoiseModel):
     """ΔN(x) = alpha ΔS x, ΔS = (ΔB + ΔBᵀ)/√2 a symmetric Brownian matrix."""
 
     kind = "quadratic_form"
+    code = 3
 
     def __init__(self, alpha: float):
         self.alpha = checks.real("alpha", alpha)
@@ -179,6 +232,11 @@ class QuadraticFormNoise(NoiseModel):
     def field(self, points, increments, context=None):
         return self.alpha * points @ increments["quadratic_form"]
 
+    def divergence(self, points, increments, context=None, jacobian=None):
+        """alpha (tr ΔS − d x·ΔS x): DF = alpha ΔS, tr(P ΔS P) = tr ΔS − x·ΔS x, x·F = alpha x·ΔS x."""
+        ds = increments["quadratic_form"]
+        return self.alpha * (np.trace(ds) - points.shape[-1] * np.einsum("...i,ij,...j->...", points, ds, points))
+
     def covariance(self, x, y, context_x=None, context_y=None):
         return self.alpha**2 * ((x @ y) * np.eye(x.size) + np.outer(y, x))
 
@@ -190,6 +248,7 @@ class ValueNoise(NoiseModel):
     """ΔN(x; μ) = sigma ΔW a_μ(x): random value matrices; ``context`` is the attention output a_μ at the points."""
 
     kind = "value"
+    code = 4
     needs_context = True
 
     def __init__(self, sigma: float):
@@ -205,6 +264,24 @@ class ValueNoise(NoiseModel):
         if context is None:
             raise ValueError("ValueNoise needs the attention output a_μ at the points (context=...)")
         return self.sigma * context @ increments["value"].T
+
+    def divergence(self, points, increments, context=None, jacobian=None):
+        """sigma (tr(P ΔW J P) − (d − 1) x·ΔW a), J = Da_μ the Jacobian of the attention output at the points."""
+        if context is None or jacobian is None:
+            raise ValueError("ValueNoise's divergence needs the attention output a_μ (context=...) and its Jacobian "
+                             "(jacobian=...) at the points")
+        dw = increments["value"]
+        m = np.einsum("ij,...jk->...ik", dw, jacobian)  # D(ΔW a) = ΔW J
+        x = points
+        trace = np.einsum("...ii->...", m) - np.einsum("...i,...ij,...j->...", x, m, x)
+        return self.sigma * (trace - (x.shape[-1] - 1) * np.einsum("...i,ij,...j->...", x, dw, context))
+
+    def drift_correction(self, grid, context):
+        """c_n = −(sigma²/4) ∇_S|a_μ|²: the frozen field sigma ΔW a_μ(x) misses the Itô term of the layer update
+        because a depends on x (docs/mathematics.md, 'The stochastic density step'); 0 at beta = 0."""
+        if self.sigma == 0:
+            return None
+        return -0.25 * self.sigma**2 * grid.gradient(grid.analysis(np.sum(context**2, axis=-1)))
 
     def covariance(self, x, y, context_x=None, context_y=None):
         return self.sigma**2 * (context_x @ context_y) * np.eye(x.size)
@@ -227,6 +304,7 @@ class MLPNoise(NoiseModel):
     """
 
     kind = "mlp"
+    code = 5
 
     def __init__(self, sigma: float, activation: str | Callable = "tanh", width: int | None = None):
         self.sigma = checks.real("sigma", sigma)
@@ -274,6 +352,34 @@ class MLPNoise(NoiseModel):
             out[start:start + rows] = scale * (hidden @ w2.T)
         return out.reshape(points.shape)
 
+    def divergence(self, points, increments, context=None, jacobian=None):
+        """Finite width: (sigma/sqrt(width)) Σ_k φ'(w₁ₖ·x) (w₁ₖ·w₂ₖ − (w₁ₖ·x)(w₂ₖ·x)) − (d − 1) x·F(x), from
+        DF = (sigma/sqrt(width)) W₂ diag(φ'(W₁x)) W₁. Infinite width: the band-limited field (degree L) on the grid of
+        degree L + 2, where P_x F and its divergence are exact, evaluated at the points."""
+        dim = points.shape[-1]
+        flat = points.reshape(-1, dim)
+        if "mlp_coeff" in increments:
+            xi = increments["mlp_coeff"]
+            lmax = spectral_grid(dim, xi).degree_max
+            fine = grid_from_attrs({"grid": "sphere", "grid_lmax": lmax + 2, "grid_dealias": 1} if dim == 3 else
+                                   {"grid": "circle", "grid_n": lmax + 2, "grid_dealias": 1})
+            values = self.field(fine.points(), increments)
+            div = fine.divergence(fine.to_tangent(values))
+            return fine.evaluate(div, flat).reshape(points.shape[:-1])
+        w1, w2 = increments["mlp_w1"], increments["mlp_w2"]
+        out = np.empty(flat.shape[0])
+        rows = max(1, MLP_BLOCK_BYTES // (8 * w1.shape[0]))
+        scale = self.sigma / np.sqrt(self.width)
+        cross = np.einsum("kd,dk->k", w1, w2)  # w₁ₖ·w₂ₖ
+        for start in range(0, flat.shape[0], rows):
+            x = flat[start:start + rows]
+            pre = x @ w1.T
+            slope = activation_derivative(self.activation, pre)
+            trace = slope @ cross - np.einsum("nk,nk,nk->n", slope, pre, x @ w2)
+            radial = np.einsum("nd,nd->n", x, self.activation.phi(pre) @ w2.T)
+            out[start:start + rows] = scale * (trace - (dim - 1) * radial)
+        return out.reshape(points.shape[:-1])
+
     def grid_field(self, grid, increments, context=None):
         if "mlp_coeff" in increments and spectral_size(grid.dim, grid.degree_max) == increments["mlp_coeff"].shape[1]:
             coeffs = self._coefficients(grid, increments["mlp_coeff"])
@@ -315,6 +421,7 @@ class IdiosyncraticNoise(NoiseModel):
     """
 
     kind = "idiosyncratic"
+    code = 6
     common = False
 
     def __init__(self, nu: float):
@@ -331,6 +438,10 @@ class IdiosyncraticNoise(NoiseModel):
 
     def field(self, points, increments, context=None):
         return np.zeros(points.shape)
+
+    def divergence(self, points, increments, context=None, jacobian=None):
+        """0: no common field (a diffusion, not a transport)."""
+        return np.zeros(points.shape[:-1])
 
     def token_field(self, rng: np.random.Generator, n: int, dim: int, dt: float) -> np.ndarray:
         """sqrt(2 nu) ΔB_i for n tokens."""
@@ -431,6 +542,16 @@ class NoiseSum(NoiseModel):
             out += m.grid_field(grid, increments, context)
         return out
 
+    def divergence(self, points, increments, context=None, jacobian=None):
+        out = np.zeros(points.shape[:-1])
+        for m in self.common_models:
+            out += m.divergence(points, increments, context, jacobian)
+        return out
+
+    def drift_correction(self, grid, context):
+        corrections = [c for m in self if (c := m.drift_correction(grid, context)) is not None]
+        return sum(corrections) if corrections else None
+
     def covariance(self, x, y, context_x=None, context_y=None):
         return sum(m.covariance(x, y, context_x, context_y) for m in self)
 
@@ -479,9 +600,9 @@ class _LazyIncrements(Mapping):
 class NoisePath:
     """The randomness of one realization on S^{dim−1}: increments of every step, produced lazily.
 
-    Step s of kind k is drawn from ``numpy.random.SeedSequence(seed, spawn_key=(KIND_CODES[k], s))``, so a path is
-    reproducible from (noise, dim, seed, dt, n_steps) alone and a longer path extends a shorter one. ``lmax`` is
-    the truncation degree of ``MLPNoise(width=None)`` (required for it, ignored otherwise).
+    Step s of a model is drawn from ``numpy.random.SeedSequence(seed, spawn_key=(code, s))`` (the model's ``code``),
+    so a path is reproducible from (noise, dim, seed, dt, n_steps) alone and a longer path extends a shorter one.
+    ``lmax`` is the truncation degree of ``MLPNoise(width=None)`` (required for it, ignored otherwise).
 
     Parameters
     ----------
@@ -517,7 +638,7 @@ class NoisePath:
         base_dt = self.dt / self.factor
         out: dict[str, np.ndarray] = {}
         for model in self.noise.common_models:
-            seq = np.random.SeedSequence(self.seed, spawn_key=(KIND_CODES[model.kind], step))
+            seq = np.random.SeedSequence(self.seed, spawn_key=(model.code, step))
             out.update(model.sample(np.random.default_rng(seq), self.dim, base_dt, self.lmax))
         return out
 
@@ -542,7 +663,7 @@ class NoisePath:
         base_dt = self.dt / self.factor
         out = np.zeros((n_tokens, self.dim))
         for j in range(self.factor):
-            seq = np.random.SeedSequence(self.seed, spawn_key=(KIND_CODES["idiosyncratic"], step * self.factor + j))
+            seq = np.random.SeedSequence(self.seed, spawn_key=(model.code, step * self.factor + j))
             out += model.token_field(np.random.default_rng(seq), n_tokens, self.dim, base_dt)
         return out
 
