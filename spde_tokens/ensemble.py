@@ -1,10 +1,11 @@
-"""Ensembles of noise realizations on dask.distributed (DESIGN 3b).
+"""Ensembles of noise realizations on dask.distributed (docs/guide.md, 'Ensembles of noise realizations').
 
 Realization r of a run with seed s takes the seed ``SeedSequence(s).spawn(R)[r]`` reduced to an integer, so its
 numbers do not depend on the number or kind of workers. Each realization is written to its own NetCDF file in
 ``out_dir`` as soon as it finishes (atomically: ``.tmp`` then rename), re-running the same command skips the files
 already there, failed realizations are retried a bounded number of times and then reported, and the ensemble
-Dataset (dimension ``realization``) is assembled lazily with ``xarray.open_mfdataset``.
+Dataset (dimension ``realization``) is assembled lazily with ``xarray.open_mfdataset``. Every realization runs its
+transforms on the configured ``[grid] threads`` (default 1), so a local cluster has one worker per that many cores.
 """
 
 from __future__ import annotations
@@ -44,13 +45,11 @@ def _write_atomic(ds: xr.Dataset, path: str) -> None:
 def run_realization(config: dict, realization: int, out_dir: str) -> list[str]:
     """Run one realization (density, and particles when configured) and write its files; returns their paths.
 
-    Runs in a dask worker: transforms use one thread, progress bars are off.
+    Runs in a dask worker: transforms use the configured ``[grid] threads``, progress bars are off.
     """
-    os.environ.setdefault("OMP_NUM_THREADS", "1")
     config = {section: dict(body) for section, body in config.items()}
     base_seed = config["run"].get("seed", 0)
     config["run"]["seed"] = realization_seed(base_seed, realization)
-    config["grid"]["threads"] = 1
     written = []
     jobs = [("density", run_density)] + ([("particles", run_particles)] if "particles" in config else [])
     for engine, runner in jobs:
@@ -101,10 +100,12 @@ def run_ensemble(config: str | os.PathLike | dict, realizations: int, scheduler:
 
     Parameters
     ----------
-    config : a TOML path or a configuration dict (DESIGN 3b); its ``[run] seed`` is the ensemble seed.
+    config : a TOML path or a configuration dict (docs/guide.md, 'Configuration files'); its ``[run] seed`` is the
+        ensemble seed and its ``[grid] threads`` (default 1) the transform threads of every realization.
     realizations : number of realizations R ≥ 1.
     scheduler : address of a running dask scheduler ("tcp://host:port"); None starts a LocalCluster.
-    n_workers : workers of the LocalCluster (default: the number of cores), one thread each.
+    n_workers : workers of the LocalCluster (default: the number of cores divided by ``[grid] threads``), each
+        running one realization at a time.
     out_dir : folder of the per-realization files, reachable by every worker (default ``OUT.parts/`` next to
         ``output``, else ``ensemble.parts``).
     output : where to write the assembled ensemble (NetCDF), optional.
@@ -120,6 +121,7 @@ def run_ensemble(config: str | os.PathLike | dict, realizations: int, scheduler:
     cfg = load_config(config)
     realizations = checks.integer("realizations", realizations, 1)
     n_workers = None if n_workers is None else checks.integer("n_workers", n_workers, 1)
+    threads = checks.integer("[grid] threads", cfg["grid"].get("threads", 1), 1)
     if scheduler is not None and not isinstance(scheduler, str):
         raise ValueError(f"scheduler must be an address such as 'tcp://127.0.0.1:8786', got {scheduler!r}")
     if out_dir is None:
@@ -132,8 +134,9 @@ def run_ensemble(config: str | os.PathLike | dict, realizations: int, scheduler:
     if todo:
         cluster = None
         if scheduler is None:
-            cluster = LocalCluster(n_workers=n_workers or os.cpu_count() or 1, threads_per_worker=1,
-                                   processes=True, dashboard_address=None,
+            # one BLAS thread; the transforms ask shtns and FFTW for their thread count explicitly, past OMP_NUM_THREADS
+            cluster = LocalCluster(n_workers=n_workers or max(1, len(os.sched_getaffinity(0)) // threads),
+                                   threads_per_worker=1, processes=True, dashboard_address=None,
                                    env={"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"})
         try:
             with Client(cluster if cluster is not None else scheduler) as client:

@@ -10,6 +10,7 @@ import time
 
 import numpy as np
 import pytest
+import xarray as xr
 
 from spde_tokens.ensemble import realization_seed, run_ensemble
 
@@ -119,9 +120,25 @@ def test_killed_worker_still_gives_the_full_ensemble(tmp_path):
     np.testing.assert_array_equal(again.density.values, local.density.values)
 
 
+def test_workers_use_the_configured_threads(tmp_path):
+    """``[grid] threads`` reaches the grid of every realization (recorded by the grid the solver used)."""
+    config = {**CONFIG, "grid": {**CONFIG["grid"], "threads": 2}}
+    ds = run_ensemble(config, 2, n_workers=1, out_dir=tmp_path, progress=False)
+    assert ds.attrs["grid_threads"] == 2
+    for name in os.listdir(tmp_path):
+        with xr.open_dataset(tmp_path / name) as part:
+            assert part.attrs["grid_threads"] == 2
+
+
 @pytest.mark.parametrize(("kwargs", "name"), [({"realizations": 0}, "realizations"),
                                               ({"realizations": 2, "n_workers": 0}, "n_workers"),
                                               ({"realizations": 2, "scheduler": 8786}, "scheduler")])
 def test_bad_input(kwargs, name, tmp_path):
     with pytest.raises(ValueError, match=name):
         run_ensemble(CONFIG, out_dir=tmp_path, **kwargs)
+
+
+@pytest.mark.parametrize("threads", [0, 1.5])
+def test_bad_threads(threads, tmp_path):
+    with pytest.raises(ValueError, match=r"\[grid\] threads"):
+        run_ensemble({**CONFIG, "grid": {**CONFIG["grid"], "threads": threads}}, 2, out_dir=tmp_path)

@@ -39,9 +39,15 @@ def _cached_grid(kind: str, size: int, extra: int, threads: int) -> Grid:
     return SphereGrid(size, dealias=bool(extra), threads=threads)
 
 
-def grid_from_attrs(attrs: dict, threads: int = 1) -> Grid:
-    """The grid identified by the attributes of a field or file (``Grid.attrs()``); grids are cached and shared."""
+def grid_from_attrs(attrs: dict, threads: int | None = None) -> Grid:
+    """The grid identified by the attributes of a field or file (``Grid.attrs()``); grids are cached and shared.
+
+    ``threads`` (transform threads) defaults to the recorded ``grid_threads``, else 1, so a density keeps the thread
+    count of the grid it was built on.
+    """
     kind = attrs.get("grid")
+    if threads is None:
+        threads = int(attrs.get("grid_threads", 1))
     try:
         if kind == "circle":
             return _cached_grid("circle", int(attrs["grid_n"]), int(attrs["grid_dealias"]), threads)

@@ -40,7 +40,8 @@ class SphereGrid(Grid):
     lmax : largest degree (≥ 4); mmax = lmax.
     dealias : if True (default) the grid has nlat ≥ 3(lmax+1)/2 latitudes and nlon ≥ 3 lmax + 1 longitudes, so
         products of two fields of degree ≤ lmax are analysed without aliasing (shtns ``nl_order=2``).
-    threads : OpenMP threads of the transforms (1 by default: parallelism belongs to ensembles).
+    threads : OpenMP threads of the transforms (1 by default: parallelism belongs to ensembles); recorded as
+        ``grid_threads``. shtns uses at most four times the cores this process may run on, and so does the record.
 
     Coefficients are ``f_lm = ∫ f conj(Y_lm) dA`` with orthonormal, Condon–Shortley phased Y_lm, in shtns
     order (see :mod:`spde_tokens.grids`). Fields have shape (nlat, nlon), latitude from north to south.
@@ -54,7 +55,8 @@ class SphereGrid(Grid):
     def __init__(self, lmax: int, dealias: bool = True, threads: int = 1):
         self.degree_max = self.lmax = checks.integer("lmax", lmax, 4)
         self.dealias = bool(dealias)
-        self.threads = checks.integer("threads", threads, 1)
+        # shtns_use_threads caps the count at 4 omp_get_num_procs() (the cores of the affinity mask): record what runs
+        self.threads = min(checks.integer("threads", threads, 1), 4 * len(os.sched_getaffinity(0)))
         shtns = _import_shtns()
         self._sh = shtns.sht(self.lmax, self.lmax, norm=shtns.sht_orthonormal, nthreads=self.threads)
         self.nlat, self.nlon = self._sh.set_grid(flags=shtns.sht_gauss | shtns.SHT_PHI_CONTIGUOUS,
@@ -149,7 +151,7 @@ class SphereGrid(Grid):
 
     def attrs(self) -> dict:
         return {"grid": "sphere", "grid_lmax": self.lmax, "grid_nlat": self.nlat, "grid_nlon": self.nlon,
-                "grid_dealias": int(self.dealias)}
+                "grid_dealias": int(self.dealias), "grid_threads": self.threads}
 
     def _legendre_table(self, points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """P̄_l^m(cos θ_i) for all l, m ≤ lmax (array (lmax+1, lmax+1, N), zero for m > l) and e^{iφ_i}.
