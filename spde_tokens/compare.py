@@ -1,8 +1,9 @@
-"""Density ↔ particles cross-validation: one noise path seen by both engines, compared record by record (DESIGN 5).
+"""Density ↔ particles cross-validation: one noise path seen by both engines, compared record by record.
 
 A density run (``solve_density``) and a particle run (``simulate_particles``) driven by the same ``NoisePath`` should
-agree pathwise: the empirical measure μ_N of the tokens approaches the density ρ_t as N grows, with the MMD of
-DESIGN 1.4 falling like N^{-1/2} until it meets the discretization floor. For N i.i.d. samples of ρ,
+agree pathwise: the empirical measure μ_N of the tokens approaches the density ρ_t as N grows, with the MMD
+(docs/mathematics.md, 'Diagnostics') falling like N^{-1/2} until it meets the discretization floor. For N i.i.d.
+samples of ρ,
 
     E MMD²(μ_N, ρ) = (1/N) (k(x, x) − ∫∫ k dρ dρ) = (1/N) (e^{s} − Σ_l λ_l P_l(ρ)),     k(x, y) = exp(s x·y),
 
@@ -114,12 +115,13 @@ def _variables(wasserstein: bool, scale: float) -> dict:
 
 def compare(dens: xr.Dataset, parts: xr.Dataset, scale: float = diag.MMD_SCALE,
             wasserstein: bool = False) -> xr.Dataset:
-    """Compare a density run and a particle run of the same realization at their common record times (DESIGN 5).
+    """Compare a density run and a particle run of the same realization at their common record times.
 
     At each common time t (equal to 1e-9 relative), with ρ_t analysed on the grid of the density run and μ_N the
     empirical measure of the N tokens (coefficients (1/N) Σ_i conj(Y_lm(x_i))):
 
-    * ``mmd`` = MMD(μ_N, ρ_t), MMD² = Σ_l λ_l P_l(μ_N − ρ_t) for the kernel exp(scale x·y) (DESIGN 1.4);
+    * ``mmd`` = MMD(μ_N, ρ_t), MMD² = Σ_l λ_l P_l(μ_N − ρ_t) for the kernel exp(scale x·y) (docs/mathematics.md,
+      'Diagnostics');
     * ``mmd_sampling_floor`` = sqrt((e^{scale} − Σ_l λ_l P_l(ρ_t)) / N), the root mean square MMD of N i.i.d.
       samples of ρ_t: an MMD near it means the engines agree up to sampling, one far above it a discrepancy;
     * ``energy_density``, ``energy_particles``, ``dispersion_density``, ``dispersion_particles`` (the runs' own
