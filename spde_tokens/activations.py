@@ -262,9 +262,9 @@ def _gelu_prime(u: np.ndarray) -> np.ndarray:
     return special.ndtr(u) + u * np.exp(-0.5 * u * u) / np.sqrt(2.0 * np.pi)
 
 
-_PHI_PRIME = {"tanh": _tanh_prime, "gelu": _gelu_prime, "identity": np.ones_like,
-              "relu": lambda u: (u > 0).astype(float), "erf": lambda u: 2.0 / np.sqrt(np.pi) * np.exp(-u * u),
-              "sin": np.cos}
+_PHI_PRIME: dict[str, Callable[[np.ndarray], np.ndarray]] = {
+    "tanh": _tanh_prime, "gelu": _gelu_prime, "identity": np.ones_like, "relu": lambda u: (u > 0).astype(float),
+    "erf": lambda u: 2.0 / np.sqrt(np.pi) * np.exp(-u * u), "sin": np.cos}
 
 
 def activation_derivative(activation: str | Callable | Activation, u: np.ndarray) -> np.ndarray:

@@ -86,6 +86,7 @@ class DensityEquation:
 
     def frozen_field(self, coeffs: np.ndarray, increments: dict, dt: float) -> np.ndarray:
         """u_n/dt + c_n at the start of a step: the noise's tangential velocity, frozen over the step."""
+        assert self.noise is not None  # a frozen field exists only with common noise (see step)
         context = None
         if self.noise.needs_context:
             context = self.attention.output(coeffs, self.grid.synthesis(coeffs))
@@ -98,7 +99,7 @@ class DensityEquation:
         if self._drift_off:
             return 0.0
         if self._speed_bound is not None:
-            return self._speed_bound
+            return float(self._speed_bound)
         return float(np.sqrt(np.max(np.sum(self.velocity(coeffs)[1] ** 2, axis=0))))
 
     def step(self, coeffs: np.ndarray, dt: float, scheme: Scheme, cfl: float,
@@ -208,7 +209,7 @@ def _check_transport_stability(stepper: Scheme, grid: Grid, model: AttentionMode
     """
     if not model.softmax or times.n_steps == 0:
         return
-    lam = grid.degree_max * np.linalg.norm(model.V, 2) * times.dt
+    lam = float(grid.degree_max * np.linalg.norm(model.V, 2) * times.dt)
     growth = stepper.amplification(1j * lam)
     if growth > 1.0 and times.n_steps * np.log(growth) > np.log(10.0):
         warnings.warn(f"dt = {times.dt} is beyond the transport stability of scheme {stepper.name!r}: the top degree "

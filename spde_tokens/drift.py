@@ -162,6 +162,8 @@ def attention_output_points(model: AttentionModel, queries: np.ndarray, keys: np
 
 def harmonic_degree(model: AttentionModel) -> int:
     """Default truncation degree of the harmonic attention: where λ_l(κ)/λ_0(κ) first falls below 1e-16."""
+    if model.zonal_factor is None:
+        raise ValueError("harmonic attention needs Qᵀ K = a I (a zonal kernel)")
     return max(2, resolving_degree(model.dim, model.beta * model.zonal_factor))
 
 
@@ -243,8 +245,10 @@ class GridAttention:
         self.unreliable_fraction = 0.0
         self._points = grid.points()
         self._value_factor = model.value_factor
-        self._drift_matrix = None  # (k, n_components, *shape): X_i = Σ_j matrix[i, j] a_j, built on first use
+        # (k, n_components, *shape): X_i = Σ_j matrix[i, j] a_j, built on first use
+        self._drift_matrix: np.ndarray | None = None
         if self.method == "zonal":
+            assert a is not None  # "zonal" is refused above unless Qᵀ K = a I
             self.kappa = model.beta * a
             w = grid.zonal_weights(self.kappa)
             self._w_value = grid.per_degree(w.value)

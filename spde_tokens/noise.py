@@ -512,7 +512,7 @@ class NoiseSum(NoiseModel):
         return {kind: m.parameters() for kind, m in self.models.items()}
 
     @property
-    def needs_context(self) -> bool:
+    def needs_context(self) -> bool:  # type: ignore[override]  # a sum needs it when one of its models does
         return any(m.needs_context for m in self)
 
     @property
@@ -523,7 +523,7 @@ class NoiseSum(NoiseModel):
     def nu(self) -> float:
         """Diffusivity of the idiosyncratic part (0 without it)."""
         m = self.models.get("idiosyncratic")
-        return m.nu if m is not None else 0.0
+        return m.nu if isinstance(m, IdiosyncraticNoise) else 0.0
 
     @property
     def random(self) -> bool:
@@ -616,13 +616,14 @@ class NoisePath:
 
     def __init__(self, noise, dim: int, dt: float, n_steps: int, seed: int, lmax: int | None = None,
                  _factor: int = 1):
-        self.noise = as_noise(noise)
-        if self.noise is None:
+        summed = as_noise(noise)
+        if summed is None:
             raise ValueError("noise: a NoisePath needs at least one noise model")
+        self.noise: NoiseSum = summed
         dim, dt = checks.integer("dim", dim, 2), checks.real("dt", dt, strict=True)
         n_steps, seed = checks.integer("n_steps", n_steps, 1), checks.integer("seed", seed, 0)
         mlp = self.noise.models.get("mlp")
-        if mlp is not None and mlp.width is None:
+        if isinstance(mlp, MLPNoise) and mlp.width is None:
             spectral_size(dim, lmax)  # dim 2 or 3 and lmax given
             checks.integer("lmax", lmax, 1)
         self.dim, self.dt, self.n_steps, self.seed = dim, dt, n_steps, seed
@@ -658,7 +659,7 @@ class NoisePath:
     def token_increments(self, step: int, n_tokens: int) -> np.ndarray:
         """The idiosyncratic displacements sqrt(2 nu) ΔB_i of ``n_tokens`` tokens at this step (zeros without it)."""
         model = self.noise.models.get("idiosyncratic")
-        if model is None:
+        if not isinstance(model, IdiosyncraticNoise):
             return np.zeros((n_tokens, self.dim))
         base_dt = self.dt / self.factor
         out = np.zeros((n_tokens, self.dim))

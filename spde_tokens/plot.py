@@ -223,7 +223,7 @@ def plot_density(ds: xr.Dataset, path=None, times: int = 4) -> Figure:
     sphere = "lat" in ds["density"].dims
     rows = -(-len(indices) // MAP_COLUMNS) if sphere else 1
     fig = _new_figure(15.0, 3.4 + (2.2 * rows if sphere else 3.6))
-    top, bottom = fig.subfigures(2, 1, height_ratios=[2.2 * rows if sphere else 3.6, 3.4])
+    top, bottom = fig.subfigures(2, 1, height_ratios=[2.2 * rows if sphere else 3.6, 3.4])  # type: ignore[misc]
     if sphere:
         _density_maps(top, ds, indices, [f"t = {t[i]:.4g}" for i in indices])
     else:
@@ -302,7 +302,7 @@ def plot_particles(ds: xr.Dataset, path=None, times: int = 4, density: xr.Datase
     rows = -(-len(indices) // MAP_COLUMNS) if dim != 2 else 1
     row_height = {2: 3.6, 3: 2.2}.get(dim, 3.4)
     fig = _new_figure(15.0 if dim != 2 else 12.0, 3.4 + row_height * rows)
-    top, bottom = fig.subfigures(2, 1, height_ratios=[row_height * rows, 3.4])
+    top, bottom = fig.subfigures(2, 1, height_ratios=[row_height * rows, 3.4])  # type: ignore[misc]
     titles = [f"t = {t[i]:.4g}" for i in indices]
     if dim == 3:
         if density is not None:

@@ -210,7 +210,7 @@ class Checkpoint:
             if not same:
                 raise ValueError(f"checkpoint {self.path!r} belongs to another run: {key[4:]} = {stored!r} there, "
                                  f"{value!r} here; remove it (and {self.parts!r}) or use another checkpoint file")
-        state = {name[6:]: ds[name].values for name in ds.data_vars if name.startswith("state_")}
+        state = {str(name)[6:]: ds[name].values for name in ds.data_vars if str(name).startswith("state_")}
         if "coeff_real" in ds:
             state["coeffs"] = ds["coeff_real"].values + 1j * ds["coeff_imag"].values
         step = int(ds.attrs["checkpoint_step"])

@@ -107,6 +107,7 @@ def run(engine: Engine, state: State, times: TimeGrid, recorder: Recorder, *, fi
         first = 1
         take_record(0)
     else:
+        assert store is not None  # resumed from it
         state, last, _ = resumed
         if last > times.n_steps:
             raise ValueError(f"checkpoint {store.path!r} is at step {last}, beyond the {times.n_steps} steps of this "
