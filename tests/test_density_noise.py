@@ -1,4 +1,5 @@
-"""The stochastic density solver (DESIGN 1.3): transport stability, convergence, one-point law, ValueNoise."""
+"""The stochastic density solver (docs/mathematics.md, 'The stochastic density step'): transport stability,
+convergence, the one-point law, ValueNoise."""
 
 import warnings
 
@@ -6,7 +7,6 @@ import numpy as np
 import pytest
 
 import spde_tokens as st
-from spde_tokens.density import DensityEquation
 from spde_tokens.noise import (
     AntitheticPath,  # ΔN → −ΔN (W₂ only for MLP blocks)
     BiasNoise,
@@ -17,8 +17,6 @@ from spde_tokens.noise import (
     RotationNoise,
     ValueNoise,
 )
-from spde_tokens.particles import simulate_particles
-from spde_tokens.records import BlowUpError
 
 
 def _relative_min(ds):
@@ -41,12 +39,13 @@ def test_transport_noise_is_stable_with_rk4_substeps(lmax, noise):
 
 @pytest.mark.parametrize(("lmax", "noise"), [(63, BiasNoise(0.5)), (47, RotationNoise(0.5))], ids=["bias", "rotation"])
 def test_plain_heun_blows_up_on_the_same_runs(lmax, noise):
-    """Heun multiplies a degree-l mode by (1 + λ⁴/4)^{1/2} > 1 per step, λ = l × displacement (DESIGN 1.3)."""
+    """Heun multiplies a degree-l mode by (1 + λ⁴/4)^{1/2} > 1 per step, λ = l × displacement (docs/mathematics.md,
+    'The stochastic density step')."""
     grid = st.SphereGrid(lmax)
     rho0 = st.initial.von_mises_fisher(grid, [0, 0, 1], 4.0)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", st.ResolutionWarning)
-        with pytest.raises(BlowUpError):
+        with pytest.raises(st.BlowUpError):
             st.solve_density(st.AttentionModel(3, 1.0), noise, rho0, t_end=1.0, dt=2e-3, seed=1, save_every=0.1,
                              scheme="heun")
 
@@ -134,7 +133,8 @@ def _one_point_law(grid, noise, realizations, t_end=1.0, dt=0.02):
 @pytest.mark.parametrize("grid", [st.CircleGrid(16), st.SphereGrid(16)], ids=repr)
 @pytest.mark.parametrize("noise", [RotationNoise(0.5), BiasNoise(0.5)], ids=repr)
 def test_one_point_law_heat_equation(grid, noise):
-    """V = 0: the realization mean of ρ solves ∂_t Eρ = (g/2) Δ_S Eρ (DESIGN 5), within 4 standard errors."""
+    """V = 0: the realization mean of ρ solves ∂_t Eρ = (g/2) Δ_S Eρ (docs/mathematics.md, 'The one-point law'),
+    within 4 standard errors."""
     z, z_doubled, tail = _one_point_law(grid, noise, realizations=48)
     assert tail < 1e-3  # the density stays resolved, so the solver is being tested, not its truncation
     assert np.all(z < 4.0), z
@@ -176,7 +176,7 @@ def test_value_noise_density_matches_layer_update_ensemble(beta):
     for r in range(12):
         path = NoisePath(noise, 2, dt, round(t_end / dt), seed=100 + r)
         dens = st.solve_density(model, noise, rho0, t_end=t_end, dt=dt, path=path, save_every=t_end)
-        parts = simulate_particles(model, noise, x0, t_end=t_end, dt=dt, path=path, save_every=t_end)
+        parts = st.simulate_particles(model, noise, x0, t_end=t_end, dt=dt, path=path, save_every=t_end)
         # unbiased pairwise estimator of the dispersion: N/(N−1) (1 − |m̂|²)
         diffs.append(float(dens.dispersion[-1]) - n_tokens / (n_tokens - 1) * float(parts.dispersion[-1]))
     diffs = np.array(diffs)
@@ -185,21 +185,93 @@ def test_value_noise_density_matches_layer_update_ensemble(beta):
     assert abs(diffs.mean()) < 4 * se + 2e-3, (diffs.mean(), se)
 
 
-def test_value_noise_drift_correction_formula():
-    """The frozen field of ValueNoise carries c = −(sigma²/4) ∇_S|a|², which vanishes at beta = 0."""
+class _GivenPath(NoisePath):
+    """A one-step path whose every increment is the given array (e.g. h E_kl for ValueNoise's ΔW)."""
+
+    def __init__(self, noise, dim, dt, increment):
+        super().__init__(noise, dim, dt, 1, seed=0)
+        self._increment = increment
+
+    def increments(self, step):
+        return {key: self._increment for key in super().increments(step)}
+
+
+def _moments(grid, rho):
+    """∫ x ρ dA and ∫ x xᵀ ρ dA by the grid's quadrature (exact for ρ of degree ≤ lmax)."""
+    x, w = grid.points(), grid.weights() * rho
+    return np.einsum("ijk,ij->k", x, w), np.einsum("ijk,ijl,ij->kl", x, x, w)
+
+
+def _value_noise_generator_gap(grid, sigma, beta, rho0, dt, h=1e-3):
+    """Expected one-step change of the moments of ρ under ValueNoise(sigma) (V = 0) per unit time, minus the
+    layer update's, and the part of the former that the zero increment (the drift correction alone) makes.
+
+    Density: F(W) = moments(ρ₁(W)) − moments(ρ₀) for a step with increment ΔW = W; over ΔW with i.i.d. N(0, dt)
+    entries E F = F(0) + (dt/2) Σ_kl ∂²F/∂W_kl² + O(dt²), the second derivatives by central differences of step h.
+    Layer update x ← normalize(x + sigma P_x ΔW a(x)) with the measure frozen over the step:
+    normalize(x + u) = x + u − ½|u|² x + O(|u|³) and E u uᵀ = sigma² dt |a|² P_x give
+    E φ(x') − φ(x) = dt (sigma²/2) |a|² Δ_S φ + O(dt²), with Δ_S x_k = −2 x_k and Δ_S (x_k x_l − δ_kl/3) =
+    −6 (x_k x_l − δ_kl/3) on S², and a(x) the softmax sums over the nodes written out here.
+    """
+    noise = ValueNoise(sigma)
+    model = st.AttentionModel(3, beta, V=np.zeros((3, 3)))
+    m1, m2 = _moments(grid, rho0.values)
+
+    def change(increment):
+        ds = st.solve_density(model, noise, rho0, t_end=dt, dt=dt, save_every=dt, progress=False,
+                              path=_GivenPath(noise, 3, dt, increment))
+        n1, n2 = _moments(grid, ds.density[-1].values)
+        return np.concatenate([n1 - m1, (n2 - m2).ravel()])
+
+    f0 = change(np.zeros((3, 3)))
+    second = np.zeros_like(f0)
+    for e in np.eye(9):
+        step = h * e.reshape(3, 3)
+        second += (change(step) + change(-step) - 2 * f0) / h**2
+    density = (f0 + 0.5 * dt * second) / dt
+
+    x = grid.points().reshape(-1, 3)
+    w = (grid.weights() * rho0.values).reshape(-1)
+    kernel = np.exp(beta * x @ x.T)
+    a = kernel @ (w[:, None] * x) / (kernel @ w)[:, None]
+    wa = w * np.sum(a**2, axis=1)  # w_j ρ_j |a(x_j)|²
+    layer1 = -sigma**2 * wa @ x
+    layer2 = -3 * sigma**2 * (np.einsum("jk,jl,j->kl", x, x, wa) - np.eye(3) * wa.sum() / 3)
+    layer = np.concatenate([layer1, layer2.ravel()])
+    return np.abs(density - layer).max(), np.abs(layer).max(), np.abs(f0 / dt).max()
+
+
+def test_value_noise_step_has_the_layer_updates_generator():
+    """ValueNoise: the expected density step equals the layer update's Itô generator (sigma²/2)|a|² Δ_S to O(dt).
+
+    This is what the drift correction c = −(sigma²/4) ∇_S|a|² of the frozen step is for (docs/mathematics.md, 'The
+    stochastic density step'): without it the frozen step would follow the Stratonovich equation of the field,
+    whose generator differs by (sigma²/4) ∇_S|a|² · ∇_S φ.
+    """
     grid = st.SphereGrid(12)
-    rho0 = st.initial.von_mises_fisher(grid, [0, 0, 1], 2.0)
-    c = grid.analysis(rho0.values)
-    path = NoisePath(ValueNoise(0.8), 3, 0.01, 1, seed=0)
-    inc = {"value": np.zeros((3, 3))}  # no noise increment: only the correction is left
-    for beta in (0.0, 2.0):
-        eq = DensityEquation(st.AttentionModel(3, beta, V=np.zeros((3, 3))), grid, noise=path.noise)
-        frozen = eq.frozen_field(c, inc, 0.01)
-        a = eq.attention.output(c, grid.synthesis(c))
-        expected = -0.25 * 0.64 * grid.gradient(grid.analysis(np.sum(a**2, axis=-1)))
-        np.testing.assert_allclose(frozen, expected, atol=1e-15)
-        if beta == 0.0:
-            assert np.abs(frozen).max() < 1e-13  # a = m is constant
+    rho0 = st.initial.von_mises_fisher(grid, [0.3, 0.0, 1.0], 2.0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", st.ResolutionWarning)  # lmax 12 < 18 for exp(2 x·y): a concentrated density
+        # would be under-resolved, this vMF(2) is not (its coefficients at degree 12 are ~1e-13 of ρ_00)
+        gaps = [_value_noise_generator_gap(grid, 0.8, 2.0, rho0, dt) for dt in (1e-3, 1e-4)]
+    (gap_coarse, _, _), (gap, scale, correction) = gaps
+    # the gap is the O(dt) weak error of one step: measured 4.5e-5, 4.5e-6, 4.6e-7 at dt = 1e-2, 1e-3, 1e-4
+    # (scale 0.18); the central differences add h²/12 ∂⁴F ≈ 4e-9 at h = 1e-3 (4e-7 at h = 1e-2), rounding
+    # ~1e-16/h² ≈ 1e-10. Tolerance 2e-6 at dt = 1e-4, and first order: the gap falls ~10× from dt = 1e-3
+    assert gap < 2e-6, (gap, scale)
+    assert 5.0 < gap_coarse / gap < 20.0, (gap_coarse, gap)
+    assert correction > 1e3 * 2e-6  # power: leaving out the correction (0.0135) would miss by 7000 tolerances
+
+
+def test_value_noise_correction_vanishes_at_beta_zero():
+    """beta = 0: a = m does not depend on x, so a zero increment leaves ρ unchanged (no drift correction), and the
+    expected step is the layer update's, as at beta > 0."""
+    grid = st.SphereGrid(12)
+    rho0 = st.initial.von_mises_fisher(grid, [0.3, 0.0, 1.0], 2.0)
+    gap, scale, correction = _value_noise_generator_gap(grid, 0.8, 0.0, rho0, 1e-4)
+    # the moments change by rounding only (~1e-16 per transform, divided by dt = 1e-4); measured 2e-11
+    assert correction < 1e-10
+    assert gap < 2e-6, (gap, scale)  # measured 7e-9: the h² error of the differences, no O(dt) term at beta = 0
 
 
 def _run(**kwargs):
