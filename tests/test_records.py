@@ -1,4 +1,4 @@
-"""Checkpoints (DESIGN 3): atomic rewrites, SIGKILL at any moment, bit-identical restart; time grid checks."""
+"""Checkpoints (docs/guide.md, 'Checkpoints'): atomic rewrites, SIGKILL at any moment, bit-identical restart; time grid.
 
 import signal
 import subprocess
