@@ -120,7 +120,8 @@ def build_parser() -> argparse.ArgumentParser:
     anim.add_argument("-o", "--output", help="GIF file (default: RUN.gif)")
     anim.set_defaults(func=_animate)
     val = sub.add_parser("validate", help="run the validation cases and write their report")
-    val.add_argument("--quick", action="store_true", help="the quick suite (about 10 minutes on 2 cores)")
+    val.add_argument("--quick", action="store_true",
+                     help="the quick suite (about 5 minutes on 2 cores; the full suite takes about 35)")
     val.add_argument("-o", "--output", default="validation_out", help="folder for NetCDF, figures and report.md")
     val.add_argument("--case", action="append", help="run only this case (repeatable)")
     val.add_argument("--docs", metavar="PAGE", help="also write this Markdown page from the run (e.g. "
