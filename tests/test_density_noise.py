@@ -176,7 +176,10 @@ def test_value_noise_density_matches_layer_update_ensemble(beta):
     for r in range(12):
         path = NoisePath(noise, 2, dt, round(t_end / dt), seed=100 + r)
         dens = st.solve_density(model, noise, rho0, t_end=t_end, dt=dt, path=path, save_every=t_end)
-        parts = st.simulate_particles(model, noise, x0, t_end=t_end, dt=dt, path=path, save_every=t_end)
+        # Funk–Hecke attention (beta > 0 only) equals the direct sums to ~1e-13 (tests/test_particles.py) in O(N L)
+        # time instead of O(N²): 8x faster here
+        parts = st.simulate_particles(model, noise, x0, t_end=t_end, dt=dt, path=path, save_every=t_end,
+                                      attention="harmonic" if beta > 0 else "direct")
         # unbiased pairwise estimator of the dispersion: N/(N−1) (1 − |m̂|²)
         diffs.append(float(dens.dispersion[-1]) - n_tokens / (n_tokens - 1) * float(parts.dispersion[-1]))
     diffs = np.array(diffs)
