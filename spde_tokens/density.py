@@ -31,8 +31,9 @@ from spde_tokens.steppers import Scheme, get_scheme
 
 #: spectral_tail above which a run is reported as under-resolved
 TAIL_WARNING = 1e-10
-#: coefficients larger than this multiple of the mass coefficient stop the run as a blow-up
-BLOW_UP = 1e8
+#: a run stops as a blow-up when a coefficient shows ∫|ρ| dA above this multiple of the mass: its negative part
+#: then holds (BLOW_UP − 1)/2 = 4.5 times the mass, which no under-resolved density passes through on its way back
+BLOW_UP = 10.0
 
 
 class DensityEquation:
@@ -106,18 +107,21 @@ class DensityEquation:
              increments: dict | None = None) -> tuple[np.ndarray, int]:
         """Advance one step of length dt; returns the new coefficients and the number of sub-steps taken.
 
-        Sub-steps (stochastic steps only; deterministic steps are plain and checked once by the solver):
-        λ = degree_max · (max|X| dt + max|u_n|) bounds the phase a mode turns through in the step; the step is split
-        into ⌈λ / (cfl · λ_stab)⌉ sub-steps, λ_stab the scheme's limit on the imaginary axis (none for a scheme with
-        no such limit, such as Heun, which is then plain — and unstable for transport).
+        Sub-steps: λ = degree_max · (max|X| dt + max|u_n|) bounds the phase a mode turns through in the step; the
+        step is split into ⌈λ / (cfl · λ_stab)⌉ sub-steps, λ_stab the scheme's limit on the imaginary axis (none for a
+        scheme with no such limit, such as Heun, which is then plain — and unstable for transport). Stochastic steps
+        and unnormalized attention (whose speed, up to ‖V‖ e^{beta}, is measured at the start of every step) are
+        sub-stepped; deterministic softmax steps, whose speed is bounded by ‖V‖₂, are plain and checked once by
+        the solver.
         """
         frozen, n_sub = None, 1
+        noise_speed = 0.0
         if increments is not None and self.noise is not None and self.noise.common_models:
             frozen = self.frozen_field(coeffs, increments, dt)
-            speed = self.drift_speed(coeffs) + float(np.sqrt(np.max(np.sum(frozen**2, axis=0))))
-            lam = self.grid.degree_max * speed * dt
-            if scheme.imaginary_stability > 0:
-                n_sub = max(1, int(np.ceil(lam / (cfl * scheme.imaginary_stability))))
+            noise_speed = float(np.sqrt(np.max(np.sum(frozen**2, axis=0))))
+        if (frozen is not None or self._speed_bound is None) and scheme.imaginary_stability > 0:
+            lam = self.grid.degree_max * (self.drift_speed(coeffs) + noise_speed) * dt
+            n_sub = max(1, int(np.ceil(lam / (cfl * scheme.imaginary_stability))))
         h = dt / n_sub
 
         def f(c):
@@ -170,7 +174,8 @@ class SpectralEngine:
 
     def check(self, state: State) -> str | None:
         if not np.all(np.abs(state["coeffs"]) <= self.blow_up):  # also catches NaN
-            return "the density became non-finite or unbounded"
+            return (f"the density became non-finite, or ∫|ρ| exceeded {BLOW_UP:g} times its mass (the flow has "
+                    "collapsed it beyond the grid: raise lmax, lower dt, or follow the tokens instead)")
         return None
 
     def record(self, state: State) -> dict:
@@ -278,9 +283,10 @@ def solve_density(model: AttentionModel, noise, rho0: xr.DataArray, t_end: float
         _check_transport_stability(stepper, grid, model, times)
 
     coeffs = grid.analysis(np.asarray(rho0.values, dtype=float))
-    # |ρ_lm| ≤ max|Y_lm| ∫|ρ| ≤ sqrt((2l+1)/4π) ∫|ρ|: a coefficient beyond BLOW_UP · |ρ_00| means ∫|ρ| grew by
-    # orders of magnitude, which no density with small negative parts can do
-    blow_up = BLOW_UP * abs(coeffs[0]) * np.sqrt(2 * grid.degree_max + 1)
+    # |ρ_lm| ≤ max|Y_lm| ∫|ρ| with max|Y_lm| = sqrt((2l+1)/4π) = sqrt(2l+1) Y_00 on S^2 (Y_l0 at the poles) and
+    # max|e^{inθ}/sqrt(2π)| = Y_0 on S^1: a coefficient beyond BLOW_UP times that bound means ∫|ρ| > BLOW_UP · mass
+    peak = np.sqrt(2 * grid.degrees + 1.0) if grid.dim == 3 else np.ones(grid.n_coeff)
+    blow_up = BLOW_UP * abs(coeffs[0]) * peak
     engine = SpectralEngine(equation, stepper, float(cfl), times.dt, path, blow_up)
     attrs = {"title": "spde_tokens density run", "engine": "density", "scheme": scheme, "cfl": float(cfl),
              "hyperviscosity": float(hyperviscosity), "attention": equation.attention.method,

@@ -59,10 +59,19 @@ def energy(grid: Grid, coeffs: np.ndarray, beta: float) -> float:
 
 
 def spectral_tail(grid: Grid, coeffs: np.ndarray) -> float:
-    """Σ_{l ≥ ⌈0.9 lmax⌉} P_l / Σ_{l ≥ 1} P_l: the share of power near the truncation (0 for the uniform state)."""
+    """Σ_{l ≥ ⌈0.9 lmax⌉} P_l / Σ_{l ≥ 1} P_l: the share of power near the truncation.
+
+    0 when Σ_{l ≥ 1} P_l is at the rounding level of the transforms, n_coeff (n eps)² Σ_l P_l with n = Σ grid.shape
+    + lmax + 1 the length of the transforms' sums (each coefficient of an analysis carries up to n eps of the
+    field's size): the non-constant power of a uniform density is round-off, and a ratio of round-off to round-off
+    (0.6 was seen) says nothing about resolution.
+    """
     p = grid.power_spectrum(coeffs)
     total = p[1:].sum()
-    return float(p[int(np.ceil(0.9 * grid.degree_max)):].sum() / total) if total > 0 else 0.0
+    n = sum(grid.shape) + grid.degree_max + 1
+    if total <= grid.n_coeff * (np.finfo(float).eps * n) ** 2 * p.sum():
+        return 0.0
+    return float(p[int(np.ceil(0.9 * grid.degree_max)):].sum() / total)
 
 
 def mmd(grid: Grid, coeffs_a: np.ndarray, coeffs_b: np.ndarray, scale: float = MMD_SCALE) -> float:

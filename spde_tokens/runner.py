@@ -9,13 +9,20 @@ describes its state and one step; :func:`run` does the rest, the same way for al
 * an atomic checkpoint every ``checkpoint_every`` records and at the end; a run that finds a checkpoint of itself
   resumes from it and finishes bit-identical to an uninterrupted run, a later ``t_end`` continues a finished one;
 * a step whose state is not finite or not bounded (:meth:`Engine.check`) stops the run with a
-  :class:`~spde_tokens.records.BlowUpError` that holds the records so far and the last good state.
+  :class:`~spde_tokens.records.BlowUpError` that holds the records so far and the last good state;
+* warnings raised while stepping are shown once per kind: the first of each kind above the progress bar (which it
+  does not break), and at the end of the run each kind once more as a Python warning with its count.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import re
+import sys
+import warnings
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any, Protocol
 
 import numpy as np
@@ -58,6 +65,49 @@ class Engine(Protocol):
 
     def last_good(self, state: State) -> Any:
         """What a BlowUpError carries as the last good state (grid values, positions)."""
+
+
+_PACKAGE = os.path.dirname(os.path.abspath(__file__))
+
+
+def _user_stacklevel() -> int:
+    """The ``stacklevel`` of the first frame outside spde_tokens (and contextlib), counted from the caller: a
+    warning then points at the user's line, not at the package's internals."""
+    frame, level = sys._getframe(1), 1
+    while frame is not None and (frame.f_code.co_filename.startswith(_PACKAGE)
+                                 or frame.f_code.co_filename.endswith("contextlib.py")):
+        frame, level = frame.f_back, level + 1
+    return level
+
+
+@contextmanager
+def grouped_warnings(bar: tqdm) -> Iterator[Callable[[], None]]:
+    """Warnings inside the block: the first of each kind written above ``bar``; on leaving, each kind re-issued
+    once as a warning, with the number of times it occurred (a kind: the category and the message with its
+    numbers blanked, so "under-resolved at t = 0.3" and "… t = 0.4" are one kind)."""
+    kinds: dict[tuple[type[Warning], str], list] = {}
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        seen = 0
+
+        def flush() -> None:
+            nonlocal seen
+            for w in caught[seen:]:
+                key = (w.category, re.sub(r"[-+]?\d[\d.eE+-]*", "#", str(w.message)))
+                if key not in kinds:
+                    kinds[key] = [w, 0]
+                    if not bar.disable:
+                        bar.write(f"{w.category.__name__}: {w.message}")
+                kinds[key][1] += 1
+            seen = len(caught)
+
+        try:
+            yield flush
+        finally:
+            flush()
+    for w, count in kinds.values():
+        note = f" [{count} times during the run]" if count > 1 else ""
+        warnings.warn(f"{w.message}{note}", w.category, stacklevel=_user_stacklevel())
 
 
 def run(engine: Engine, state: State, times: TimeGrid, recorder: Recorder, *, fingerprint: dict[str, Any],
@@ -115,7 +165,7 @@ def run(engine: Engine, state: State, times: TimeGrid, recorder: Recorder, *, fi
         first = last + 1
         log.info("resuming from %s: step %d of %d (t = %g)", store.path, last, times.n_steps, times.time(last))
     with tqdm(total=times.n_steps, initial=first - 1, disable=not default_progress(progress), unit="step",
-              desc=engine.label) as bar:
+              desc=engine.label) as bar, grouped_warnings(bar) as flush_warnings:
         for step in range(first, times.n_steps + 1):
             with np.errstate(over="ignore", invalid="ignore"):  # a blow-up is caught below, with its state
                 new = engine.step(state, step)
@@ -128,5 +178,6 @@ def run(engine: Engine, state: State, times: TimeGrid, recorder: Recorder, *, fi
             state = new
             if times.is_record(step):
                 take_record(step)
+            flush_warnings()
             bar.update()
     return records()

@@ -110,3 +110,17 @@ def test_spectral_token_energy_equals_pair_sum(dim, beta, monkeypatch):
     monkeypatch.setattr(diag, "SPECTRAL_ENERGY_TOKENS", 10**9)
     # truncation below 1e-16 of λ_0 and rounding of 25 million pair terms: measured ≤ 1.2e-13 relative
     assert spectral == pytest.approx(diag.energy_tokens(x, beta), rel=1e-12)
+
+
+@pytest.mark.parametrize("grid", [st.SphereGrid(63), st.CircleGrid(256)], ids=repr)
+def test_spectral_tail_ignores_rounding_noise(grid):
+    """A uniform density whose analysis left round-off (1e-17 of ρ_00) at the top degrees is resolved: tail 0; the
+    same shape 1e6 times larger (far above any rounding) is reported at full weight."""
+    c = grid.analysis(st.initial.uniform(grid).values)
+    top = grid.degrees >= int(np.ceil(0.9 * grid.degree_max))
+    noisy = c.copy()
+    noisy[top] += 1e-17 * abs(c[0])
+    assert st.diagnostics.spectral_tail(grid, noisy) == 0.0
+    loud = c.copy()
+    loud[top] += 1e-11 * abs(c[0])
+    assert st.diagnostics.spectral_tail(grid, loud) == pytest.approx(1.0)  # all the non-constant power is at the top

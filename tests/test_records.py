@@ -1,4 +1,4 @@
-"""Checkpoints (docs/guide.md, 'Checkpoints'): atomic rewrites, SIGKILL at any moment, bit-identical restart; time grid.
+"""Checkpoints (docs/guide.md, 'Checkpoints'): atomic rewrites, SIGKILL at any moment, bit-identical restart; time grid."""
 
 import signal
 import subprocess

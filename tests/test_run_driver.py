@@ -2,6 +2,7 @@
 
 import logging
 import os
+import warnings
 
 import numpy as np
 import pytest
@@ -63,3 +64,40 @@ def test_records_sit_on_the_time_grid():
     """Record times are k·dt rounded to 12 digits, so selecting a record by its time finds it."""
     ds = _particles(0.5)
     assert float(ds.sel(time=0.35).time) == 0.35
+
+
+class _CountingEngine:
+    """A stand-in engine whose state counts steps and which warns at every step (t in the message)."""
+
+    name, label = "counting", "counting"
+
+    def step(self, state, step):
+        warnings.warn(f"something at t = {step * 0.1:g}", UserWarning, stacklevel=2)
+        return {"n": state["n"] + 1}
+
+    def check(self, state):
+        return None
+
+    def record(self, state):
+        return {"n": float(state["n"][0])}
+
+    def after_record(self, t, values):
+        pass
+
+    def last_good(self, state):
+        return state
+
+
+def test_warnings_are_shown_once_per_kind_with_a_count():
+    from spde_tokens.records import Recorder, TimeGrid
+    from spde_tokens.runner import run
+
+    times = TimeGrid.build(1.0, 0.1, 0.5)
+    recorder = Recorder({"n": ((), {"units": "1", "long_name": "steps"})}, {}, {}, MODEL)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        ds = run(_CountingEngine(), {"n": np.zeros(1)}, times, recorder, fingerprint={}, progress=False)
+    assert ds.n.values.tolist() == [0.0, 5.0, 10.0]
+    assert len(caught) == 1  # ten warnings of one kind (they differ only by their numbers)
+    assert "something at t = 0.1" in str(caught[0].message) and "[10 times during the run]" in str(caught[0].message)
+    assert caught[0].filename == __file__  # points at the caller, not at the package's internals
