@@ -1,4 +1,4 @@
-"""Checkpoints (docs/guide.md, 'Checkpoints'): atomic rewrites, SIGKILL at any moment, bit-identical restart; time grid."""
+"""Checkpoints (docs/guide.md, 'Checkpoints'): atomic writes, SIGKILL at any moment, bit-identical restart."""
 
 import signal
 import subprocess
