@@ -1,4 +1,4 @@
-"""Antipodal phase transition under random value matrices (DESIGN 5), run by hand;
+"""Antipodal phase transition under random value matrices, run by hand;
 the same as `spde-tokens validate --case antipodal`.
 
     python validation/antipodal.py [--quick] [-o FOLDER]

@@ -1,4 +1,4 @@
-"""cross validation (DESIGN 5), run by hand: the same as `spde-tokens validate --case cross_validation`.
+"""Pathwise cross-validation, run by hand: the same as `spde-tokens validate --case cross_validation`.
 
     python validation/cross_validation.py [--quick] [-o FOLDER]
 

@@ -1,4 +1,4 @@
-"""Energy and mass along the deterministic flow (DESIGN 5), run by hand;
+"""Energy and mass along the deterministic flow, run by hand;
 the same as `spde-tokens validate --case energy_mass`.
 
     python validation/energy_mass.py [--quick] [-o FOLDER]

@@ -1,4 +1,4 @@
-"""Equiangular tokens (DESIGN 5), run by hand: the same as `spde-tokens validate --case equiangular`.
+"""Equiangular tokens, run by hand: the same as `spde-tokens validate --case equiangular`.
 
     python validation/equiangular.py [--quick] [-o FOLDER]
 

@@ -1,4 +1,4 @@
-"""Linear instability of the uniform state (DESIGN 5), run by hand;
+"""Linear instability of the uniform state, run by hand;
 the same as `spde-tokens validate --case linear_growth`.
 
     python validation/linear_growth.py [--quick] [-o FOLDER]

@@ -1,4 +1,4 @@
-"""Clustering at low temperature (DESIGN 5), run by hand: the same as `spde-tokens validate --case low_temperature`.
+"""Clustering at low temperature, run by hand: the same as `spde-tokens validate --case low_temperature`.
 
     python validation/low_temperature.py [--quick] [-o FOLDER]
 

@@ -1,4 +1,4 @@
-"""One-point law: the mean density solves the heat equation (DESIGN 5), run by hand;
+"""One-point law: the mean density solves the heat equation, run by hand;
 the same as `spde-tokens validate --case one_point_law`.
 
     python validation/one_point_law.py [--quick] [-o FOLDER]

@@ -1,4 +1,4 @@
-"""Ott–Antonsen reduction on S^1 (DESIGN 5), run by hand: the same as `spde-tokens validate --case ott_antonsen`.
+"""Ott–Antonsen reduction on S^1, run by hand: the same as `spde-tokens validate --case ott_antonsen`.
 
     python validation/ott_antonsen.py [--quick] [-o FOLDER]
 

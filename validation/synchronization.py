@@ -1,4 +1,4 @@
-"""Synchronization by random MLP blocks (DESIGN 5), run by hand;
+"""Synchronization by random MLP blocks, run by hand;
 the same as `spde-tokens validate --case synchronization`.
 
     python validation/synchronization.py [--quick] [-o FOLDER]

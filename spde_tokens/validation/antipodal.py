@@ -1,15 +1,15 @@
-"""Antipodal phase transition (DESIGN 5): two tokens under random value matrices, V = 0, Qᵀ K = I, softmax.
+"""Antipodal phase transition: two tokens under random value matrices, V = 0, Qᵀ K = I, softmax.
 
 Theory. ``ValueNoise(sigma)`` moves a token by sigma ΔW a_μ(x) with a_μ the softmax attention output: for two tokens
 with r = x·y, a(x) = p x + q y, p = e^beta/(e^beta + e^{beta r}), q = 1 − p. The layer update has the Itô limit
-dX = sigma P_X dW a(X) − ((d − 1)/2) sigma² |a(X)|² X dt (DESIGN 1.2), the same dW for both tokens. At the antipodal
-pair (v = 1 + r → 0) the drift of v is sigma² v (2 + 4P(d − 3)) and its quadratic variation sigma² v² (8 − 16P), with
-P = pq = 1/(4 cosh² beta), so log(1 + x·y) is a Brownian motion with drift
+dX = sigma P_X dW a(X) − ((d − 1)/2) sigma² |a(X)|² X dt (docs/mathematics.md, 'Common noise'), the same dW for both
+tokens. At the antipodal pair (v = 1 + r → 0) the drift of v is sigma² v (2 + 4P(d − 3)) and its quadratic variation
+sigma² v² (8 − 16P), with P = pq = 1/(4 cosh² beta), so log(1 + x·y) is a Brownian motion with drift
 
     Λ = sigma² (4P(d − 1) − 2) = sigma² (d − 2 − cosh 2 beta) / cosh² beta,     variance rate sigma² (8 − 4/cosh² beta)
 
-(DESIGN's formula, re-derived here). Antipodal pairs attract with positive probability exactly when
-cosh 2 beta > d − 2; when Λ > 0 no pair ends antipodal.
+(the phase transition of docs/mathematics.md, 'The published phenomena', derived here). Antipodal pairs attract with
+positive probability exactly when cosh 2 beta > d − 2; when Λ > 0 no pair ends antipodal.
 
 Measurement, with the layer update of ``simulate_particles`` vectorized over independent realizations (a row checks
 it against ``simulate_particles`` on the same ``NoisePath``) over a grid of (beta, d), sigma = 1, dt = 0.005. The
@@ -72,138 +72,43 @@ Quick: beta ∈ {0, 0.5, 1, 1.5, 2} × d ∈ {2, 3, 4, 6, 8}; full: beta ∈ {0,
 
 from __future__ import annotations
 
-import datetime
-import os
-import time
-
 import numpy as np
 import xarray as xr
 from scipy import special
 
-from spde_tokens.drift import tangent_projection
-from spde_tokens.model import AttentionModel
-from spde_tokens.noise import NoisePath, ValueNoise
-from spde_tokens.particles import simulate_particles
-from spde_tokens.validation.common import row_variables
-from spde_tokens.validation.synchronization import row
+from spde_tokens.noise import ValueNoise
+from spde_tokens.validation import antipodal_clusters
+from spde_tokens.validation.common import Z_BAND, Row, check
 from spde_tokens.validation.two_tokens import (
-    MEDIAN_SE_FACTOR,
-    attention_output,
-    median_with_se,
-    observed_steps,
+    faithfulness,
     pair_distance,
+    rate_statistics,
+    simulate,
+    simulate_coupled,
     tight_pairs,
     uniform_points,
+)
+from spde_tokens.validation.value_pairs import (
+    DT,
+    SIGMA,
+    STAY,
+    T_MAX,
+    V0,
+    ValueBatch,
+    critical_beta,
+    exponent,
+    model_for,
+    sample_plan,
+    variance_rate,
 )
 
 NAME = "antipodal"
 TITLE = "Antipodal phase transition under random value matrices"
 
-SIGMA = 1.0
-DT = 0.005
-V0 = 5e-5
-T_MAX = 8.0
 MARGIN = 0.2  # |Λ| > MARGIN sigma² is required for a sign check
-Z_BAND = 4.0
-DESIGN_Z = 7.0  # sample sizes are chosen so that |Λ| is this many standard errors from 0
-RICHARDSON_INFLATION = 1.5  # the Richardson slopes' spread over that of the dt slopes (measured 0.95 to 1.65)
 PROB_T = 40.0
-STAY = 1e-2
 PROB_DT = {True: 0.01, False: 0.005}  # quick, full
 DECIDED = 1e-4
-
-
-def exponent(beta: float, dim: int, sigma: float = SIGMA) -> float:
-    """Λ = sigma² (d − 2 − cosh 2beta)/cosh² beta: the a.s. rate of log(1 + x·y) at the antipodal pair."""
-    return sigma**2 * (dim - 2 - np.cosh(2 * beta)) / np.cosh(beta) ** 2
-
-
-def variance_rate(beta: float, sigma: float = SIGMA) -> float:
-    """sigma² (8 − 4/cosh² beta): the quadratic variation of log(1 + x·y) per unit time at the antipodal pair."""
-    return sigma**2 * (8.0 - 4.0 / np.cosh(beta) ** 2)
-
-
-def critical_beta(dim: float) -> float:
-    """The beta where cosh 2beta = d − 2 (0 for d ≤ 3: antipodal pairs attract for every beta > 0)."""
-    return 0.5 * np.arccosh(dim - 2) if dim > 3 else 0.0
-
-
-def model_for(beta: float, dim: int) -> AttentionModel:
-    """Softmax attention, Q = K = I (Qᵀ K = I), V = 0: the pure-noise network of Fedorov et al."""
-    return AttentionModel(dim, beta, V=np.zeros((dim, dim)))
-
-
-def value_step(model: AttentionModel, noise: ValueNoise, x: np.ndarray, dw: np.ndarray) -> np.ndarray:
-    """x ← normalize(x + P_x sigma ΔW a_μ(x)) for R realizations, x (R, N, d), ΔW (R, d, d) (V = 0: no drift).
-
-    The formula of ``ValueNoise.field`` (sigma a ΔWᵀ) with the attention output of each realization's tokens.
-    """
-    a = attention_output(model, x)
-    x = x + tangent_projection(x, noise.sigma * (a @ np.swapaxes(dw, 1, 2)))
-    return x / np.linalg.norm(x, axis=-1, keepdims=True)
-
-
-def simulate(model: AttentionModel, noise: ValueNoise, x0: np.ndarray, dt: float, n_steps: int,
-             rng: np.random.Generator, observe) -> np.ndarray:
-    """Run the batch with ΔW ~ N(0, dt) entries (the law of ``ValueNoise.sample``); observe(x) at every step."""
-    r, _, d = x0.shape
-    return observed_steps(x0, n_steps, lambda x: value_step(model, noise, x, rng.standard_normal((r, d, d)) *
-                                                            np.sqrt(dt)), observe)
-
-
-def sample_plan(beta: float, dim: int, r_max: int) -> tuple[float, int]:
-    """(T, R) of the sign run, from theory (module docstring)."""
-    lam = exponent(beta, dim)
-    horizon = min(T_MAX, (16.0 if lam < 0 else 3.0) / abs(lam))
-    need = (DESIGN_Z * MEDIAN_SE_FACTOR * RICHARDSON_INFLATION * np.sqrt(variance_rate(beta)) / abs(lam)) ** 2
-    return horizon, int(np.clip(np.ceil(need / horizon), 400, r_max))
-
-
-def simulate_coupled(model: AttentionModel, noise: ValueNoise, x0: np.ndarray, n_pairs: int,
-                     rng: np.random.Generator, observe) -> np.ndarray:
-    """The layer update x ← normalize(x + P_x sigma ΔW a_μ(x)) with step DT and, on the same increments summed in
-    pairs, with step 2 DT, from the same tokens.
-
-    Parameters
-    ----------
-    model, noise : as for :func:`value_step`; x0 : (R, N, d) tokens of R realizations; n_pairs : number of 2 DT
-        steps; rng : source of the N(0, DT) increments; observe : x ↦ array, evaluated on both chains every 2 DT.
-
-    Returns
-    -------
-    (n_pairs + 1, 2, *shape) array: observe of the DT chain (axis 1 index 0) and of the 2 DT chain (index 1).
-    """
-    fine, coarse = x0, x0.copy()
-    first = np.asarray(observe(x0))
-    out = np.empty((n_pairs + 1, 2, *first.shape))
-    out[0] = first
-    r, _, d = x0.shape
-    for k in range(n_pairs):
-        dw = rng.standard_normal((2, r, d, d)) * np.sqrt(DT)
-        fine = value_step(model, noise, value_step(model, noise, fine, dw[0]), dw[1])
-        coarse = value_step(model, noise, coarse, dw[0] + dw[1])
-        out[k + 1] = observe(fine), observe(coarse)
-    return out
-
-
-def rate_statistics(series: np.ndarray, horizon: float) -> dict:
-    """Slopes s = (q(T) − q(0))/T per realization of a log quantity q and their Richardson combination.
-
-    Parameters
-    ----------
-    series : (n + 1, 2, R) from :func:`simulate_coupled` (DT chain, 2 DT chain); horizon : T.
-
-    Returns
-    -------
-    dict: ``"median"``, ``"se"`` and ``"positive"`` (fraction > 0) of the DT slopes, ``"median_coarse"`` of the
-    2 DT slopes, ``"richardson"`` and ``"richardson_se"`` of 2 s(dt) − s(2 dt) (O(dt²) bias); SEs from
-    :func:`median_with_se`.
-    """
-    slopes = (series[-1] - series[0]) / horizon  # (2, R): dt chain, 2 dt chain
-    med, se = median_with_se(slopes[0])
-    rich, rich_se = median_with_se(2 * slopes[0] - slopes[1])
-    return {"median": med, "se": se, "positive": float(np.mean(slopes[0] > 0)),
-            "median_coarse": float(np.median(slopes[1])), "richardson": rich, "richardson_se": rich_se}
 
 
 def measure_sign(beta: float, dim: int, r_max: int, seed: int) -> dict:
@@ -216,9 +121,9 @@ def measure_sign(beta: float, dim: int, r_max: int, seed: int) -> dict:
     n_pairs = max(1, int(round(horizon / (2 * DT))))
     horizon = 2 * n_pairs * DT
     rng = np.random.default_rng(np.random.SeedSequence(seed))
-    model, noise = model_for(beta, dim), ValueNoise(SIGMA)
     x0 = tight_pairs(rng, realizations, dim, V0, sign=-1.0)
-    log_v = simulate_coupled(model, noise, x0, n_pairs, rng, lambda x: np.log(pair_distance(x, -1.0)))
+    log_v = simulate_coupled(ValueBatch(model_for(beta, dim), ValueNoise(SIGMA)), x0, DT, n_pairs, rng,
+                             lambda x: np.log(pair_distance(x, -1.0)))
     return {**rate_statistics(log_v, horizon), "n": realizations, "horizon": horizon,
             "median_log_v": np.median(log_v[:, 0] - log_v[0, 0], axis=1)}
 
@@ -228,7 +133,7 @@ def measure_probability(beta: float, dim: int, realizations: int, seed: int, dt:
     rng = np.random.default_rng(np.random.SeedSequence(seed))
     x0 = np.stack([uniform_points(rng, realizations, dim), uniform_points(rng, realizations, dim)], axis=1)
     n_steps = int(round(PROB_T / dt))
-    both = simulate(model_for(beta, dim), ValueNoise(SIGMA), x0, dt, n_steps, rng,
+    both = simulate(ValueBatch(model_for(beta, dim), ValueNoise(SIGMA)), x0, dt, n_steps, rng,
                     lambda x: np.stack([pair_distance(x, 1.0), pair_distance(x, -1.0)]))
     u, v = both[:, 0], both[:, 1]
     anti_now = v[-1] < DECIDED
@@ -248,46 +153,24 @@ def excursion_probability(beta: float, dim: int, t: float) -> float:
     return float(special.ndtr((np.log(DECIDED) - lam * t) / np.sqrt(variance_rate(beta) * t)))
 
 
-def check_against_package(model: AttentionModel, x0: np.ndarray, t_end: float = 1.0) -> float:
-    """Largest |x_batch − x_simulate_particles| over realizations x0 (R, N, d) when both are fed the same increments.
-
-    Realization s is driven by ``NoisePath(ValueNoise(SIGMA), d, DT, ·, seed=s)``: ``simulate_particles`` (layer
-    scheme, direct attention sums) reads it, :func:`value_step` takes its ``"value"`` increments.
-    """
-    noise = ValueNoise(SIGMA)
-    n_steps = int(round(t_end / DT))
-    paths = [NoisePath(noise, model.dim, DT, n_steps, seed=s) for s in range(x0.shape[0])]
-    ref = np.stack([simulate_particles(model, noise, x0[s], t_end, DT, path=path, save_every=t_end, progress=False,
-                                       attention="direct")["positions"].values[-1] for s, path in enumerate(paths)])
-    x = x0.copy()
-    for k in range(n_steps):
-        x = value_step(model, noise, x, np.stack([p.increments(k)["value"] for p in paths]))
-    return float(np.max(np.abs(x - ref)))
-
-
-def _signs_text(values) -> str:
-    return " ".join(values)
-
-
-def run(out_dir: str, quick: bool = False) -> list[dict]:
-    """Run the case; writes ``out_dir/antipodal.nc`` and ``.png`` and returns the table rows.
+def measure(quick: bool) -> tuple[list[Row], xr.Dataset]:
+    """The rows and the Dataset of the case, the cluster and density parts included.
 
     ``quick``: 25 cells (beta ∈ {0, 0.5, …, 2}, d ∈ {2, 3, 4, 6, 8}); full: 63 cells (beta step 0.25, d = 2…8).
     """
-    start = time.perf_counter()
-    os.makedirs(out_dir, exist_ok=True)
     betas = np.arange(0.0, 2.0 + 1e-9, 0.5 if quick else 0.25)
     dims = np.array([2, 3, 4, 6, 8] if quick else list(range(2, 9)))
     r_max = 1500 if quick else 3000
     prob_n = 200 if quick else 300
-    rows: list[dict] = []
+    rows: list[Row] = []
 
-    worst = max(check_against_package(model_for(b, d), tight_pairs(np.random.default_rng(99), 2, d, 1e-2, sign=-1.0))
+    worst = max(faithfulness(ValueBatch(model_for(b, d), ValueNoise(SIGMA)),
+                             tight_pairs(np.random.default_rng(99), 2, d, 1e-2, sign=-1.0), DT)
                 for b, d in ((1.0, 4), (0.0, 3), (2.0, 2)))
-    rows.append(row(f"{NAME}/faithfulness", "vectorized two-token layer update vs simulate_particles with ValueNoise, "
-                    "same NoisePath (beta, d) ∈ {(1, 4), (0, 3), (2, 2)}, t = 1",
-                    "identical up to rounding (≤ 1e-10)", f"max |Δx| = {worst:.1e}",
-                    "rounding of the same formulas over 200 steps", worst <= 1e-10))
+    rows.append(check(NAME, "faithfulness: vectorized two-token layer update vs simulate_particles with ValueNoise, "
+                      "same NoisePath (beta, d) ∈ {(1, 4), (0, 3), (2, 2)}, t = 1",
+                      "identical up to rounding (≤ 1e-10)", f"max |Δx| = {worst:.1e}",
+                      "rounding of the same formulas over 200 steps", worst <= 1e-10))
 
     shape = (betas.size, dims.size)
     lam = np.array([[exponent(b, int(d)) for d in dims] for b in betas])
@@ -324,23 +207,22 @@ def run(out_dir: str, quick: bool = False) -> list[dict]:
             magnitude.append(abs(fields["richardson"][i, j] - lam[i, j]) / fields["richardson_se"][i, j])
         if not expected:
             continue
-        rows.append(row(f"{NAME}/sign/d={d}",
-                        "sign of the median slope (Richardson) of log(1 + x·y) from 1 + x·y = 5e-5, where |Λ| > 0.2 "
-                        "sigma²",
-                        f"sign of Λ = sigma²(d − 2 − cosh 2β)/cosh²β: {_signs_text(expected)}",
-                        f"{_signs_text(measured)} ({determined}/{len(expected)} determined)",
-                        "median beyond 4 standard errors from 0 (R, T from theory for 7 standard errors)",
-                        agree))
+        rows.append(check(NAME, f"sign/d={d}: sign of the median slope (Richardson) of log(1 + x·y) from "
+                          "1 + x·y = 5e-5, where |Λ| > 0.2 sigma²",
+                          f"sign of Λ = sigma²(d − 2 − cosh 2β)/cosh²β: {' '.join(expected)}",
+                          f"{' '.join(measured)} ({determined}/{len(expected)} determined)",
+                          "median beyond 4 standard errors from 0 (R, T from theory for 7 standard errors)",
+                          agree))
         worst_z = max(magnitude)
         i_w = [i for i in range(betas.size) if np.isfinite(fields["median"][i, j])][int(np.argmax(magnitude))]
         bias = np.nanmax(np.abs(fields["median_coarse"][:, j] - fields["median"][:, j]))
-        rows.append(row(f"{NAME}/rate/d={d}", "Richardson slope 2 s(dt) − s(2 dt) of log(1 + x·y) against Λ "
-                        "(max |z| over β)", "|z| ≤ 4 at every β with |Λ| > 0.2 sigma²",
-                        f"max |z| = {worst_z:.2f} at β = {betas[i_w]:g} (Λ = {lam[i_w, j]:+.3f}, Richardson "
-                        f"{fields['richardson'][i_w, j]:+.3f} ± {fields['richardson_se'][i_w, j]:.3f}, dt = {DT:g} "
-                        f"alone {fields['median'][i_w, j]:+.3f}); largest step bias s(2dt) − s(dt) = {bias:.3f}",
-                        "4 standard errors of the median of the per-realization Richardson slopes (the 2 dt chain "
-                        "uses the same increments summed in pairs)", worst_z <= Z_BAND))
+        rows.append(check(NAME, f"rate/d={d}: Richardson slope 2 s(dt) − s(2 dt) of log(1 + x·y) against Λ "
+                          "(max |z| over β)", "|z| ≤ 4 at every β with |Λ| > 0.2 sigma²",
+                          f"max |z| = {worst_z:.2f} at β = {betas[i_w]:g} (Λ = {lam[i_w, j]:+.3f}, Richardson "
+                          f"{fields['richardson'][i_w, j]:+.3f} ± {fields['richardson_se'][i_w, j]:.3f}, dt = {DT:g} "
+                          f"alone {fields['median'][i_w, j]:+.3f}); largest step bias s(2dt) − s(dt) = {bias:.3f}",
+                          "4 standard errors of the median of the per-realization Richardson slopes (the 2 dt chain "
+                          "uses the same increments summed in pairs)", worst_z <= Z_BAND))
 
         parts, ok = [], True
         for i, b in enumerate(betas):
@@ -354,32 +236,24 @@ def run(out_dir: str, quick: bool = False) -> list[dict]:
                 ok &= k >= 1
             parts.append(f"β={b:g}:{p:.3f}±{np.sqrt(p * (1 - p) / n):.3f}")
         und = int(np.sum(fields["undecided"][:, j]))
-        rows.append(row(f"{NAME}/probability/d={d}",
-                        f"fraction of independent uniform pairs absorbed at the antipodal pair by T = {PROB_T:g} "
-                        f"({int(prob_n)} per β)",
-                        f"0 for β < β_c = {critical_beta(d):.3f}, > 0 for β > β_c (cosh 2β_c = d − 2; cells with "
-                        "|Λ| ≤ 0.2 sigma² not judged)",
-                        " ".join(parts) + f" (undecided pairs over all β: {und})",
-                        "Λ < −0.2: at least one absorbed pair (1 + x·y < 1e-2 over [T/2, T], < 1e-4 at T); Λ > 0.2: "
-                        "at most n p + 4 sqrt(n p), p = P(log(1 + x·y) < log 1e-4 at T) for a Brownian motion with "
-                        "drift Λ from 1 + x·y = 1 (finite-time excursions; 0 for all but the cells nearest the "
-                        "boundary); ± is the binomial standard error", ok))
+        rows.append(check(NAME, f"probability/d={d}: fraction of independent uniform pairs absorbed at the "
+                          f"antipodal pair by T = {PROB_T:g} ({int(prob_n)} per β)",
+                          f"0 for β < β_c = {critical_beta(d):.3f}, > 0 for β > β_c (cosh 2β_c = d − 2; cells with "
+                          "|Λ| ≤ 0.2 sigma² not judged)",
+                          " ".join(parts) + f" (undecided pairs over all β: {und})",
+                          "Λ < −0.2: at least one absorbed pair (1 + x·y < 1e-2 over [T/2, T], < 1e-4 at T); Λ > 0.2: "
+                          "at most n p + 4 sqrt(n p), p = P(log(1 + x·y) < log 1e-4 at T) for a Brownian motion with "
+                          "drift Λ from 1 + x·y = 1 (finite-time excursions; 0 for all but the cells nearest the "
+                          "boundary); ± is the binomial standard error", ok))
 
-    from spde_tokens.validation import antipodal_clusters  # it builds on this module's functions
-
-    cluster_rows, extra = antipodal_clusters.run(quick)
+    cluster_rows, extra = antipodal_clusters.measure(NAME, quick)
     rows += cluster_rows
-    seconds = time.perf_counter() - start
-    ds = xr.merge([_dataset(betas, dims, lam, fields, curves, worst, seconds, r_max, prob_n, PROB_DT[quick], rows),
-                   extra], combine_attrs="no_conflicts")
-    ds.to_netcdf(os.path.join(out_dir, f"{NAME}.nc"), engine="netcdf4", format="NETCDF4")
-    plot(ds, os.path.join(out_dir, f"{NAME}.png"))
-    return rows
+    ds = xr.merge([_dataset(betas, dims, lam, fields, curves, worst, r_max, prob_n, PROB_DT[quick]), extra],
+                  combine_attrs="no_conflicts")
+    return rows, ds
 
 
-def _dataset(betas, dims, lam, fields, curves, worst, seconds, r_max, prob_n, prob_dt, rows) -> xr.Dataset:
-    from spde_tokens import __version__
-
+def _dataset(betas, dims, lam, fields, curves, worst, r_max, prob_n, prob_dt) -> xr.Dataset:
     one = {"units": "1"}
     n_steps = int(round(T_MAX / (2 * DT))) + 1
     curve = np.full((betas.size, dims.size, n_steps), np.nan)
@@ -414,27 +288,21 @@ def _dataset(betas, dims, lam, fields, curves, worst, seconds, r_max, prob_n, pr
                           {**one, "long_name": "beta with cosh 2 beta = d - 2"}),
         "faithfulness_max_difference": ((), worst,
                                         {**one, "long_name": "max |x_batch - x_simulate_particles| on equal paths"}),
-        **row_variables(rows),
     }
     coords = {"beta": ("beta", betas, {**one, "long_name": "inverse temperature beta"}),
               "dim": ("dim", dims, {**one, "long_name": "ambient dimension d"}),
               "step": ("step", np.arange(n_steps), {**one, "long_name": "step index of the sign runs"})}
-    stamp = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-    attrs = {"Conventions": "CF-1.8", "title": f"spde_tokens validation: {TITLE}",
-             "source": f"spde_tokens {__version__}", "history": f"{stamp} spde_tokens.validation.{NAME} "
-             f"({seconds:.0f} s)", "sigma": SIGMA, "dt": DT, "v0": V0, "margin": MARGIN, "z_band": Z_BAND,
+    attrs = {"sigma": SIGMA, "dt": DT, "v0": V0, "margin": MARGIN, "z_band": Z_BAND,
              "max_realizations": r_max, "probability_realizations": prob_n, "probability_t_end": PROB_T,
              "probability_dt": prob_dt, "decided_threshold": DECIDED, "absorbed_threshold": STAY,
              "attention": "softmax, Q = K = I, V = 0"}
     return xr.Dataset(data, coords=coords, attrs=attrs)
 
 
-def plot(ds: xr.Dataset, path: str | os.PathLike) -> None:
+def plot(ds: xr.Dataset, path: str) -> None:
     """Heat map of the antipodal probability with the boundary cosh 2beta = d − 2 and the sign checks; rates and
     median paths (two tokens and clusters); the symmetric density against antipodally closed tokens."""
     from matplotlib.figure import Figure
-
-    from spde_tokens.validation.antipodal_clusters import plot_clusters, plot_density
 
     betas, dims = ds["beta"].values, ds["dim"].values
     fig = Figure(figsize=(19, 4.8), layout="constrained")
@@ -497,10 +365,10 @@ def plot(ds: xr.Dataset, path: str | os.PathLike) -> None:
     ax[2].set_xlabel("depth t")
     ax[2].set_ylabel(r"median $\log[v(t)/v(0)]$, $v = 1 + x\cdot y$")
     ax[2].set_title("median paths from 1 + x·y = 5e-5 (dotted: Λ t; black: cap means)", fontsize=9)
-    plot_clusters(ax[1], ax[2], ds)
+    antipodal_clusters.plot_clusters(ax[1], ax[2], ds)
     ax[1].legend(fontsize=7, ncol=2)
     ax[2].legend(fontsize=6.5, ncol=2)
-    plot_density(ax[3], ds)
+    antipodal_clusters.plot_density(ax[3], ds)
     fig.suptitle(f"{TITLE}: ValueNoise(sigma = {ds.attrs['sigma']:g}), V = 0, softmax, Q = K = I: two tokens, two "
                  "antipodal caps of tokens, a symmetric density")
     fig.savefig(path, dpi=120)

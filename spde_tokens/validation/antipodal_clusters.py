@@ -1,4 +1,4 @@
-"""Antipodal clusters of many tokens and in the density solver: the part of the ``antipodal`` case (DESIGN 5).
+"""Antipodal clusters of many tokens and in the density solver: the part of the ``antipodal`` case.
 
 Clusters. Two caps of n equal-mass tokens each, of angular radius r₀ = 1e-4, around c and c' with 1 + c·c' = 5e-5.
 Softmax weights inside a cap are equal up to O(beta r²), so every token of a cap sees the attention output of the two
@@ -33,23 +33,25 @@ from spde_tokens.drift import tangent_projection
 from spde_tokens.grids import Grid, ResolutionWarning, SphereGrid
 from spde_tokens.noise import NoisePath, ValueNoise
 from spde_tokens.particles import simulate_particles
-from spde_tokens.validation.antipodal import (
+from spde_tokens.validation.common import Z_BAND, Row, check
+from spde_tokens.validation.two_tokens import (
+    faithfulness,
+    pair_distance,
+    rate_statistics,
+    simulate_coupled,
+    tight_pairs,
+)
+from spde_tokens.validation.value_pairs import (
     DT,
-    NAME,
     SIGMA,
     STAY,
     V0,
-    Z_BAND,
-    check_against_package,
+    ValueBatch,
     exponent,
     model_for,
-    rate_statistics,
     sample_plan,
-    simulate_coupled,
     variance_rate,
 )
-from spde_tokens.validation.synchronization import row
-from spde_tokens.validation.two_tokens import pair_distance, tight_pairs
 
 CAP_RADIUS = 1e-4
 #: (beta, d): Λ = −1.16 sigma² (antipodal clusters attract) and Λ = +3.51 sigma² (they separate)
@@ -155,7 +157,7 @@ def measure_clusters(beta: float, dim: int, per_cap: int, realizations: int, see
     Parameters
     ----------
     beta, dim : the cell; per_cap : tokens per cap; realizations : R; seed : seed of the caps and increments.
-        T is the sign run's (:func:`spde_tokens.validation.antipodal.sample_plan`).
+        T is the sign run's (:func:`spde_tokens.validation.value_pairs.sample_plan`).
 
     Returns
     -------
@@ -170,7 +172,7 @@ def measure_clusters(beta: float, dim: int, per_cap: int, realizations: int, see
     horizon = 2 * n_pairs * DT
     rng = np.random.default_rng(np.random.SeedSequence(seed))
     x0 = tight_caps(rng, realizations, dim, per_cap, CAP_RADIUS)
-    series = simulate_coupled(model_for(beta, dim), ValueNoise(SIGMA), x0, n_pairs, rng,
+    series = simulate_coupled(ValueBatch(model_for(beta, dim), ValueNoise(SIGMA)), x0, DT, n_pairs, rng,
                               lambda x: cap_observables(x, per_cap))  # (steps, chain, quantity, R)
     log_v, log_r = series[:, :, 0], series[:, :, 1]
     ratio_v, ratio_r = log_v[:, 0] - log_v[0, 0], log_r[:, 0] - log_r[0, 0]
@@ -184,12 +186,12 @@ def _cell_tag(beta: float, dim: int) -> str:
     return f"d={dim},β={beta:g}"
 
 
-def cluster_rows(quick: bool) -> tuple[list[dict], dict]:
+def cluster_rows(case: str, quick: bool) -> tuple[list[Row], dict]:
     """Rows and results of the cluster runs at the CELLS.
 
     Parameters
     ----------
-    quick : 2 × 16 tokens and 200 realizations per cell (full: 2 × 64 and 400).
+    case : the case the rows belong to; quick : 2 × 16 tokens and 200 realizations per cell (full: 2 × 64 and 400).
 
     Returns
     -------
@@ -197,12 +199,12 @@ def cluster_rows(quick: bool) -> tuple[list[dict], dict]:
     −(d − 1) sigma² tanh² beta / 2, the radius bound; persistence where Λ < 0) and a dict of the results.
     """
     per_cap, realizations = TOKENS_PER_CAP[quick], REALIZATIONS[quick]
-    worst = max(check_against_package(model_for(b, d), tight_caps(np.random.default_rng(99), 2, d, per_cap,
-                                                                  CAP_RADIUS)) for b, d in CELLS)
-    rows = [row(f"{NAME}/clusters/faithfulness", f"vectorized layer update vs simulate_particles, 2 × {per_cap} "
-                "tokens in two antipodal caps, same NoisePath, (β, d) ∈ " + ", ".join(f"({b:g}, {d})" for b, d in CELLS)
-                + ", t = 1", "identical up to rounding (≤ 1e-10)", f"max |Δx| = {worst:.1e}",
-                "rounding of the same formulas over 200 steps", worst <= 1e-10)]
+    worst = max(faithfulness(ValueBatch(model_for(b, d), ValueNoise(SIGMA)),
+                             tight_caps(np.random.default_rng(99), 2, d, per_cap, CAP_RADIUS), DT) for b, d in CELLS)
+    rows = [check(case, f"clusters/faithfulness: vectorized layer update vs simulate_particles, 2 × {per_cap} tokens "
+                  "in two antipodal caps, same NoisePath, (β, d) ∈ " + ", ".join(f"({b:g}, {d})" for b, d in CELLS)
+                  + ", t = 1", "identical up to rounding (≤ 1e-10)", f"max |Δx| = {worst:.1e}",
+                  "rounding of the same formulas over 200 steps", worst <= 1e-10)]
     results = []
     for k, (beta, dim) in enumerate(CELLS):
         res = measure_clusters(beta, dim, per_cap, realizations, seed=30_000 + k)
@@ -210,38 +212,38 @@ def cluster_rows(quick: bool) -> tuple[list[dict], dict]:
         tag, lam = _cell_tag(beta, dim), exponent(beta, dim)
         v, rad = res["v"], res["radius"]
         z = (v["richardson"] - lam) / v["richardson_se"]
-        rows.append(row(f"{NAME}/clusters/rate/{tag}",
-                        f"Richardson median slope of log(1 + c̄₁·c̄₂), cap means of 2 × {per_cap} tokens from caps of "
-                        f"radius {CAP_RADIUS:g} at 1 + c₁·c₂ = {V0:g}, T = {res['horizon']:g}, {realizations} "
-                        "realizations", f"two-token exponent Λ = sigma²(d − 2 − cosh 2β)/cosh²β = {lam:+.3f}",
-                        f"{v['richardson']:+.3f} ± {v['richardson_se']:.3f} (z = {z:+.2f}; dt = {DT:g} alone "
-                        f"{v['median']:+.3f}, 2 dt {v['median_coarse']:+.3f})",
-                        "4 standard errors of the median (as the two-token rate rows)", abs(z) <= Z_BAND))
+        rows.append(check(case, f"clusters/rate/{tag}: Richardson median slope of log(1 + c̄₁·c̄₂), cap means of "
+                          f"2 × {per_cap} tokens from caps of radius {CAP_RADIUS:g} at 1 + c₁·c₂ = {V0:g}, "
+                          f"T = {res['horizon']:g}, {realizations} realizations",
+                          f"two-token exponent Λ = sigma²(d − 2 − cosh 2β)/cosh²β = {lam:+.3f}",
+                          f"{v['richardson']:+.3f} ± {v['richardson_se']:.3f} (z = {z:+.2f}; dt = {DT:g} alone "
+                          f"{v['median']:+.3f}, 2 dt {v['median_coarse']:+.3f})",
+                          "4 standard errors of the median (as the two-token rate rows)", abs(z) <= Z_BAND))
         theory = radius_exponent(beta, dim)
         z = (rad["richardson"] - theory) / rad["richardson_se"]
-        rows.append(row(f"{NAME}/clusters/radius_rate/{tag}", "Richardson median slope of log(cap radius)",
-                        f"−(d − 1) sigma² tanh²β / 2 = {theory:+.3f} (conformal contraction, |a| = tanh β)",
-                        f"{rad['richardson']:+.3f} ± {rad['richardson_se']:.3f} (z = {z:+.2f}; dt = {DT:g} alone "
-                        f"{rad['median']:+.3f})", "4 standard errors of the median", abs(z) <= Z_BAND))
+        rows.append(check(case, f"clusters/radius_rate/{tag}: Richardson median slope of log(cap radius)",
+                          f"−(d − 1) sigma² tanh²β / 2 = {theory:+.3f} (conformal contraction, |a| = tanh β)",
+                          f"{rad['richardson']:+.3f} ± {rad['richardson_se']:.3f} (z = {z:+.2f}; dt = {DT:g} alone "
+                          f"{rad['median']:+.3f})", "4 standard errors of the median", abs(z) <= Z_BAND))
         bound = radius_bound(dim, realizations)
-        rows.append(row(f"{NAME}/clusters/radius_max/{tag}",
-                        "largest log(r(t)/r(0)) over realizations and t ≤ T (cap radius r: largest chord to the mean)",
-                        f"≤ z = log(R/α)/(d − 1) = {bound:.2f} (α = {ALPHA:g})",
-                        f"{res['max_log_radius_ratio']:+.2f}; radius ≤ {res['initial_radius']:.2e} at t = 0, "
-                        f"≤ {res['max_radius']:.2e} over the run",
-                        "P(sup_t log(r/r₀) > z) = e^{−(d−1) z} per realization (sup of a Brownian motion with drift "
-                        "−(d − 1)/2 in its own clock), union bound over R", res["max_log_radius_ratio"] <= bound))
+        rows.append(check(case, f"clusters/radius_max/{tag}: largest log(r(t)/r(0)) over realizations and t ≤ T "
+                          "(cap radius r: largest chord to the mean)",
+                          f"≤ z = log(R/α)/(d − 1) = {bound:.2f} (α = {ALPHA:g})",
+                          f"{res['max_log_radius_ratio']:+.2f}; radius ≤ {res['initial_radius']:.2e} at t = 0, "
+                          f"≤ {res['max_radius']:.2e} over the run",
+                          "P(sup_t log(r/r₀) > z) = e^{−(d−1) z} per realization (sup of a Brownian motion with drift "
+                          "−(d − 1)/2 in its own clock), union bound over R", res["max_log_radius_ratio"] <= bound))
         if lam < 0:
             low, high = persistence_interval(beta, dim, res["horizon"])
             p = res["persistence"]
             band = Z_BAND * np.sqrt(max(p * (1 - p), low * (1 - low), high * (1 - high)) / realizations)
-            rows.append(row(f"{NAME}/clusters/persistence/{tag}",
-                            f"fraction of realizations with 1 + c̄₁·c̄₂ below its start at T = {res['horizon']:g}",
-                            f"in [{low:.3f}, {high:.3f}]: linear law of log v (Brownian motion, drift Λ, variance "
-                            f"rate {variance_rate(beta):.2f} sigma²) below 1 + c̄₁·c̄₂ = {STAY:g}",
-                            f"{p:.3f} ± {np.sqrt(p * (1 - p) / realizations):.3f}",
-                            f"interval ± 4 binomial standard errors ({band:.3f}); the interval's width is the "
-                            "probability of reaching the nonlinear region", low - band <= p <= high + band))
+            rows.append(check(case, f"clusters/persistence/{tag}: fraction of realizations with 1 + c̄₁·c̄₂ below "
+                              f"its start at T = {res['horizon']:g}",
+                              f"in [{low:.3f}, {high:.3f}]: linear law of log v (Brownian motion, drift Λ, variance "
+                              f"rate {variance_rate(beta):.2f} sigma²) below 1 + c̄₁·c̄₂ = {STAY:g}",
+                              f"{p:.3f} ± {np.sqrt(p * (1 - p) / realizations):.3f}",
+                              f"interval ± 4 binomial standard errors ({band:.3f}); the interval's width is the "
+                              "probability of reaching the nonlinear region", low - band <= p <= high + band))
     return rows, {"results": results, "faithfulness": worst, "per_cap": per_cap, "realizations": realizations}
 
 
@@ -294,7 +296,7 @@ def density_symmetry(lmax: int = DENSITY_LMAX, t_end: float = DENSITY_T, half_to
             "t_end": t_end, "n_tokens": 2 * half_tokens}
 
 
-def density_rows(res: dict) -> list[dict]:
+def density_rows(case: str, res: dict) -> list[Row]:
     """Rows of the density run: odd degrees stay at rounding, the tokens stay antipodally closed, the run resolved."""
     setup = (f"SphereGrid({res['lmax']}), ρ₀ = ½ vMF(e₃, {DENSITY_KAPPA:g}) + ½ vMF(−e₃, {DENSITY_KAPPA:g}), "
              f"β = {DENSITY_BETA:g}, ValueNoise({DENSITY_SIGMA:g}), dt = {DENSITY_DT:g}, t ≤ {res['t_end']:g}")
@@ -304,36 +306,37 @@ def density_rows(res: dict) -> list[dict]:
     asym_tol = res["n_steps"] * res["n_tokens"] * EPS
     tail = float(res["tail"].max())
     return [
-        row(f"{NAME}/density/odd_degrees", f"largest share of power at odd degrees, {setup}",
-            "0: ρ(−x) = ρ(x) makes a_ρ odd, the equation commutes with x → −x",
-            f"{odd:.1e}", f"rounding: (unit-roundoff growth over {res['stages']} RK4 stage evaluations)² = "
-            f"({res['stages']} ε)² = {odd_tol:.1e}, relative power", odd <= odd_tol),
-        row(f"{NAME}/density/tokens_symmetric", f"max |x_i + x_(i+n)| over t ≤ {res['t_end']:g}, {res['n_tokens']} "
-            "tokens (n drawn from ρ₀ and their antipodes), simulate_particles on the density's NoisePath",
-            "0: the layer update commutes with x → −x", f"{asym:.1e}",
-            f"rounding: n_steps × N ε = {res['n_steps']} × {res['n_tokens']} ε = {asym_tol:.1e} (error bound of "
-            "the attention sums over N tokens, per step, without growth)", asym <= asym_tol),
-        row(f"{NAME}/density/resolved", f"largest spectral tail over t ≤ {res['t_end']:g}",
-            f"< {TAIL_WARNING:g} (spde_tokens.density.TAIL_WARNING)", f"{tail:.1e}",
-            "the density is compared with the tokens only while resolved", tail < TAIL_WARNING),
+        check(case, f"density/odd_degrees: largest share of power at odd degrees, {setup}",
+              "0: ρ(−x) = ρ(x) makes a_ρ odd, the equation commutes with x → −x",
+              f"{odd:.1e}", f"rounding: (unit-roundoff growth over {res['stages']} RK4 stage evaluations)² = "
+              f"({res['stages']} ε)² = {odd_tol:.1e}, relative power", odd <= odd_tol),
+        check(case, f"density/tokens_symmetric: max |x_i + x_(i+n)| over t ≤ {res['t_end']:g}, {res['n_tokens']} "
+              "tokens (n drawn from ρ₀ and their antipodes), simulate_particles on the density's NoisePath",
+              "0: the layer update commutes with x → −x", f"{asym:.1e}",
+              f"rounding: n_steps × N ε = {res['n_steps']} × {res['n_tokens']} ε = {asym_tol:.1e} (error bound of "
+              "the attention sums over N tokens, per step, without growth)", asym <= asym_tol),
+        check(case, f"density/resolved: largest spectral tail over t ≤ {res['t_end']:g}",
+              f"< {TAIL_WARNING:g} (spde_tokens.density.TAIL_WARNING)", f"{tail:.1e}",
+              "the density is compared with the tokens only while resolved", tail < TAIL_WARNING),
     ]
 
 
-def run(quick: bool) -> tuple[list[dict], xr.Dataset]:
+def measure(case: str, quick: bool) -> tuple[list[Row], xr.Dataset]:
     """The cluster and density rows and their arrays.
 
     Parameters
     ----------
-    quick : the quick settings of :func:`cluster_rows` (the density run is the same in both modes).
+    case : the case the rows belong to; quick : the quick settings of :func:`cluster_rows` (the density run is the
+        same in both modes).
 
     Returns
     -------
     The rows and an ``xarray.Dataset`` (dimensions ``cluster_cell``, ``cluster_step``, ``density_time``) merged
     into the case's file.
     """
-    rows, clusters = cluster_rows(quick)
+    rows, clusters = cluster_rows(case, quick)
     dens = density_symmetry()
-    rows += density_rows(dens)
+    rows += density_rows(case, dens)
     return rows, _dataset(clusters, dens)
 
 

@@ -1,11 +1,12 @@
-"""Pathwise cross-validation: MMD(particles, density) on one noise path falls like N^{-1/2} (DESIGN 5).
+"""Pathwise cross-validation: MMD(particles, density) on one noise path falls like N^{-1/2}.
 
 For each noise case (none, ``BiasNoise(0.5)``, ``MLPNoise(0.5, "tanh", 64)``, ``ValueNoise(0.5)``) one noise path
 drives the density solver once and the particles many times: N ∈ {64, 128, …, 4096} tokens, several independent
-draws of the initial tokens per N (i.i.d. from the initial density). At t_end the MMD of DESIGN 1.4 between the
-tokens and the density is measured; its root mean square over the draws is fitted against N in log-log. If the two
-engines solve the same equation on the same path, the tokens are a sample of the density up to O(N^{-1/2})
-fluctuations and the slope is −1/2; a discretization mismatch shows as a floor that flattens the slope at large N.
+draws of the initial tokens per N (i.i.d. from the initial density). At t_end the MMD (docs/mathematics.md,
+'Diagnostics') between the tokens and the density is measured; its root mean square over the draws is fitted against
+N in log-log. If the two engines solve the same equation on the same path, the tokens are a sample of the density up
+to O(N^{-1/2}) fluctuations and the slope is −1/2; a discretization mismatch shows as a floor that flattens the slope
+at large N.
 
 Setup (theory, not tuned on earlier runs): S^2, vMF(κ = 2) initial density, softmax attention beta = 1 (V = I;
 V = 0 for ValueNoise, the pure-noise network of Fedorov et al.), t_end = 0.5, dt = 0.01, ``SphereGrid(96)``: the
@@ -20,18 +21,16 @@ so this second row is the sharp one (standard error ≈ 0.01–0.04 against 0.03
 
 Cost: the particle runs dominate (four drift evaluations per ``flow`` step, O(N²) with direct attention sums,
 O(N L²) with the harmonic path ``simulate_particles`` picks by default for large N). Measured on two shared cores:
-the full run (N ≤ 4096, 8 draws) 12.5 min, 32 min with direct sums (``particle_options={"attention": "direct"}``);
+the full run (N ≤ 4096, 8 draws) 12.5 min, 32 min with direct sums (``simulate_particles(attention="direct")``);
 the quick run (N ≤ 1024, 8 draws) about 2 min. Run it with
 ``spde-tokens validate --case cross_validation [--quick] [-o FOLDER]`` or the script ``validation/cross_validation.py``.
 """
 
 from __future__ import annotations
 
-import datetime
-import os
 import time
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -44,7 +43,7 @@ from spde_tokens.grids import ResolutionWarning, SphereGrid
 from spde_tokens.model import AttentionModel
 from spde_tokens.noise import BiasNoise, MLPNoise, NoisePath, ValueNoise
 from spde_tokens.particles import simulate_particles
-from spde_tokens.validation.common import row_variables, verdict
+from spde_tokens.validation.common import Z_BAND, Row, check
 
 NAME = "cross_validation"
 TITLE = "Pathwise cross-validation: MMD(particles, density) ∝ N^{-1/2} on one noise path"
@@ -154,15 +153,13 @@ def fit_slope(n_tokens: Sequence[int], mmd: np.ndarray, reference: np.ndarray | 
 
 
 def sweep(noise, model: AttentionModel, scheme: str, rho0: xr.DataArray, n_tokens: Sequence[int],
-          tokens: list[list[np.ndarray]], t_end: float, dt: float, path_seed: int, mmd_scale: float = 2.0,
-          log: Callable[[str], None] | None = None, particle_options: dict | None = None) -> dict:
+          tokens: list[list[np.ndarray]], t_end: float, dt: float, path_seed: int, mmd_scale: float = 2.0) -> dict:
     """One noise path: the density once, the particles for every N and draw; MMD at t_end against the density.
 
     Returns a dict with ``mmd`` (K, draws) at t_end and ``mmd_initial`` at t = 0, ``floor`` (K,) the sampling
     floor of :func:`spde_tokens.compare.compare` at t_end, ``spectral_tail`` and ``min_density`` (largest tail,
     smallest density over the run), ``density_seconds`` and ``particle_seconds`` (K,) (mean wall time of one
-    particle run). ``particle_options`` are passed on to
-    ``simulate_particles`` (e.g. ``attention="direct"``).
+    particle run).
     """
     n_steps = int(round(t_end / dt))
     path = None if noise is None else NoisePath(noise, model.dim, dt, max(n_steps, 1), path_seed)
@@ -175,116 +172,75 @@ def sweep(noise, model: AttentionModel, scheme: str, rho0: xr.DataArray, n_token
     mmd_initial = np.empty_like(mmd)
     floor = np.empty(len(n_tokens))
     seconds = np.zeros(len(n_tokens))
-    for k, n in enumerate(n_tokens):
+    for k in range(len(n_tokens)):
         for d, x0 in enumerate(tokens[k]):
             start = time.perf_counter()
             parts = simulate_particles(model, noise, x0, t_end, dt, path=path, save_every=t_end or None,
-                                       scheme=scheme, progress=False, **(particle_options or {}))
+                                       scheme=scheme, progress=False)
             seconds[k] += (time.perf_counter() - start) / len(tokens[k])
             cmp = compare(dens, parts, scale=mmd_scale)
             mmd[k, d] = float(cmp["mmd"][-1])
             mmd_initial[k, d] = float(cmp["mmd"][0])
             floor[k] = float(cmp["mmd_sampling_floor"][-1])
-        if log is not None:
-            rms = np.sqrt(np.mean(mmd[k] ** 2))
-            log(f"  N = {n:5d}: rms MMD {rms:.4f}, sampling floor {floor[k]:.4f} (ratio {rms / floor[k]:.2f}), "
-                f"{seconds[k]:.1f} s per particle run")
     return {"mmd": mmd, "mmd_initial": mmd_initial, "floor": floor, "spectral_tail": float(dens["spectral_tail"].max()),
             "min_density": float(dens["min_density"].min()), "density_seconds": density_seconds,
             "particle_seconds": seconds}
 
 
-def _row(name: str, noise, res: dict, ratio: float, n_max: int, draws: int, t_end: float) -> dict:
+def _slope_row(name: str, noise, res: dict, draws: int, t_end: float) -> Row:
+    """The slope of log rms MMD against log N at t_end, against −½ (band max(0.1, 4 standard errors))."""
     slope, se, tail = res["slope"], res["slope_se"], res["spectral_tail"]
-    tolerance = max(SLOPE_TOLERANCE, 4.0 * se)
+    tolerance = max(SLOPE_TOLERANCE, Z_BAND * se)
     resolved = tail < TAIL_WARNING
-    ok = abs(slope - EXPECTED_SLOPE) <= tolerance and resolved
-    return {
-        "case": f"cross_validation/{name}",
-        "quantity": f"slope of log rms MMD(particles, density) vs log N at t = {t_end:g} ({noise!r})",
-        "expected": f"{EXPECTED_SLOPE:g} ± {tolerance:.2g}",
-        "measured": f"{slope:.3f} ± {se:.3f}" + ("" if resolved else f" (under-resolved: tail {tail:.1e})"),
-        "verdict": verdict(ok),
-        "slope": slope,
-        "slope_se": se,
-        "tolerance": (f"±{tolerance:.2g} = max(0.1, 4 standard errors of the slope); SE from the spread of MMD² "
-                      f"over {draws} independent token draws per N (relative sd 0.5–0.75 for the kernel exp(2 x·y))"),
-        "slope_change": res["slope_change"],
-        "slope_change_se": res["slope_change_se"],
-        "note": (f"slope of the same draws at t = 0 (sampling alone): {res['slope_initial']:.3f}; change of the "
-                 f"slope from t = 0 to {t_end:g}: {res['slope_change']:+.3f} ± {res['slope_change_se']:.3f} "
-                 f"(0 without a floor); rms MMD / sampling floor at N = {n_max}: {ratio:.2f}; max spectral tail "
-                 f"{tail:.1e}"),
-    }
+    return check(NAME, f"{name}: slope of log rms MMD(particles, density) vs log N at t = {t_end:g} ({noise!r})",
+                 f"{EXPECTED_SLOPE:g} ± {tolerance:.2g}",
+                 f"{slope:.3f} ± {se:.3f}" + ("" if resolved else f" (under-resolved: tail {tail:.1e})"),
+                 f"±{tolerance:.2g} = max(0.1, 4 standard errors of the slope); SE from the spread of MMD² over "
+                 f"{draws} independent token draws per N (relative sd 0.5–0.75 for the kernel exp(2 x·y))",
+                 abs(slope - EXPECTED_SLOPE) <= tolerance and resolved)
 
 
-def _change_row(name: str, res: dict, t_end: float) -> dict:
+def _change_row(name: str, res: dict, t_end: float) -> Row:
     """The sharp row: the slope's change from t = 0 to t_end on the same draws is 0 (no floor, no engine mismatch)."""
     change, se, tail = res["slope_change"], res["slope_change_se"], res["spectral_tail"]
     resolved = tail < TAIL_WARNING
-    ok = abs(change) <= 4.0 * se and resolved
-    return {
-        "case": f"cross_validation/{name}",
-        "quantity": f"change of that slope from t = 0 to t = {t_end:g} on the same token draws",
-        "expected": f"0 ± {4.0 * se:.2g}",
-        "measured": f"{change:+.3f} ± {se:.3f}" + ("" if resolved else f" (under-resolved: tail {tail:.1e})"),
-        "verdict": verdict(ok),
-        "tolerance": ("4 standard errors of the slope of ½ log(mean MMD²(t)/mean MMD²(0)); the luck of the draws, "
-                      "common to both times, cancels (control variate). Tokens that follow the density's flow "
-                      "keep the N^{-1/2} sampling law (propagation of chaos given the path): the dynamics changes "
-                      "the constant, not the exponent, unless a discretization floor or a mismatch of the engines "
-                      "appears"),
-    }
+    return check(NAME, f"{name}: change of that slope from t = 0 to t = {t_end:g} on the same token draws",
+                 f"0 ± {Z_BAND * se:.2g}",
+                 f"{change:+.3f} ± {se:.3f}" + ("" if resolved else f" (under-resolved: tail {tail:.1e})"),
+                 "4 standard errors of the slope of ½ log(mean MMD²(t)/mean MMD²(0)); the luck of the draws, common "
+                 "to both times, cancels (control variate). Tokens that follow the density's flow keep the N^{-1/2} "
+                 "sampling law (propagation of chaos given the path): the dynamics changes the constant, not the "
+                 "exponent, unless a discretization floor or a mismatch of the engines appears",
+                 abs(change) <= Z_BAND * se and resolved)
 
 
-def run(out_dir: str | os.PathLike, quick: bool = False, *, setup: Setup | None = None,
-        log: Callable[[str], None] | None = None, particle_options: dict | None = None) -> list[dict]:
-    """Run the cross-validation, write ``cross_validation.nc`` and ``cross_validation.png`` into ``out_dir``.
+def measure(quick: bool) -> tuple[list[Row], xr.Dataset]:
+    """The rows and the Dataset of the cross-validation (parameters of :class:`Setup`).
 
-    Parameters
-    ----------
-    out_dir : folder for the outputs (created if needed).
-    quick : N ≤ 1024 (about 2 minutes) instead of N ≤ 4096 (about 12 minutes on two cores), 8 draws per N.
-    setup : parameters (default :class:`Setup`).
-    log : called with a line of progress text (e.g. ``print``); silent by default.
-    particle_options : keyword arguments for ``simulate_particles`` (e.g. ``{"attention": "direct"}``).
-
-    Returns
-    -------
-    Two table rows per noise case (case, quantity, expected, measured, verdict, tolerance derivation): the slope
-    (with a ``note``) and its change since t = 0.
+    ``quick``: N ≤ 1024 (about 2 minutes) instead of N ≤ 4096 (about 12 minutes on two cores), 8 draws per N.
+    Two rows per noise case: the slope and its change since t = 0.
     """
-    setup = Setup() if setup is None else setup
-    os.makedirs(out_dir, exist_ok=True)
+    setup = Setup()
     n_tokens = [64 * 2**k for k in range(5 if quick else 7)]
     draws = 8
     grid = SphereGrid(setup.lmax)
     rho0 = initial.von_mises_fisher(grid, mean=[0.0, 0.0, 1.0], kappa=setup.kappa)
     tokens = token_draws(sampling_density(setup.kappa), n_tokens, draws, setup.token_seed)
     cases = noise_cases(setup)
-    results, rows, change_rows = {}, {}, {}
+    results, rows = {}, []
     for name, (noise, model, scheme) in cases.items():
-        if log is not None:
-            log(f"cross_validation: {name} ({noise!r}, scheme {scheme!r})")
         res = sweep(noise, model, scheme, rho0, n_tokens, tokens, setup.t_end, setup.dt, setup.path_seed,
-                    setup.mmd_scale, log, particle_options)
+                    setup.mmd_scale)
         res["slope"], res["slope_se"] = fit_slope(n_tokens, res["mmd"])
         res["slope_initial"] = fit_slope(n_tokens, res["mmd_initial"])[0]
         res["slope_change"], res["slope_change_se"] = fit_slope(n_tokens, res["mmd"], res["mmd_initial"])
-        ratio = float(np.sqrt(np.mean(res["mmd"][-1] ** 2)) / res["floor"][-1])
+        res["rows"] = [_slope_row(name, noise, res, draws, setup.t_end), _change_row(name, res, setup.t_end)]
         results[name] = res
-        rows[name] = _row(name, noise, res, ratio, n_tokens[-1], draws, setup.t_end)
-        change_rows[name] = _change_row(name, res, setup.t_end)
-    ds = _dataset(setup, cases, n_tokens, draws, results, rows, change_rows)
-    ds.to_netcdf(os.path.join(out_dir, "cross_validation.nc"), engine="netcdf4", format="NETCDF4")
-    plot(ds, os.path.join(out_dir, "cross_validation.png"))
-    return [row for name in cases for row in (rows[name], change_rows[name])]
+        rows += res["rows"]
+    return rows, _dataset(setup, cases, n_tokens, draws, results)
 
 
-def _dataset(setup: Setup, cases: dict, n_tokens: list[int], draws: int, results: dict, rows: dict,
-             change_rows: dict) -> xr.Dataset:
-    from spde_tokens import __version__
-
+def _dataset(setup: Setup, cases: dict, n_tokens: list[int], draws: int, results: dict) -> xr.Dataset:
     names = list(cases)
 
     def stack(key):
@@ -314,29 +270,25 @@ def _dataset(setup: Setup, cases: dict, n_tokens: list[int], draws: int, results
                             {"units": "s", "long_name": "wall time of the density run"}),
         "particle_seconds": (("noise", "n_tokens"), stack("particle_seconds"),
                              {"units": "s", "long_name": "mean wall time of one particle run"}),
-        **row_variables([row for n in names for row in (rows[n], change_rows[n])]),
     }
     coords = {
         "noise": ("noise", names, {**one, "long_name": "noise case"}),
         "noise_model": ("noise", [repr(cases[n][0]) if cases[n][0] is not None else "none" for n in names],
                         {**one, "long_name": "noise model"}),
         "scheme": ("noise", [cases[n][2] for n in names], {**one, "long_name": "particle stepper"}),
-        "verdict": ("noise", [rows[n]["verdict"] for n in names], {**one, "long_name": "verdict of the slope row"}),
-        "verdict_change": ("noise", [change_rows[n]["verdict"] for n in names],
+        "verdict": ("noise", [results[n]["rows"][0]["verdict"] for n in names],
+                    {**one, "long_name": "verdict of the slope row"}),
+        "verdict_change": ("noise", [results[n]["rows"][1]["verdict"] for n in names],
                            {**one, "long_name": "verdict of the slope-change row"}),
         "n_tokens": ("n_tokens", np.asarray(n_tokens), {**one, "long_name": "number of tokens N"}),
         "draw": ("draw", np.arange(draws), {**one, "long_name": "independent draw of the initial tokens"}),
     }
-    stamp = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-    attrs = {"Conventions": "CF-1.8", "title": "spde_tokens validation: pathwise cross-validation",
-             "source": f"spde_tokens {__version__}",
-             "history": f"{stamp} spde_tokens.validation.cross_validation {__version__}",
-             "expected_slope": EXPECTED_SLOPE, "initial": "von_mises_fisher", "grid": "sphere",
+    attrs = {"expected_slope": EXPECTED_SLOPE, "initial": "von_mises_fisher", "grid": "sphere",
              **{k: v for k, v in asdict(setup).items()}}
     return xr.Dataset(data, coords=coords, attrs=attrs)
 
 
-def plot(ds: xr.Dataset, path: str | os.PathLike) -> None:
+def plot(ds: xr.Dataset, path: str) -> None:
     """Log-log MMD against N per noise case: draws, their rms (also at t = 0), an N^{-1/2} line, the sampling floor."""
     from matplotlib.figure import Figure
 

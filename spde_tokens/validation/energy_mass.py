@@ -1,9 +1,10 @@
-"""Energy and mass along the deterministic flow: E_beta nondecreasing, ∫ρ conserved (DESIGN 1.4, 5).
+"""Energy and mass along the deterministic flow: E_beta nondecreasing, ∫ρ conserved.
 
 For Q = K = V = I, no noise and softmax attention, the density equation ∂_t ρ = −div_S(ρ X[ρ]) is the Wasserstein
 gradient ascent of the interaction energy E_beta[ρ] = (1/(2 beta)) ∫∫ expm1(beta x·y) dρ dρ (½|m|² at beta = 0),
-so E_beta is nondecreasing; the equation is in divergence form, so the mass ∫ ρ dA is conserved exactly. Both hold for
-the spectral scheme up to rounding: the divergence has no degree-0 coefficient, and E is a spectral sum.
+so E_beta is nondecreasing (docs/mathematics.md, 'Diagnostics'); the equation is in divergence form, so the mass
+∫ ρ dA is conserved exactly. Both hold for the spectral scheme up to rounding: the divergence has no degree-0
+coefficient, and E is a spectral sum.
 
 Runs: the 3-bump von Mises–Fisher mixture of ``tests/test_density.py`` (weights 0.4, 0.35, 0.25; kappas 3, 4, 5) on
 S^1 and S^2, beta ∈ {0, 1, 5}, RK4 with dt = 0.01, a record at every step. Quick: ``CircleGrid(48)`` and
@@ -25,19 +26,15 @@ Cost: about 10 s (quick) and 40 s (full). Run it with ``python validation/energy
 
 from __future__ import annotations
 
-import os
-from functools import partial
-
 import numpy as np
 import xarray as xr
 
 import spde_tokens as st
 from spde_tokens.density import TAIL_WARNING
-from spde_tokens.validation.common import case_attrs, make_row, row_variables
+from spde_tokens.validation.common import Row, check
 
 NAME = "energy_mass"
 TITLE = "Energy and mass along the deterministic flow"
-_row = partial(make_row, NAME)  # one table row of this case
 
 BETAS = (0.0, 1.0, 5.0)
 DT = 0.01
@@ -54,15 +51,14 @@ def _grid(space: str, size: int):
     return st.CircleGrid(size) if space == "S1" else st.SphereGrid(size)
 
 
-def run(out_dir: str, quick: bool = False) -> list[dict]:
-    """Run the case, write ``energy_mass.nc`` and ``energy_mass.png`` into ``out_dir``, return the table rows."""
-    os.makedirs(out_dir, exist_ok=True)
+def measure(quick: bool) -> tuple[list[Row], xr.Dataset]:
+    """The rows and the Dataset of the case; ``quick``: smaller grids and t ≤ 2 (module docstring)."""
     *spaces, t_end = RESOLUTION[bool(quick)]
     n_time = int(round(t_end / DT)) + 1
     shape = (len(spaces), len(BETAS), n_time)
     series = {name: np.empty(shape) for name in ("energy", "mass", "spectral_tail", "min_density", "max_density",
                                                   "dispersion")}
-    rows: list[dict] = []
+    rows: list[Row] = []
     for i, (space, size) in enumerate(spaces):
         grid = _grid(space, size)
         rho0 = st.initial.mixture(grid, WEIGHTS, MEANS[grid.dim], KAPPAS)
@@ -75,13 +71,10 @@ def run(out_dir: str, quick: bool = False) -> list[dict]:
             series["max_density"][i, j] = ds["density"].max(dim=grid.dims).values
             rows += _run_rows(f"{grid!r}, β = {beta:g}, t ≤ {t_end:g}", time,
                               {name: values[i, j] for name, values in series.items()})
-    ds = _dataset(spaces, time, series, t_end, rows)
-    st.io.write_run(ds, os.path.join(out_dir, f"{NAME}.nc"))
-    plot(ds, os.path.join(out_dir, f"{NAME}.png"))
-    return rows
+    return rows, _dataset(spaces, time, series, t_end)
 
 
-def _run_rows(label: str, time: np.ndarray, s: dict) -> list[dict]:
+def _run_rows(label: str, time: np.ndarray, s: dict) -> list[Row]:
     mass_err = float(np.abs(s["mass"] - 1.0).max())
     e = s["energy"]
     decrease = float(max(0.0, -np.diff(e).min()) / np.abs(e).max())
@@ -90,19 +83,21 @@ def _run_rows(label: str, time: np.ndarray, s: dict) -> list[dict]:
     first = f"first above {TAIL_WARNING:g} at t = {time[above[0]]:g}" if above.size else f"never above {TAIL_WARNING:g}"
     ratio = float((s["min_density"] / s["max_density"]).min())
     return [
-        _row(f"{label}: max abs(mass − 1)", f"≤ {MASS_TOLERANCE:g}", mass_err,
-             "rounding: div_S(ρX) has no degree-0 coefficient, so ρ_00 changes by ~1e-16 per RK stage",
-             mass_err <= MASS_TOLERANCE),
-        _row(f"{label}: largest decrease of E_β over one step / max abs(E_β)", f"≤ {ENERGY_TOLERANCE:g}", decrease,
-             "E_β is nondecreasing along the Q = K = V = I flow (gradient ascent); the tolerance is rounding of the "
-             "spectral sum Σ e_l P_l (~1e-16 relative)", decrease <= ENERGY_TOLERANCE),
-        _row(f"{label}: final spectral tail", f"< {TAIL_WARNING:g}", tail,
-             f"the solver's under-resolution alarm (DESIGN 1.3); {first}; min ρ / max ρ over the run = {ratio:.2g}",
-             tail < TAIL_WARNING),
+        check(NAME, f"{label}: max abs(mass − 1)", f"≤ {MASS_TOLERANCE:g}", mass_err,
+              "rounding: div_S(ρX) has no degree-0 coefficient, so ρ_00 changes by ~1e-16 per RK stage",
+              mass_err <= MASS_TOLERANCE),
+        check(NAME, f"{label}: largest decrease of E_β over one step / max abs(E_β)", f"≤ {ENERGY_TOLERANCE:g}",
+              decrease,
+              "E_β is nondecreasing along the Q = K = V = I flow (gradient ascent); the tolerance is rounding of the "
+              "spectral sum Σ e_l P_l (~1e-16 relative)", decrease <= ENERGY_TOLERANCE),
+        check(NAME, f"{label}: final spectral tail", f"< {TAIL_WARNING:g}", tail,
+              f"the solver's under-resolution alarm (docs/mathematics.md, 'Time stepping'); {first}; "
+              f"min ρ / max ρ over the run = {ratio:.2g}",
+              tail < TAIL_WARNING),
     ]
 
 
-def _dataset(spaces, time, series, t_end, rows) -> xr.Dataset:
+def _dataset(spaces, time, series, t_end) -> xr.Dataset:
     one = {"units": "1"}
     dims = ("space", "beta", "time")
     names = {"energy": "interaction energy E_beta", "mass": "total mass int rho dA",
@@ -111,16 +106,14 @@ def _dataset(spaces, time, series, t_end, rows) -> xr.Dataset:
     data = {name: (dims, series[name], {**one, "long_name": long}) for name, long in names.items()}
     data["grid_size"] = (("space",), np.array([size for _, size in spaces]),
                          {**one, "long_name": "lmax (S^2) or largest wavenumber n (S^1)"})
-    data.update(row_variables(rows))
     coords = {
         "space": ("space", [space for space, _ in spaces], {**one, "long_name": "sphere S^1 or S^2"}),
         "beta": ("beta", np.asarray(BETAS), {**one, "long_name": "inverse temperature"}),
         "time": ("time", time, {**one, "long_name": "depth t (dimensionless)"}),
     }
-    attrs = case_attrs(
-        NAME, TITLE, {"t_end": t_end, "dt": DT, "scheme": "rk4", "initial": "mixture", "weights": np.asarray(WEIGHTS),
-                    "kappas": np.asarray(KAPPAS), "means_s1": np.ravel(MEANS[2]), "means_s2": np.ravel(MEANS[3]),
-                    "model": "Q = K = V = I, softmax, no noise"})
+    attrs = {"t_end": t_end, "dt": DT, "scheme": "rk4", "initial": "mixture", "weights": np.asarray(WEIGHTS),
+             "kappas": np.asarray(KAPPAS), "means_s1": np.ravel(MEANS[2]), "means_s2": np.ravel(MEANS[3]),
+             "model": "Q = K = V = I, softmax, no noise"}
     return xr.Dataset(data, coords=coords, attrs=attrs)
 
 

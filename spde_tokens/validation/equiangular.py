@@ -1,4 +1,4 @@
-"""Equiangular tokens: n tokens with all pairwise inner products equal to r follow a scalar ODE (DESIGN 5).
+"""Equiangular tokens: n tokens with all pairwise inner products equal to r follow a scalar ODE.
 
 With Q = K = V = I and no noise, a configuration whose Gram matrix is (1 − r) I + r 𝟙𝟙ᵀ stays one (the dynamics
 commutes with permutations of the tokens), and r solves
@@ -19,7 +19,7 @@ e^{βr} at r ≥ 0.3). A fixed horizon t = 1 with dt = 0.01 would leave the firs
 consensus it reaches before t = 0.1; the particles blow up at dt = 0.04). So each setting runs over three of its own
 fastest time scales: t_end = T with T · max_{[0,T]} |∂ṙ/∂r| = 3 (rounded to 3 digits), and the steps are T/25, T/50,
 T/100 (Λ dt ≤ 0.12, 0.06, 0.03). For eight of the twelve settings T lies between 1.1 and 3.8, i.e. the finest step is
-dt = 0.011 … 0.038, close to the dt = 0.01 of the unit-horizon design.
+dt = 0.011 … 0.038, close to the dt = 0.01 of a unit horizon.
 
 Rows per setting: equiangularity (spread of the off-diagonal Gram entries over every run and record < 1e-12), the
 final error in r of ``scheme="flow"`` at dt = T/100 (< 1e-8) and the observed orders of ``"layer"`` (1) and
@@ -36,19 +36,15 @@ Cost: a few seconds (quick and full are the same). Run it with ``python validati
 
 from __future__ import annotations
 
-import os
-from functools import partial
-
 import numpy as np
 import xarray as xr
 from scipy.integrate import solve_ivp
 
 import spde_tokens as st
-from spde_tokens.validation.common import case_attrs, make_row, row_variables
+from spde_tokens.validation.common import Row, check
 
 NAME = "equiangular"
 TITLE = "Equiangular tokens"
-_row = partial(make_row, NAME)  # one table row of this case
 
 #: (n tokens, dimension d, initial inner product r0)
 CONFIGS = ((4, 4, -0.2), (6, 8, 0.3))
@@ -70,7 +66,7 @@ ROTATION_SEED = 11
 
 
 def rate(r, n: int, beta: float, normalization: str):
-    """ṙ of DESIGN 5 for n equiangular tokens (SA: ``"softmax"``, USA: ``"unnormalized"``)."""
+    """ṙ (module docstring) for n equiangular tokens (SA: ``"softmax"``, USA: ``"unnormalized"``)."""
     common = 2.0 * np.exp(beta * r) * (1.0 - r) * ((n - 1) * r + 1.0)
     if normalization == "softmax":
         return common / (np.exp(beta) + (n - 1) * np.exp(beta * r))
@@ -130,12 +126,8 @@ def _settings() -> list[tuple[int, int, float, str, float]]:
     return [(n, d, r0, norm, beta) for n, d, r0 in CONFIGS for norm in NORMALIZATIONS for beta in BETAS]
 
 
-def run(out_dir: str, quick: bool = False) -> list[dict]:
-    """Run the case, write ``equiangular.nc`` and ``equiangular.png`` into ``out_dir``, return the table rows.
-
-    ``quick`` changes nothing: the full case takes a few seconds.
-    """
-    os.makedirs(out_dir, exist_ok=True)
+def measure(quick: bool) -> tuple[list[Row], xr.Dataset]:
+    """The rows and the Dataset of the case; ``quick`` changes nothing (the full case takes a few seconds)."""
     settings = _settings()
     s = np.linspace(0.0, 1.0, RECORDS + 1)
     shape = (len(settings), len(SCHEMES), len(STEPS))
@@ -145,7 +137,7 @@ def run(out_dir: str, quick: bool = False) -> list[dict]:
     spread = np.empty(shape)
     norm_dev = np.empty(shape)
     radial = np.empty(len(settings))
-    rows: list[dict] = []
+    rows: list[Row] = []
     for i, (n, d, r0, norm, beta) in enumerate(settings):
         T = t_end[i] = horizon(n, r0, beta, norm)
         r_ode[i] = solve_ivp(lambda t, r, n=n, beta=beta, norm=norm: rate(r, n, beta, norm), (0.0, T), [r0],
@@ -164,28 +156,25 @@ def run(out_dir: str, quick: bool = False) -> list[dict]:
                 norm_dev[i, j, k] = np.abs(np.linalg.norm(x, axis=2) - 1.0).max()
         radial[i] = np.abs(radial_rate(r_ode[i], n, beta, norm)).max()
         rows += _setting_rows(settings[i], T, spread[i], np.abs(r_num[i, :, :, -1] - r_ode[i, -1]), radial[i])
-    ds = _dataset(settings, s, t_end, r_ode, r_num, spread, norm_dev, radial, rows)
-    st.io.write_run(ds, os.path.join(out_dir, f"{NAME}.nc"))
-    plot(ds, os.path.join(out_dir, f"{NAME}.png"))
-    return rows
+    return rows, _dataset(settings, s, t_end, r_ode, r_num, spread, norm_dev, radial)
 
 
-def _setting_rows(setting, T: float, spread: np.ndarray, err: np.ndarray, radial: float) -> list[dict]:
+def _setting_rows(setting, T: float, spread: np.ndarray, err: np.ndarray, radial: float) -> list[Row]:
     n, d, r0, norm, beta = setting
     label = f"{'SA' if norm == 'softmax' else 'USA'} n={n} d={d} r0={r0:g} β={beta:g} (T={T:g})"
     flow, layer = list(SCHEMES).index("flow"), list(SCHEMES).index("layer")
     worst = np.unravel_index(np.argmax(spread), spread.shape)
     rows = [
-        _row(f"{label}: spread of off-diagonal Gram entries, all runs and records", f"< {SPREAD_TOLERANCE:g}",
-             spread.max(), "symmetry: the flow and both schemes commute with permutations of the tokens, so the "
-             f"spread is rounding (~1e-16 per step); worst run: {list(SCHEMES)[worst[0]]} at dt = "
-             f"T/{STEPS[worst[1]]}", spread.max() < SPREAD_TOLERANCE),
-        _row(f"{label}: abs(r(T) − r_ODE(T)), flow, dt = T/{STEPS[-1]} = {T / STEPS[-1]:.3g}",
-             f"< {FLOW_ERROR_TOLERANCE:g}", err[flow, -1],
-             f"threshold of the design for RK4 at Λ dt ≤ {HORIZON_RATES / STEPS[-1]:.2g} (global error "
-             f"~ (Λ dt)^4 |Δr|/120 ≈ 7e-9 |Δr|); ODE reference at rtol 1e-12; off-sphere stages: radial rate "
-             f"2 x·a = {radial:.3g}, 2 x·a dt = {radial * T / STEPS[-1]:.3g}",
-             err[flow, -1] < FLOW_ERROR_TOLERANCE),
+        check(NAME, f"{label}: spread of off-diagonal Gram entries, all runs and records", f"< {SPREAD_TOLERANCE:g}",
+              spread.max(), "symmetry: the flow and both schemes commute with permutations of the tokens, so the "
+              f"spread is rounding (~1e-16 per step); worst run: {list(SCHEMES)[worst[0]]} at dt = "
+              f"T/{STEPS[worst[1]]}", spread.max() < SPREAD_TOLERANCE),
+        check(NAME, f"{label}: abs(r(T) − r_ODE(T)), flow, dt = T/{STEPS[-1]} = {T / STEPS[-1]:.3g}",
+              f"< {FLOW_ERROR_TOLERANCE:g}", err[flow, -1],
+              f"threshold for RK4 at Λ dt ≤ {HORIZON_RATES / STEPS[-1]:.2g} (global error "
+              f"~ (Λ dt)^4 |Δr|/120 ≈ 7e-9 |Δr|); ODE reference at rtol 1e-12; off-sphere stages: radial rate "
+              f"2 x·a = {radial:.3g}, 2 x·a dt = {radial * T / STEPS[-1]:.3g}",
+              err[flow, -1] < FLOW_ERROR_TOLERANCE),
     ]
     for scheme, j in (("layer", layer), ("flow", flow)):
         e1, e2 = err[j, -2], err[j, -1]
@@ -193,16 +182,16 @@ def _setting_rows(setting, T: float, spread: np.ndarray, err: np.ndarray, radial
         # the reference is good to ~rtol |r| ≤ 1e-12: the most it can move log2(e1/e2)
         b = REFERENCE_ERROR
         shift = float(np.log2((e1 + b) / (e2 - b)) - p) if e2 > b else np.inf
-        rows.append(_row(f"{label}: observed order of {scheme}, dt = T/{STEPS[-2]} → T/{STEPS[-1]}",
-                         SCHEMES[scheme], p,
-                         f"±{ORDER_TOLERANCE:g}: the next error term C h^p (1 + D h) shifts log2 of the ratio by "
-                         f"≈ D h/(2 ln 2) with |D| ~ Λ, Λ h ≤ {HORIZON_RATES / STEPS[-2]:.2g}; the ODE reference "
-                         f"error (≤ {b:g}) can shift it by ≤ {shift:.2g}",
-                         abs(p - SCHEMES[scheme]) <= ORDER_TOLERANCE))
+        rows.append(check(NAME, f"{label}: observed order of {scheme}, dt = T/{STEPS[-2]} → T/{STEPS[-1]}",
+                          SCHEMES[scheme], p,
+                          f"±{ORDER_TOLERANCE:g}: the next error term C h^p (1 + D h) shifts log2 of the ratio by "
+                          f"≈ D h/(2 ln 2) with |D| ~ Λ, Λ h ≤ {HORIZON_RATES / STEPS[-2]:.2g}; the ODE reference "
+                          f"error (≤ {b:g}) can shift it by ≤ {shift:.2g}",
+                          abs(p - SCHEMES[scheme]) <= ORDER_TOLERANCE))
     return rows
 
 
-def _dataset(settings, s, t_end, r_ode, r_num, spread, norm_dev, radial, rows) -> xr.Dataset:
+def _dataset(settings, s, t_end, r_ode, r_num, spread, norm_dev, radial) -> xr.Dataset:
     one = {"units": "1"}
     dims = ("setting", "scheme", "steps")
     data = {
@@ -221,7 +210,6 @@ def _dataset(settings, s, t_end, r_ode, r_num, spread, norm_dev, radial, rows) -
         "norm_deviation": (dims, norm_dev, {**one, "long_name": "max | |x_i| - 1 | over tokens and records"}),
         "final_error": (dims, np.abs(r_num[..., -1] - r_ode[:, None, None, -1]),
                         {**one, "long_name": "|r(T) - r_ODE(T)|"}),
-        **row_variables(rows),
     }
     coords = {
         "setting": ("setting", [f"{'SA' if x[3] == 'softmax' else 'USA'} n={x[0]} d={x[1]} r0={x[2]:g} beta={x[4]:g}"
@@ -230,9 +218,8 @@ def _dataset(settings, s, t_end, r_ode, r_num, spread, norm_dev, radial, rows) -
         "steps": ("steps", np.asarray(STEPS), {**one, "long_name": "number of steps over [0, T] (dt = T/steps)"}),
         "s": ("s", s, {**one, "long_name": "normalized depth t/T"}),
     }
-    attrs = case_attrs(
-        NAME, TITLE, {"horizon_rates": HORIZON_RATES, "rotation_seed": ROTATION_SEED,
-                    "model": "Q = K = V = I, no noise", "ode_solver": "solve_ivp DOP853 rtol 1e-12 atol 1e-14"})
+    attrs = {"horizon_rates": HORIZON_RATES, "rotation_seed": ROTATION_SEED, "model": "Q = K = V = I, no noise",
+             "ode_solver": "solve_ivp DOP853 rtol 1e-12 atol 1e-14"}
     return xr.Dataset(data, coords=coords, attrs=attrs)
 
 

@@ -1,4 +1,4 @@
-"""Linear instability of the uniform state: the dispersion relation of softmax attention (DESIGN 5).
+"""Linear instability of the uniform state: the dispersion relation of softmax attention.
 
 For SA with Q = K = V = I the velocity is X = (1/β) ∇_S log(G_β ρ). Linearized about the uniform density, a
 perturbation of degree l grows at the rate
@@ -24,20 +24,16 @@ Cost: about 10 s (quick), 20 s (full). Run it with ``python validation/linear_gr
 
 from __future__ import annotations
 
-import os
-from functools import partial
-
 import numpy as np
 import xarray as xr
 from scipy.special import iv, spherical_in
 
 import spde_tokens as st
 from spde_tokens.grids import resolving_degree
-from spde_tokens.validation.common import case_attrs, make_row, row_variables
+from spde_tokens.validation.common import Row, check
 
 NAME = "linear_growth"
 TITLE = "Linear instability of the uniform state"
-_row = partial(make_row, NAME)  # one table row of this case
 
 EPS = 1e-7
 BETAS = (1.0, 5.0, 20.0)
@@ -73,7 +69,7 @@ def perturbed_uniform(grid, degree: int, order: int | None, eps: float = EPS):
     return st.initial.as_density(grid, grid.synthesis(c), normalize=False), idx, c[idx]
 
 
-def measure(grid, beta: float, degree: int, order: int | None) -> tuple[float, float]:
+def measure_rate(grid, beta: float, degree: int, order: int | None) -> tuple[float, float]:
     """(measured rate, t_end) of one perturbation run."""
     rate = predicted_rate(grid.dim, degree, beta)
     rho0, idx, c0 = perturbed_uniform(grid, degree, order)
@@ -84,15 +80,14 @@ def measure(grid, beta: float, degree: int, order: int | None) -> tuple[float, f
     return float(np.log(abs(c1) / abs(c0)) / t_end), t_end
 
 
-def run(out_dir: str, quick: bool = False) -> list[dict]:
-    """Run the case, write ``linear_growth.nc`` and ``linear_growth.png`` into ``out_dir``, return the table rows."""
-    os.makedirs(out_dir, exist_ok=True)
+def measure(quick: bool) -> tuple[list[Row], xr.Dataset]:
+    """The rows and the Dataset of the case; ``quick``: S^2 perturbations of order m = 1 only (full: m = 1, l)."""
     shape = (len(SPACES), len(BETAS), len(DEGREES))
     predicted = np.empty(shape)
     measured = np.full((*shape, len(MODES)), np.nan)
     t_end = np.empty(shape)
     lmax = np.empty((len(SPACES), len(BETAS)), dtype=int)
-    rows: list[dict] = []
+    rows: list[Row] = []
     for i, space in enumerate(SPACES):
         dim = 2 if space == "S1" else 3
         for j, beta in enumerate(BETAS):
@@ -103,26 +98,23 @@ def run(out_dir: str, quick: bool = False) -> list[dict]:
                 orders = [None] if dim == 2 else ([1] if quick else sorted({1, degree}))
                 for order in orders:
                     q = 0 if order in (None, 1) else 1
-                    measured[i, j, k, q], t_end[i, j, k] = measure(grid, beta, degree, order)
+                    measured[i, j, k, q], t_end[i, j, k] = measure_rate(grid, beta, degree, order)
                 rel = np.nanmax(np.abs(measured[i, j, k] / predicted[i, j, k] - 1.0))
                 worst = measured[i, j, k, int(np.nanargmax(np.abs(measured[i, j, k] / predicted[i, j, k] - 1.0)))]
                 what = "n" if dim == 2 else "l"
                 modes = "" if dim == 2 else f", m ∈ {{{', '.join(str(o) for o in orders)}}}"
                 formula = "n² I_n(β)/(β I_0(β))" if dim == 2 else "l(l+1) i_l(β)/(β i_0(β))"
-                rows.append(make_row(NAME,
+                rows.append(check(NAME,
                     f"growth rate σ = {formula} on {space}, β = {beta:g}, {what} = {degree}{modes} ({grid!r}, "
                     f"t = {t_end[i, j, k]:.3g})", float(predicted[i, j, k]), worst,
                     f"relative {TOLERANCE:g}; measured relative error {rel:.1e}: nonlinear O(ε²) ≈ 1e-13 (single "
                     f"m ≠ 0 mode), RK4 (σ dt)^4/120 = {(predicted[i, j, k] * t_end[i, j, k] / STEPS) ** 4 / 120:.0e}, "
                     f"rounding 1e-10/(σ t) = {1e-10 / (predicted[i, j, k] * t_end[i, j, k]):.0e}",
                     rel <= TOLERANCE))
-    ds = _dataset(predicted, measured, t_end, lmax, quick, rows)
-    st.io.write_run(ds, os.path.join(out_dir, f"{NAME}.nc"))
-    plot(ds, os.path.join(out_dir, f"{NAME}.png"))
-    return rows
+    return rows, _dataset(predicted, measured, t_end, lmax)
 
 
-def _dataset(predicted, measured, t_end, lmax, quick, rows) -> xr.Dataset:
+def _dataset(predicted, measured, t_end, lmax) -> xr.Dataset:
     one = {"units": "1"}
     dims = ("space", "beta", "degree")
     data = {
@@ -133,7 +125,6 @@ def _dataset(predicted, measured, t_end, lmax, quick, rows) -> xr.Dataset:
                            {**one, "long_name": "rate_measured / rate_predicted - 1"}),
         "t_end": (dims, t_end, {**one, "long_name": "duration of the run, min(1, 3/rate)"}),
         "lmax": (("space", "beta"), lmax, {**one, "long_name": "lmax (S^2) or largest wavenumber (S^1) of the grid"}),
-        **row_variables(rows),
     }
     coords = {
         "space": ("space", list(SPACES), {**one, "long_name": "sphere S^1 or S^2"}),
@@ -142,9 +133,8 @@ def _dataset(predicted, measured, t_end, lmax, quick, rows) -> xr.Dataset:
                    {**one, "long_name": "harmonic degree l (S^2) or wavenumber n (S^1)"}),
         "mode": ("mode", list(MODES), {**one, "long_name": "order m of the S^2 perturbation (S^1: first entry)"}),
     }
-    attrs = case_attrs(
-        NAME, TITLE, {"eps": EPS, "steps": STEPS, "growth_budget": GROWTH, "scheme": "rk4", "quick": int(quick),
-                    "model": "Q = K = V = I, softmax, no noise", "initial": "uniform + eps (1 + 0.5i) Y_lm"})
+    attrs = {"eps": EPS, "steps": STEPS, "growth_budget": GROWTH, "scheme": "rk4",
+             "model": "Q = K = V = I, softmax, no noise", "initial": "uniform + eps (1 + 0.5i) Y_lm"}
     return xr.Dataset(data, coords=coords, attrs=attrs)
 
 

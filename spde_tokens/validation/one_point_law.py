@@ -1,9 +1,9 @@
-"""One-point law (DESIGN 5): with V = 0 the realization mean of the density solves the heat equation.
+"""One-point law: with V = 0 the realization mean of the density solves the heat equation.
 
 For a noise field that depends neither on the tokens nor on their measure, each token alone is a Brownian motion on
-the sphere with generator (g/2) Δ_S, g the one-point rate of DESIGN 1.2. With V = 0 (no attention drift) the
-density of one realization is the push-forward of ρ0 by the random flow, so its mean over realizations is the law of
-one token started from ρ0:
+the sphere with generator (g/2) Δ_S, g the one-point rate (docs/mathematics.md, 'Common noise'). With V = 0 (no
+attention drift) the density of one realization is the push-forward of ρ0 by the random flow, so its mean over
+realizations is the law of one token started from ρ0:
 
     ∂_t E ρ = (g/2) Δ_S E ρ,        E m(t) = exp(−(g/2) l(l+1) t) m(0)    (l = 1; on S^1 (g/2) n² t, n = 1)
 
@@ -18,8 +18,8 @@ t_end in units of its standard error (row: |z| < 4); the same statistic for the 
 (power). Settings follow ``tests/test_density_noise.py`` (vMF(κ = 1) around e_last + 0.5 e_0, dt = 0.02; rotation
 and bias noise (0.5) to t = 1; quadratic-form (0.25) and MLP noise (sigma 0.4), which compress the density and
 sharpen it, to t = 0.5), with finer grids and smaller amplitudes for the sharpening fields so that the largest
-spectral tail over all runs of a setting stays below 1e-3 (checked; the degree-1 moment is insensitive at that level,
-DESIGN's warning level 1e-10 is exceeded by some runs and the tail is reported): CircleGrid(32) and SphereGrid(32)
+spectral tail over all runs of a setting stays below 1e-3 (checked; the degree-1 moment is insensitive at that level;
+the solver's warning level 1e-10 is exceeded by some runs and the tail is reported): CircleGrid(32) and SphereGrid(32)
 (at lmax 24 one of 192 bias-noise runs reached a tail of 3e-3). The power against 2g does not suffer from the small
 amplitudes: the pair mean's standard error and the gap between g and 2g both scale like g t.
 
@@ -30,9 +30,6 @@ Cost: about a minute with ``quick``, about four minutes in full, one core.
 
 from __future__ import annotations
 
-import datetime
-import os
-import time
 import warnings
 
 import numpy as np
@@ -43,7 +40,7 @@ from spde_tokens.density import solve_density
 from spde_tokens.grids import CircleGrid, ResolutionWarning, SphereGrid
 from spde_tokens.model import AttentionModel
 from spde_tokens.noise import AntitheticPath, BiasNoise, MLPNoise, NoisePath, QuadraticFormNoise, RotationNoise
-from spde_tokens.validation.common import row_variables
+from spde_tokens.validation.common import Row, check
 
 NAME = "one_point_law"
 TITLE = "One-point law: the mean density solves the heat equation"
@@ -80,7 +77,7 @@ def _grid(dim: int, degree: int):
 
 
 def one_point_rate(noise, grid) -> float:
-    """g of DESIGN 1.2; for the infinite-width MLP field the rate truncated at the grid's degree."""
+    """The one-point rate g of the noise; for the infinite-width MLP field the rate truncated at the grid's degree."""
     if isinstance(noise, MLPNoise):
         return noise.one_point_rate(grid.dim, grid.degree_max)
     return noise.one_point_rate(grid.dim)
@@ -91,7 +88,7 @@ def heat_factor(g: float, dim: int, t: np.ndarray) -> np.ndarray:
     return np.exp(-0.5 * g * (2.0 if dim == 3 else 1.0) * np.asarray(t, dtype=float))
 
 
-def measure(setting: dict, pairs: int) -> dict:
+def measure_setting(setting: dict, pairs: int) -> dict:
     """Mean vectors of ``pairs`` antithetic pairs of density runs (seeds 0 … pairs−1) and their statistics."""
     grid = _grid(setting["dim"], setting["degree"])
     noise, dim, t_end = setting["noise"], setting["dim"], setting["t_end"]
@@ -125,7 +122,7 @@ def measure(setting: dict, pairs: int) -> dict:
             "min_relative_density": min(min_rel)}
 
 
-def _rows(setting: dict, res: dict, pairs: int) -> list[dict]:
+def _rows(setting: dict, res: dict, pairs: int) -> list[Row]:
     sphere = "S1" if setting["dim"] == 2 else "S2"
     tag = f"{sphere}/{setting['name']}"
     t_end = setting["t_end"]
@@ -138,25 +135,19 @@ def _rows(setting: dict, res: dict, pairs: int) -> list[dict]:
                  f"seeds 0..{pairs - 1}), max over the {setting['dim']} components of m at t_end; and spectral tail "
                  f"< {TAIL_LIMIT:g} (density resolved)")
     return [
-        {"case": NAME, "quantity": f"{tag}: z-score of E m(t = {t_end:g}) against the heat semigroup "
-                                   f"({setting['noise']!r}, {res['grid']!r})",
-         "expected": f"|z| < 4 for E m(t) = {law}, g = {setting['formula']} = {res['g']:.5g}",
-         "measured": (f"z = {z_end:.2f} (component {c}: E m = {res['mean'][-1, c]:.5f} +- {res['se'][-1, c]:.1e}, "
-                      f"heat {res['heat'][-1, c]:.5f}); max z over all records {z_all:.2f}; max spectral tail "
-                      f"{res['tail']:.1e}"),
-         "tolerance": tolerance,
-         "verdict": "pass" if z_end < Z_TOLERANCE and resolved else "fail"},
-        {"case": NAME, "quantity": f"{tag}: power, z-score of the alternative rate 2g at t_end",
-         "expected": f"> 4 (the alternative g' = 2g = {2 * res['g']:.5g} is rejected)",
-         "measured": f"z(2g) = {z_alt_end:.2f}",
-         "tolerance": "4 standard errors (same pairs); a value below 4 means the run cannot tell g from 2g",
-         "verdict": "pass" if z_alt_end > Z_TOLERANCE else "fail"},
+        check(NAME, f"{tag}: z-score of E m(t = {t_end:g}) against the heat semigroup ({setting['noise']!r}, "
+              f"{res['grid']!r})", f"|z| < 4 for E m(t) = {law}, g = {setting['formula']} = {res['g']:.5g}",
+              f"z = {z_end:.2f} (component {c}: E m = {res['mean'][-1, c]:.5f} +- {res['se'][-1, c]:.1e}, "
+              f"heat {res['heat'][-1, c]:.5f}); max z over all records {z_all:.2f}; max spectral tail "
+              f"{res['tail']:.1e}", tolerance, z_end < Z_TOLERANCE and resolved),
+        check(NAME, f"{tag}: power, z-score of the alternative rate 2g at t_end",
+              f"> 4 (the alternative g' = 2g = {2 * res['g']:.5g} is rejected)", f"z(2g) = {z_alt_end:.2f}",
+              "4 standard errors (same pairs); a value below 4 means the run cannot tell g from 2g",
+              z_alt_end > Z_TOLERANCE),
     ]
 
 
-def _dataset(cases: list[dict], results: list[dict], seconds: float, rows: list[dict]) -> xr.Dataset:
-    from spde_tokens import __version__
-
+def _dataset(cases: list[dict], results: list[dict]) -> xr.Dataset:
     times = np.round(np.arange(0.0, max(c["t_end"] for c in cases) + 1e-9, SAVE_EVERY), 10)
     n_set, n_t = len(cases), times.size
     pairs = max(c["pairs"] for c in cases)
@@ -189,12 +180,11 @@ def _dataset(cases: list[dict], results: list[dict], seconds: float, rows: list[
         "pair_mean_vector": (("setting", "pair", "time", "component"), samples,
                              {**one, "long_name": "mean vector averaged over one antithetic pair of paths"}),
         "one_point_rate": (("setting",), np.array([r["g"] for r in results]),
-                           {**one, "long_name": "one-point rate g of the noise (DESIGN 1.2)"}),
+                           {**one, "long_name": "one-point rate g of the noise"}),
         "spectral_tail_max": (("setting",), np.array([r["tail"] for r in results]),
                               {**one, "long_name": "largest spectral tail over all runs of the setting"}),
         "min_relative_density": (("setting",), np.array([r["min_relative_density"] for r in results]),
                                  {**one, "long_name": "smallest min(density)/max(density) over all runs"}),
-        **row_variables(rows),
     }
     coords = {
         "setting": ("setting", np.arange(n_set), {**one, "long_name": "index of the noise model and sphere"}),
@@ -210,17 +200,13 @@ def _dataset(cases: list[dict], results: list[dict], seconds: float, rows: list[
         "component": ("component", np.arange(3), {**one, "long_name": "Cartesian component (S^1: 0 and 1)"}),
         "pair": ("pair", np.arange(pairs), {**one, "long_name": "antithetic pair of paths (seed; NaN beyond n_pairs)"}),
     }
-    stamp = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-    attrs = {"Conventions": "CF-1.8", "title": f"spde_tokens validation: {TITLE}",
-             "source": f"spde_tokens {__version__}",
-             "history": f"{stamp} spde_tokens.validation.{NAME} ({seconds:.0f} s)",
-             "initial": "von_mises_fisher kappa = 1 around e_last + 0.5 e_0", "beta": 1.0, "V": "0",
+    attrs = {"initial": "von_mises_fisher kappa = 1 around e_last + 0.5 e_0", "beta": 1.0, "V": "0",
              "dt": DT, "save_every": SAVE_EVERY, "z_tolerance": Z_TOLERANCE,
              "tail_limit": TAIL_LIMIT}
     return xr.Dataset(data, coords=coords, attrs=attrs)
 
 
-def plot(ds: xr.Dataset, path: str | os.PathLike) -> None:
+def plot(ds: xr.Dataset, path: str) -> None:
     """E m_last(t) with 4-standard-error bars against the heat prediction (and the rejected 2g), per model."""
     from matplotlib.figure import Figure
 
@@ -256,23 +242,18 @@ def plot(ds: xr.Dataset, path: str | os.PathLike) -> None:
     fig.savefig(path, dpi=130)
 
 
-def run(out_dir: str, quick: bool = False) -> list[dict]:
-    """Run the case; writes ``out_dir/one_point_law.nc`` and ``.png`` and returns the table rows.
+def measure(quick: bool) -> tuple[list[Row], xr.Dataset]:
+    """The rows and the Dataset of the case.
 
     ``quick``: 24–80 antithetic pairs per setting (about a minute); full: four times as many (a few minutes).
     """
-    start = time.perf_counter()
-    os.makedirs(out_dir, exist_ok=True)
     cases = settings()
     for setting in cases:
         setting["pairs"] *= 1 if quick else 4
     results, rows = [], []
     with np.errstate(under="ignore"):
         for setting in cases:
-            res = measure(setting, setting["pairs"])
+            res = measure_setting(setting, setting["pairs"])
             results.append(res)
             rows += _rows(setting, res, setting["pairs"])
-    ds = _dataset(cases, results, time.perf_counter() - start, rows)
-    ds.to_netcdf(os.path.join(out_dir, f"{NAME}.nc"), engine="netcdf4", format="NETCDF4")
-    plot(ds, os.path.join(out_dir, f"{NAME}.png"))
-    return rows
+    return rows, _dataset(cases, results)

@@ -1,35 +1,16 @@
-"""Run the validation cases of DESIGN 5 and write their table and report (``spde-tokens validate``)."""
+"""Run the validation cases and write their table, ``report.md`` and the docs page (``spde-tokens validate``)."""
 
 from __future__ import annotations
 
-import importlib
 import os
 import time
-import traceback
+from collections.abc import Sequence
 
-from spde_tokens.validation.common import VERDICTS
+from spde_tokens.validation.common import INFO, VERDICTS, Row
+from spde_tokens.validation.runner import CASE_NAMES, run_case
 
-#: the cases in the order of DESIGN 5; each is a module of this package with ``run(out_dir, quick)``
-CASE_NAMES = ("ott_antonsen", "equiangular", "energy_mass", "linear_growth", "one_point_law", "cross_validation",
-              "synchronization", "antipodal", "low_temperature")
+#: the printed columns: the case first, the verdict last
 COLUMNS = ("case", "quantity", "expected", "measured", "verdict")
-
-
-def _rows(result) -> list[dict]:
-    rows = list(result.values()) if isinstance(result, dict) else list(result)
-    return [{key: row.get(key, "") for key in (*COLUMNS, "tolerance")} for row in rows]
-
-
-def run_case(name: str, out_dir: str, quick: bool) -> tuple[list[dict], float]:
-    """Rows of one case and its running time; a case that raises gives one failing row with the error."""
-    start = time.perf_counter()
-    try:
-        module = importlib.import_module(f"spde_tokens.validation.{name}")
-        rows = _rows(module.run(out_dir, quick=quick))
-    except Exception as exc:  # a broken case is a failed row of the report, not a crash of the whole suite
-        rows = [{"case": name, "quantity": "case ran", "expected": "no error", "measured": repr(exc)[:200],
-                 "verdict": "fail", "tolerance": traceback.format_exc(limit=2).splitlines()[-1]}]
-    return rows, time.perf_counter() - start
 
 
 def _cell(value) -> str:
@@ -38,7 +19,7 @@ def _cell(value) -> str:
     return str(value).replace("|", "/").replace("\n", " ")
 
 
-def format_table(rows: list[dict]) -> str:
+def format_table(rows: Sequence[Row]) -> str:
     """A plain-text table of the rows."""
     cells = [[_cell(row[c]) for c in COLUMNS] for row in rows]
     widths = [max([len(c)] + [len(r[i]) for r in cells]) for i, c in enumerate(COLUMNS)]
@@ -47,20 +28,21 @@ def format_table(rows: list[dict]) -> str:
     return "\n".join([line, "-" * len(line), *body])
 
 
-def summary(rows: list[dict]) -> str:
-    """"P of N rows pass, D disagree with a published claim, F fail"."""
-    count = {v: sum(r["verdict"] == v for r in rows) for v in VERDICTS}
-    return (f"{count['pass']} of {len(rows)} rows pass, {count['disagrees']} disagree with a claim of DESIGN 5 or "
-            f"of the papers (evidence in the row), {count['fail']} fail.")
+def summary(rows: Sequence[Row]) -> str:
+    """"P of N rows with a verdict pass, D disagree with a published claim, F fail; I measurements without one"."""
+    count = {v: sum(r["verdict"] == v for r in rows) for v in (*VERDICTS, INFO)}
+    text = (f"{count['pass']} of {len(rows) - count[INFO]} rows with a verdict pass, {count['disagrees']} disagree "
+            f"with a published claim (evidence in the row), {count['fail']} fail")
+    return text + (f"; {count[INFO]} rows are measurements without a verdict." if count[INFO] else ".")
 
 
-def disagreement_lines(rows: list[dict]) -> list[str]:
+def disagreement_lines(rows: Sequence[Row]) -> list[str]:
     """One Markdown bullet per row whose verdict is "disagrees": the claim and the evidence."""
     return [f"* **{r['case']}**: {_cell(r['quantity'])}. Claimed: {_cell(r['expected'])}. Measured: "
             f"{_cell(r['measured'])}." for r in rows if r["verdict"] == "disagrees"]
 
 
-def write_report(rows: list[dict], timings: dict[str, float], out_dir: str, quick: bool) -> str:
+def write_report(rows: Sequence[Row], timings: dict[str, float], out_dir: str, quick: bool) -> str:
     """``out_dir/report.md``: the table, how each tolerance was derived, the disagreements, and the figures."""
     lines = [f"# spde_tokens validation ({'quick' if quick else 'full'})", "", summary(rows), "",
              "| " + " | ".join(COLUMNS) + " | tolerance |", "|" + "---|" * (len(COLUMNS) + 1)]
@@ -87,7 +69,7 @@ def _copy_figure(source: str, target: str) -> None:
         image.convert("RGB").quantize(256).save(target, optimize=True)
 
 
-def write_docs(rows: list[dict], timings: dict[str, float], out_dir: str, quick: bool, docs_path: str) -> str:
+def write_docs(rows: Sequence[Row], timings: dict[str, float], out_dir: str, quick: bool, docs_path: str) -> str:
     """``docs_path`` (e.g. docs/validation.md) generated from a run: per case its docstring (equations,
     parameters, tolerances), its figure (copied next to the page under ``figures/validation/``), its rows and
     verdicts, its running time, and the command that reproduces it."""
@@ -107,20 +89,22 @@ def write_docs(rows: list[dict], timings: dict[str, float], out_dir: str, quick:
              f"{os.cpu_count()} cores; {sum(timings.values()) / 60:.1f} min in all). Do not edit by hand: re-run the "
              "command. Each case below states its equations and parameters (the docstring of its module in "
              "`spde_tokens/validation/`), shows its figure and lists its rows: the expected value comes from "
-             "theory (an exact solution, a formula, a threshold), never from an earlier run.", "",
+             "theory (an exact solution, an identity, a formula with a derived tolerance) or from a published "
+             "claim, never from an earlier run.", "",
              summary(rows), "",
-             "A row's verdict is `pass`, `fail`, or `disagrees`: the row checks a claim of DESIGN 5 or of the papers "
-             "as worded, and the measurement contradicts it (the evidence is in the row; the mathematically right "
-             "statement is checked by rows of its own). `spde-tokens validate` exits non-zero only when a row "
-             "fails.", ""]
+             "A row is a *check* (theory against the measurement; verdict `pass` or `fail`), a *claim* (a published "
+             "statement, docs/mathematics.md, 'The published phenomena', decided from the data; verdict `pass` or "
+             "`disagrees`, and always next to checks of the mathematics behind it, which can fail) or a measurement "
+             "without a verdict (`info`, never counted as a pass). `spde-tokens validate` exits non-zero only when "
+             "a row fails.", ""]
     if any(r["verdict"] == "disagrees" for r in rows):
         lines += ["## Disagreements with published claims", "", *disagreement_lines(rows), ""]
     for name, seconds in timings.items():
         spec = importlib.util.find_spec(f"spde_tokens.validation.{name}")
         with open(spec.origin) as fh:
             doc = ast.get_docstring(ast.parse(fh.read())) or ""
-        case_rows = [r for r in rows if r["case"].split("/")[0] == name]
-        counts = ", ".join(f"{sum(r['verdict'] == v for r in case_rows)} {v}" for v in VERDICTS)
+        case_rows = [r for r in rows if r["case"] == name]
+        counts = ", ".join(f"{sum(r['verdict'] == v for r in case_rows)} {v}" for v in (*VERDICTS, INFO))
         lines += [f"## {name}", "", f"Reproduce: `spde-tokens validate{flag} --case {name} -o FOLDER` "
                   f"({seconds:.0f} s here); rows: {counts}.", "", doc, ""]
         figure = os.path.join(out_dir, f"{name}.png")
@@ -136,8 +120,8 @@ def write_docs(rows: list[dict], timings: dict[str, float], out_dir: str, quick:
     return docs_path
 
 
-def run_validation(out_dir: str = "validation_out", quick: bool = False, cases=None,
-                   echo=print, docs: str | None = None) -> list[dict]:
+def run_validation(out_dir: str = "validation_out", quick: bool = False, cases: Sequence[str] | None = None,
+                   echo=print, docs: str | None = None) -> list[Row]:
     """Run the cases (all by default), print the table, write ``report.md`` (and ``docs``, the generated
     docs/validation.md page, when given); returns the rows."""
     names = CASE_NAMES if not cases else tuple(cases)
@@ -150,9 +134,7 @@ def run_validation(out_dir: str = "validation_out", quick: bool = False, cases=N
         case_rows, timings[name] = run_case(name, out_dir, quick)
         rows += case_rows
         if echo is not None:
-            disagree = sum(r["verdict"] == "disagrees" for r in case_rows)
-            echo(f"{name}: {sum(r['verdict'] == 'pass' for r in case_rows)}/{len(case_rows)} rows pass"
-                 f"{f', {disagree} disagree with a claim' if disagree else ''} ({timings[name]:.0f} s)")
+            echo(f"{name} ({timings[name]:.0f} s): {summary(case_rows)}")
     write_report(rows, timings, out_dir, quick)
     if docs is not None:
         write_docs(rows, timings, out_dir, quick, docs)

@@ -1,4 +1,4 @@
-"""Synchronization by noise, density solver and particles side by side while the density is resolved (DESIGN 5).
+"""Synchronization by noise, density solver and particles side by side while the density is resolved.
 
 Setting: S² (d = 3), V = 0 (no attention drift), common noise ``MLPNoise(sigma, "tanh", 64)``, which does not
 depend on μ. One ``NoisePath`` drives ``solve_density`` from a von Mises–Fisher bump ρ0 = vMF([0, 0, 1], κ) and
@@ -6,7 +6,8 @@ depend on μ. One ``NoisePath`` drives ``solve_density`` from a von Mises–Fish
 draws of N tokens i.i.d. from ρ0. Without drift the tokens do not interact: every token is pushed by the same random
 flow map Φ_t of the path as the density, ρ_t = Φ_t # ρ0, so *conditional on the path* the tokens at time t are N
 i.i.d. samples of ρ_t (up to the time discretizations of the two engines, O(dt⁴) per sub-step). Two identities
-follow at every record time t, exact for i.i.d. samples (DESIGN 1.4, :func:`spde_tokens.compare.sampling_floor`):
+follow at every record time t, exact for i.i.d. samples (docs/mathematics.md, 'Diagnostics';
+:func:`spde_tokens.compare.sampling_floor`):
 
     E MMD²(μ_N, ρ_t) = floor(t)² = (1/N) (k_L(x, x) − Σ_l λ_l P_l(ρ_t)),     k(x, y) = exp(2 x·y),
     E [1 − |m̂|²]    = (1 − 1/N) (1 − |m_t|²),     m̂ = (1/N) Σ_i x_i,  m_t = ∫ x ρ_t dA,
@@ -31,7 +32,8 @@ quickly: on the path used (seed 2024, sigma = 1, κ = 8) the tail passes 1e-10 n
 t = 0.31 at lmax 96, and is 1.4e-11 at t = 0.4 at lmax 128 (measured). So quick mode uses lmax 96 to t = 0.25,
 full mode lmax 128 to t = 0.4 (records every 0.05, dt = 0.01).
 
-What the window can and cannot show: a tight bump follows the two-point motion of DESIGN 5, so log(1 − |m_t|²)
+What the window can and cannot show: a tight bump follows the two-point motion of the synchronization case, so
+log(1 − |m_t|²)
 drifts at the almost-sure rate Λ = −2 sigma² κ(1) = −0.79 sigma² (tanh, d = 3) with fluctuations of standard
 deviation about sqrt(4 sigma² (κ(1) + κ'(1)) t): over t = 0.25 the drift is −0.20 and the spread 0.93, so the
 direction of the density's dispersion on one resolved path is not predicted by theory and no row checks it (the
@@ -56,8 +58,8 @@ from spde_tokens.grids import ResolutionWarning, SphereGrid
 from spde_tokens.model import AttentionModel
 from spde_tokens.noise import MLPNoise, NoisePath
 from spde_tokens.particles import simulate_particles
+from spde_tokens.validation.common import Z_BAND, Row, check
 from spde_tokens.validation.cross_validation import sampling_density, token_draws
-from spde_tokens.validation.synchronization import NAME, Z_BAND, row
 
 TAG = "density"
 
@@ -154,9 +156,9 @@ def measure(setup: Setup) -> dict:
     return res
 
 
-def rows(setup: Setup, res: dict) -> list[dict]:
-    """Table rows, 4 standard errors over the draws: each ratio pooled over the records t > 0 (expected 1) and its
-    change r(t_end) − r(0) on the same draws (expected 0, a control variate); the density's resolution."""
+def rows(case: str, setup: Setup, res: dict) -> list[Row]:
+    """Table rows of ``case``, 4 standard errors over the draws: each ratio pooled over the records t > 0 (expected 1)
+    and its change r(t_end) − r(0) on the same draws (expected 0, a control variate); the density's resolution."""
     n, d = setup.n_tokens, setup.draws
     times = res["time"]
     label = f"tanh d=3 sigma={setup.sigma:g} V=0, lmax {setup.lmax}, N = {n}, {d} draws"
@@ -171,9 +173,9 @@ def rows(setup: Setup, res: dict) -> list[dict]:
         values = res["ratios"][key]
         mean, se = mean_and_se(values[:, 1:].mean(axis=1))
         z = abs(mean - 1.0) / se
-        out.append(row(f"{NAME}/{TAG}/{key}/pooled", f"{what}, mean over the {times.size - 1} records "
-                       f"t = {times[1]:g}..{times[-1]:g} and the draws ({label})", f"1: {identity}",
-                       f"{mean:.4f} ± {se:.4f} (z = {z:.2f})", tolerance, z <= Z_BAND))
+        out.append(check(case, f"{TAG}/{key}/pooled: {what}, mean over the {times.size - 1} records "
+                         f"t = {times[1]:g}..{times[-1]:g} and the draws ({label})", f"1: {identity}",
+                         f"{mean:.4f} ± {se:.4f} (z = {z:.2f})", tolerance, z <= Z_BAND))
         mean, se = mean_and_se(values[:, -1] - values[:, 0])
         z = abs(mean) / se
         if key == "mmd":
@@ -181,16 +183,16 @@ def rows(setup: Setup, res: dict) -> list[dict]:
         else:
             extra = (f"tokens {res['dispersion_particles'][:, -1].mean():.5f} vs (1 − 1/N) density "
                      f"{(1 - 1 / n) * res['dispersion_density'][-1]:.5f}")
-        out.append(row(f"{NAME}/{TAG}/{key}/change", f"r(t = {times[-1]:g}) − r(0) on the same draws, mean over "
-                       f"the draws ({label})", "0: E r = 1 at both times (the t = 0 sampling luck cancels)",
-                       f"{mean:+.4f} ± {se:.4f} (z = {z:.2f}); at t = {times[-1]:g}: {extra}", tolerance,
-                       z <= Z_BAND))
+        out.append(check(case, f"{TAG}/{key}/change: r(t = {times[-1]:g}) − r(0) on the same draws, mean over "
+                         f"the draws ({label})", "0: E r = 1 at both times (the t = 0 sampling luck cancels)",
+                         f"{mean:+.4f} ± {se:.4f} (z = {z:.2f}); at t = {times[-1]:g}: {extra}", tolerance,
+                         z <= Z_BAND))
     tail = float(np.max(res["spectral_tail"]))
-    out.append(row(f"{NAME}/{TAG}/resolved", f"largest spectral tail of the density over the {times.size} records "
-                   f"t ≤ {times[-1]:g} (lmax {setup.lmax})", f"< {TAIL_WARNING:g} (the density is resolved where "
-                   "it is compared)", f"{tail:.2e}; density dispersion {res['dispersion_density'][0]:.4f} → "
-                   f"{res['dispersion_density'][-1]:.4f}", "TAIL_WARNING of spde_tokens.density",
-                   tail < TAIL_WARNING))
+    out.append(check(case, f"{TAG}/resolved: largest spectral tail of the density over the {times.size} records "
+                     f"t ≤ {times[-1]:g} (lmax {setup.lmax})", f"< {TAIL_WARNING:g} (the density is resolved where "
+                     "it is compared)", f"{tail:.2e}; density dispersion {res['dispersion_density'][0]:.4f} → "
+                     f"{res['dispersion_density'][-1]:.4f}", "TAIL_WARNING of spde_tokens.density",
+                     tail < TAIL_WARNING))
     return out
 
 

@@ -7,9 +7,8 @@ import os
 import numpy as np
 import xarray as xr
 
+from spde_tokens.validation.mlp_pairs import kappas
 from spde_tokens.validation.sync_density import plot_panels
-from spde_tokens.validation.synchronization import TITLE
-from spde_tokens.validation.two_tokens import kappas
 
 
 def plot(ds: xr.Dataset, path: str | os.PathLike) -> None:
@@ -68,7 +67,7 @@ def plot(ds: xr.Dataset, path: str | os.PathLike) -> None:
     c_t, c_m, c_se = (ds[k].values for k in ("mean_rate_theory", "mean_rate_measured", "mean_rate_se"))
     lo, hi = min(c_t.min(), -c_t.max()) - 0.3, max(c_t.max(), c_m.max()) + 0.3
     ax[1, 0].plot([lo, hi], [lo, hi], "k-", lw=0.8, label="E u ∝ exp(+c t) (Itô)")
-    ax[1, 0].plot([lo, hi], [-lo, -hi], "r--", lw=0.8, label="'decays at rate c' (DESIGN)")
+    ax[1, 0].plot([lo, hi], [-lo, -hi], "r--", lw=0.8, label="decay at rate c (rejected, see docs/mathematics.md)")
     ax[1, 0].errorbar(c_t, c_m, yerr=4 * c_se, fmt="o", ms=4, capsize=2, color="C0", label="measured ± 4 SE")
     ax[1, 0].set_xlabel("theory c")
     ax[1, 0].set_ylabel(r"measured slope of $\log E(1 - x\cdot y)$")
@@ -99,7 +98,8 @@ def plot(ds: xr.Dataset, path: str | os.PathLike) -> None:
     ax[1, 2].set_title(f"(f) fates at T = {ds.attrs['projective_t_end']:g}", fontsize=10)
     ax[1, 2].legend(fontsize=7)
     plot_panels(ds, *ax[2])
-    fig.suptitle(f"{TITLE}: (a)–(f) two tokens, MLPNoise width {ds.attrs['width']}, dt {ds.attrs['dt']:g} and 2 dt, "
+    fig.suptitle(f"{ds.attrs['title']}: (a)–(f) two tokens, MLPNoise width {ds.attrs['width']}, "
+                 f"dt {ds.attrs['dt']:g} and 2 dt, "
                  f"{ds.attrs['realizations']} realizations per setting\n(g)–(i) density solver (lmax "
                  f"{ds.attrs['density_lmax']}) beside {ds.attrs['density_draws']} draws of "
                  f"{ds.attrs['density_n_tokens']} tokens on one path, {ds.attrs['density_activation']}, sigma "

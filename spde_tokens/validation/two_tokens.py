@@ -1,80 +1,52 @@
-"""Two tokens under ``MLPNoise``: the theory and the vectorized simulation shared by the two-token cases.
+"""Small token sets of many independent realizations at once: the shared simulation and statistics of the
+two-token cases (synchronization, antipodal).
 
-The exponents of 1 − x·y from the dual kernel of the activation, the layer update of ``simulate_particles``
-vectorized over independent realizations (:func:`layer_step`; :func:`simulate_coupled` runs step dt and, on the
-same randomness, step 2 dt), tight and uniform pairs, the median with its standard error and the Richardson
-log-mean rate. The derivations are in :mod:`spde_tokens.validation.synchronization`; the antipodal cases use the
-pairs, the attention output and the statistics too.
+A *batch* (:class:`Batch`) is the layer update of ``simulate_particles`` for one noise kind, vectorized over R
+independent realizations, tokens x of shape (R, N, d). It draws the increments of one step (the law of the noise
+model's ``sample``), merges the increments of two steps into those of one double step on the same randomness (as
+``NoisePath.coarsen(2)`` does), stacks the increments of R ``NoisePath`` objects, and makes a step.
+:class:`spde_tokens.validation.mlp_pairs.MLPBatch` and :class:`spde_tokens.validation.value_pairs.ValueBatch` are
+the two batches; :func:`simulate`, :func:`simulate_coupled` (step dt and, on the same randomness, step 2 dt) and
+:func:`faithfulness` (the batch against ``simulate_particles``) run either. The pairs, the attention output of each
+realization's tokens, the median with its standard error and the Richardson statistics complete the module.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any, Protocol
+
 import numpy as np
 
-from spde_tokens.activations import dual_derivative_at_one, dual_kernel
 from spde_tokens.drift import tangent_projection
 from spde_tokens.model import AttentionModel
-from spde_tokens.noise import MLPNoise
+from spde_tokens.noise import NoisePath
+from spde_tokens.particles import simulate_particles
 
 MEDIAN_SE_FACTOR = np.sqrt(np.pi / 2.0)
 
 
-# ---------------------------------------------------------------------------------------------------------------
-# theory
+class Batch(Protocol):
+    """The layer update of one noise kind for R realizations at once (module docstring)."""
 
+    model: AttentionModel
+    noise: Any
 
-def kappas(activation: str) -> tuple[float, float, float]:
-    """(κ(1), κ'(1), κ(−1)) of the dual activation (``dual_kernel``, ``dual_derivative_at_one``)."""
-    return (float(dual_kernel(activation, 1.0)), float(dual_derivative_at_one(activation)),
-            float(dual_kernel(activation, -1.0)))
+    def draw(self, rng: np.random.Generator, r: int, dim: int, dt: float) -> Any:
+        """The increments of one step of length dt for r realizations."""
 
+    def combine(self, first: Any, second: Any) -> Any:
+        """The increments of one step of 2 dt made of two consecutive steps of dt (the same randomness)."""
 
-def noise_exponent(activation: str, dim: int, sigma: float) -> float:
-    """Λ_noise = sigma² ((d − 3) κ'(1) − (d − 1) κ(1)): the a.s. rate of log(1 − x·y) from the noise alone."""
-    k, kp, _ = kappas(activation)
-    return sigma**2 * ((dim - 3) * kp - (dim - 1) * k)
+    def from_path(self, increments: list[dict[str, np.ndarray]]) -> Any:
+        """The increments of one step, one realization per ``NoisePath.increments`` dict."""
 
-
-def mean_exponent(activation: str, dim: int, sigma: float) -> float:
-    """c = sigma² ((d − 1) κ'(1) − (d − 3) κ(1)): E(1 − x·y) ∝ exp(c t) from the noise alone (it grows, c > 0)."""
-    k, kp, _ = kappas(activation)
-    return sigma**2 * ((dim - 1) * kp - (dim - 3) * k)
-
-
-def log_variance_rate(activation: str, sigma: float) -> float:
-    """4 sigma² (κ(1) + κ'(1)): the quadratic variation of log(1 − x·y) per unit time near the diagonal."""
-    k, kp, _ = kappas(activation)
-    return 4.0 * sigma**2 * (k + kp)
-
-
-def drift_exponent(model: AttentionModel) -> float:
-    """The attention part of Λ for two tokens near the diagonal: −2 (softmax, V = I), −2 e^beta (unnormalized), 0."""
-    if model.value_factor == 0.0:
-        return 0.0
-    if model.value_factor != 1.0 or model.zonal_factor != 1.0:
-        raise ValueError("the drift exponent is implemented for V = 0 or Q = K = V = I")
-    return -2.0 if model.softmax else -2.0 * np.exp(model.beta)
-
-
-def antipodal_drift_exponent(model: AttentionModel) -> float:
-    """The attention part of the exponent of log(1 + x·y) at an antipodal pair of two tokens.
-
-    Softmax: d(1 + r)/dt = 2 e^{beta r}(1 − r²)/(e^beta + e^{beta r}) ≈ 4/(e^{2 beta} + 1) (1 + r); unnormalized:
-    e^{beta r}(1 − r²) ≈ 2 e^{−beta} (1 + r); V = 0: none.
-    """
-    if model.value_factor == 0.0:
-        return 0.0
-    return 4.0 / (np.exp(2 * model.beta) + 1.0) if model.softmax else 2.0 * np.exp(-model.beta)
-
-
-def crossing_dimension(activation: str) -> float:
-    """The d where Λ_noise changes sign: (3κ' − κ)/(κ' − κ) (inf when κ' ≤ κ: never positive)."""
-    k, kp, _ = kappas(activation)
-    return (3.0 * kp - k) / (kp - k) if kp > k + 1e-12 else np.inf
+    def step(self, x: np.ndarray, dt: float, increments: Any) -> np.ndarray:
+        """x (R, N, d) after one layer update with these increments."""
 
 
 # ---------------------------------------------------------------------------------------------------------------
-# the layer update, vectorized over independent realizations
+# tokens and pairs
 
 
 def attention_output(model: AttentionModel, x: np.ndarray) -> np.ndarray:
@@ -92,30 +64,6 @@ def attention_output(model: AttentionModel, x: np.ndarray) -> np.ndarray:
     return num * (np.exp(shift) / x.shape[1])
 
 
-def mlp_field(noise: MLPNoise, x: np.ndarray, w1: np.ndarray, w2: np.ndarray) -> np.ndarray:
-    """ΔN = sigma W₂ φ(W₁ x)/sqrt(width) for each realization: x (R, N, d), W₁ (R, width, d), W₂ (R, d, width).
-
-    The formula of ``MLPNoise.field`` with the increments of ``NoisePath.dW`` stacked over realizations.
-    """
-    hidden = noise.activation.phi(x @ np.swapaxes(w1, 1, 2))
-    return (noise.sigma / np.sqrt(noise.width)) * (hidden @ np.swapaxes(w2, 1, 2))
-
-
-def layer_step(model: AttentionModel, noise: MLPNoise, x: np.ndarray, dt: float, w1: np.ndarray,
-               w2: np.ndarray) -> np.ndarray:
-    """x ← normalize(x + dt P_x V a_μ(x) + P_x ΔN(x)) for R realizations at once, x of shape (R, N, d)."""
-    move = tangent_projection(x, mlp_field(noise, x, w1, w2))
-    if model.value_factor != 0.0:
-        move += dt * tangent_projection(x, attention_output(model, x) @ model.V.T)
-    x = x + move
-    return x / np.linalg.norm(x, axis=-1, keepdims=True)
-
-
-def draw_increments(rng: np.random.Generator, r: int, dim: int, width: int, dt: float):
-    """W₁ (r, width, d) ~ N(0, 1) and W₂ (r, d, width) ~ N(0, dt): the law of ``MLPNoise.sample``."""
-    return rng.standard_normal((r, width, dim)), rng.standard_normal((r, dim, width)) * np.sqrt(dt)
-
-
 def pair_distance(x: np.ndarray, sign: float = 1.0) -> np.ndarray:
     """1 − x·y (sign = +1) or 1 + x·y (sign = −1) as |x ∓ y|²/2: no cancellation for close pairs."""
     diff = x[:, 0] - sign * x[:, 1]
@@ -123,6 +71,7 @@ def pair_distance(x: np.ndarray, sign: float = 1.0) -> np.ndarray:
 
 
 def uniform_points(rng: np.random.Generator, r: int, dim: int) -> np.ndarray:
+    """r independent points uniform on S^{dim−1} (normalized Gaussian vectors), shape (r, dim)."""
     x = rng.standard_normal((r, dim))
     return x / np.linalg.norm(x, axis=-1, keepdims=True)
 
@@ -137,7 +86,12 @@ def tight_pairs(rng: np.random.Generator, r: int, dim: int, u0: float, sign: flo
     return np.stack([x, sign * y], axis=1)
 
 
-def observed_steps(x0: np.ndarray, n_steps: int, step, observe) -> np.ndarray:
+# ---------------------------------------------------------------------------------------------------------------
+# runs of a batch
+
+
+def observed_steps(x0: np.ndarray, n_steps: int, step: Callable[[np.ndarray], np.ndarray],
+                   observe: Callable[[np.ndarray], Any]) -> np.ndarray:
     """x_{k+1} = step(x_k) for k < n_steps; returns observe(x_k) for k = 0 … n_steps, shape (n_steps + 1, ...)."""
     x = x0.copy()
     first = np.asarray(observe(x))
@@ -149,21 +103,16 @@ def observed_steps(x0: np.ndarray, n_steps: int, step, observe) -> np.ndarray:
     return out
 
 
-def simulate(model: AttentionModel, noise: MLPNoise, x0: np.ndarray, dt: float, n_steps: int,
-             rng: np.random.Generator, observe) -> np.ndarray:
-    """Run the batch for n_steps; returns observe(x) at every step (n_steps + 1, ...)."""
-
-    def step(x: np.ndarray) -> np.ndarray:
-        w1, w2 = draw_increments(rng, x.shape[0], x.shape[2], noise.width, dt)
-        return layer_step(model, noise, x, dt, w1, w2)
-
-    return observed_steps(x0, n_steps, step, observe)
+def simulate(batch: Batch, x0: np.ndarray, dt: float, n_steps: int, rng: np.random.Generator,
+             observe: Callable[[np.ndarray], Any]) -> np.ndarray:
+    """n_steps layer updates of step dt from x0 (R, N, d), increments from ``rng``; observe(x) at every step."""
+    r, _, d = x0.shape
+    return observed_steps(x0, n_steps, lambda x: batch.step(x, dt, batch.draw(rng, r, d, dt)), observe)
 
 
-def simulate_coupled(model: AttentionModel, noise: MLPNoise, x0: np.ndarray, dt: float, n_coarse: int,
-                     rng: np.random.Generator, observe) -> np.ndarray:
-    """The batch with step dt and, on the same randomness, with step 2 dt, as ``NoisePath.coarsen(2)`` builds it
-    (the two steps' hidden features side by side: the sum of the two fields, frozen over the double step).
+def simulate_coupled(batch: Batch, x0: np.ndarray, dt: float, n_coarse: int, rng: np.random.Generator,
+                     observe: Callable[[np.ndarray], Any]) -> np.ndarray:
+    """The batch with step dt and, on the same randomness, with step 2 dt (``batch.combine`` of each two steps).
 
     Returns observe(x) at the times 2 k dt of both chains, shape (n_coarse + 1, 2, ...): [:, 0] step dt, [:, 1] 2 dt.
     """
@@ -173,13 +122,28 @@ def simulate_coupled(model: AttentionModel, noise: MLPNoise, x0: np.ndarray, dt:
     out[0] = first
     r, _, d = x0.shape
     for k in range(n_coarse):
-        a = draw_increments(rng, r, d, noise.width, dt)
-        b = draw_increments(rng, r, d, noise.width, dt)
-        fine = layer_step(model, noise, layer_step(model, noise, fine, dt, *a), dt, *b)
-        coarse = layer_step(model, noise, coarse, 2 * dt, np.concatenate([a[0], b[0]], axis=1),
-                            np.concatenate([a[1], b[1]], axis=2))
+        a, b = batch.draw(rng, r, d, dt), batch.draw(rng, r, d, dt)
+        fine = batch.step(batch.step(fine, dt, a), dt, b)
+        coarse = batch.step(coarse, 2 * dt, batch.combine(a, b))
         out[k + 1, 0], out[k + 1, 1] = observe(fine), observe(coarse)
     return out
+
+
+def faithfulness(batch: Batch, x0: np.ndarray, dt: float, t_end: float = 1.0) -> float:
+    """Largest |x_batch − x_simulate_particles| at t_end when both are fed the same ``NoisePath`` increments.
+
+    Realization s of x0 (R, N, d) is driven by ``NoisePath(batch.noise, d, dt, ·, seed=s)``: ``simulate_particles``
+    (layer scheme, direct attention sums) reads the path, the batch takes its increments (``batch.from_path``).
+    """
+    n_steps = int(round(t_end / dt))
+    paths = [NoisePath(batch.noise, batch.model.dim, dt, n_steps, seed=s) for s in range(x0.shape[0])]
+    ref = np.stack([simulate_particles(batch.model, batch.noise, x0[s], t_end, dt, path=path, save_every=t_end,
+                                       progress=False, attention="direct")["positions"].values[-1]
+                    for s, path in enumerate(paths)])
+    x = x0.copy()
+    for k in range(n_steps):
+        x = batch.step(x, dt, batch.from_path([p.increments(k) for p in paths]))
+    return float(np.max(np.abs(x - ref)))
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -192,6 +156,26 @@ def median_with_se(values: np.ndarray) -> tuple[float, float]:
     med = float(np.median(values))
     mad = float(np.median(np.abs(values - med)))
     return med, MEDIAN_SE_FACTOR * 1.4826 * mad / np.sqrt(values.size)
+
+
+def rate_statistics(series: np.ndarray, horizon: float) -> dict:
+    """Slopes s = (q(T) − q(0))/T per realization of a log quantity q and their Richardson combination.
+
+    Parameters
+    ----------
+    series : (n + 1, 2, R) from :func:`simulate_coupled` (dt chain, 2 dt chain); horizon : T.
+
+    Returns
+    -------
+    dict: ``"median"``, ``"se"`` and ``"positive"`` (fraction > 0) of the dt slopes, ``"median_coarse"`` of the
+    2 dt slopes, ``"richardson"`` and ``"richardson_se"`` of 2 s(dt) − s(2 dt) (O(dt²) bias); SEs from
+    :func:`median_with_se`.
+    """
+    slopes = (series[-1] - series[0]) / horizon  # (2, R): dt chain, 2 dt chain
+    med, se = median_with_se(slopes[0])
+    rich, rich_se = median_with_se(2 * slopes[0] - slopes[1])
+    return {"median": med, "se": se, "positive": float(np.mean(slopes[0] > 0)),
+            "median_coarse": float(np.median(slopes[1])), "richardson": rich, "richardson_se": rich_se}
 
 
 def richardson_log_mean_rate(fine: np.ndarray, coarse: np.ndarray, t: float) -> tuple[float, float]:

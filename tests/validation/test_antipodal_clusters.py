@@ -6,7 +6,7 @@ import pytest
 
 from spde_tokens.noise import ValueNoise
 from spde_tokens.validation import antipodal_clusters as ac
-from spde_tokens.validation.antipodal import DT, model_for, value_step
+from spde_tokens.validation.value_pairs import DT, ValueBatch, model_for
 
 
 def test_symmetric_density_and_tokens_stay_symmetric():
@@ -19,7 +19,7 @@ def test_symmetric_density_and_tokens_stay_symmetric():
     assert res["stages"] >= 4 * res["n_steps"]
     assert res["odd_share"].max() <= (res["stages"] * ac.EPS) ** 2
     assert res["asymmetry"].max() <= res["n_steps"] * res["n_tokens"] * ac.EPS
-    verdicts = {r["quantity"].split(":")[0]: r["verdict"] for r in ac.density_rows(res)}
+    verdicts = {r["quantity"].split(":")[0]: r["verdict"] for r in ac.density_rows("antipodal", res)}
     assert verdicts["density/odd_degrees"] == verdicts["density/tokens_symmetric"] == "pass"
     # the tokens moved (the check is not trivially met by a frozen run) and the density order parameter is finite
     assert np.ptp(res["order_tokens"]) > 1e-3 and np.all(np.isfinite(res["order_density"]))
@@ -32,7 +32,7 @@ def test_cap_means_follow_the_two_token_update_to_second_order_in_the_radius():
     to first order), so the deviation is C r² with C independent of r: doubling r must multiply it by 4 up to the
     relative O(r²) ≈ 1e-7 of the next order and rounding (1e-16 against a deviation ≥ 1e-8), far inside 4 ± 0.01.
     """
-    model, noise = model_for(1.0, 3), ValueNoise(1.0)
+    batch = ValueBatch(model_for(1.0, 3), ValueNoise(1.0))
 
     def deviation(radius: float) -> float:
         rng = np.random.default_rng(0)
@@ -41,7 +41,7 @@ def test_cap_means_follow_the_two_token_update_to_second_order_in_the_radius():
         worst = 0.0
         for _ in range(200):
             dw = rng.standard_normal((3, 3, 3)) * np.sqrt(DT)
-            x, pair = value_step(model, noise, x, dw), value_step(model, noise, pair, dw)
+            x, pair = batch.step(x, DT, dw), batch.step(pair, DT, dw)
             worst = max(worst, float(np.abs(ac.cap_means(x, 8) - pair).max()))
         return worst
 
@@ -54,7 +54,7 @@ def test_persistence_interval_brackets_the_linear_law():
     """The interval contains P(X_T < 0) of the unconstrained Brownian motion with drift Λ (< 0 at d = 3, β = 1)."""
     from scipy import special
 
-    from spde_tokens.validation.antipodal import exponent, variance_rate
+    from spde_tokens.validation.value_pairs import exponent, variance_rate
 
     beta, dim, t = 1.0, 3, 8.0
     low, high = ac.persistence_interval(beta, dim, t)
