@@ -8,23 +8,34 @@ samples of ρ,
     E MMD²(μ_N, ρ) = (1/N) (k(x, x) − ∫∫ k dρ dρ) = (1/N) (e^{s} − Σ_l λ_l P_l(ρ)),     k(x, y) = exp(s x·y),
 
 the *sampling floor* against which the measured MMD is judged (tokens of an interacting system are not i.i.d., but
-their fluctuations are of the same order, O(N^{-1/2})).
+their fluctuations are of the same order, O(N^{-1/2})). The verdict: the runs agree when MMD ≤ VERDICT_BAND × floor
+at every common time. For i.i.d. samples N·MMD² tends to a Gaussian quadratic form Σ_k w_k Z_k² with Σ_k w_k =
+N·floor², and for thresholds t ≥ 1.54 the probability P(Σ w_k Z_k² ≥ t Σ w_k) is largest with a single term
+(Székely and Bakirov, 2003, "Extremal probabilities for Gaussian quadratic forms"), so MMD > 3 × floor happens with
+probability at most P(Z² > 9) = 0.27 % when the engines agree up to sampling.
+
+Runs are compared only when they are the same realization: the same noise (kind and parameters), seed, base step of
+the noise path, truncation of an infinite-width MLP field, dim, attention model and initial condition (:func:`compare`
+refuses others with a ValueError naming the attribute).
 """
 
 from __future__ import annotations
 
-import datetime
-
 import numpy as np
 import xarray as xr
+from numpy.typing import ArrayLike
 
 from spde_tokens import diagnostics as diag
 from spde_tokens.grids import Grid, grid_from_attrs
+from spde_tokens.records import utc_stamp
 
 #: relative tolerance for two record times to be the same time
 TIME_RTOL = 1e-9
-#: attributes that must agree between the two runs (the realization, its noise and the attention model)
-MATCHED_ATTRS = ("seed", "noise", "beta", "normalization")
+#: attributes that must agree between the two runs: the noise, the attention model and the initial condition
+#: (every ``noise_<kind>_<parameter>`` attribute too; the path's seed, base step and truncation are checked apart)
+MATCHED_ATTRS = ("noise", "beta", "normalization", "initial_condition")
+#: the runs agree when MMD ≤ VERDICT_BAND × the sampling floor at every common time (see the module docstring)
+VERDICT_BAND = 3.0
 
 
 def sampling_floor(grid: Grid, coeffs: np.ndarray, n_tokens: int, scale: float = diag.MMD_SCALE) -> float:
@@ -50,7 +61,13 @@ def _attr_text(value) -> str:
     return repr(value)
 
 
+def _differ(name: str, a, b, hint: str) -> ValueError:
+    return ValueError(f"{name}: the density run has {name} = {_attr_text(a)} but the particle run has {name} = "
+                      f"{_attr_text(b)}; {hint}")
+
+
 def _check_runs(dens: xr.Dataset, parts: xr.Dataset) -> None:
+    """ValueError naming the first attribute that makes the two runs different realizations or models."""
     if not isinstance(dens, xr.Dataset) or "density" not in dens:
         raise ValueError("dens must be a density run Dataset (solve_density or open_run) with a 'density' variable")
     if not isinstance(parts, xr.Dataset) or "positions" not in parts:
@@ -59,24 +76,59 @@ def _check_runs(dens: xr.Dataset, parts: xr.Dataset) -> None:
     dim_p = int(parts.sizes["component"])
     if dim_d != dim_p or int(parts.attrs.get("model_dim", dim_p)) != dim_p:
         raise ValueError(f"dim: the density run has dim {dim_d} but the particle run has dim {dim_p}")
-    deterministic = dens.attrs.get("noise") == "none" and parts.attrs.get("noise") == "none"
-    for name in MATCHED_ATTRS:
-        if name == "seed" and deterministic:  # no randomness: the seed is not part of the realization
-            continue
+    noise_keys = sorted(k for k in {*dens.attrs, *parts.attrs} if k.startswith("noise_"))
+    for name in (*MATCHED_ATTRS, *noise_keys):
         a, b = dens.attrs.get(name), parts.attrs.get(name)
+        if name == "initial_condition" and (a is None or b is None):
+            continue  # only runs made from a configuration record it
         if a is None or b is None:
             raise ValueError(f"{name}: attribute missing from the {'density' if a is None else 'particle'} run")
         if _attr_text(a) != _attr_text(b):
-            raise ValueError(f"{name}: the density run has {name} = {a!r} but the particle run has {name} = {b!r}; "
-                             f"compare runs of the same realization")
-    if not deterministic and "path_dt" in dens.attrs and "path_dt" in parts.attrs:
-        # the Brownian increments are drawn per step of the base path: the same seed with another base step is
-        # another realization (a coarsened path keeps its base step, dt / coarsening)
-        base_d = float(dens.attrs["path_dt"]) / float(dens.attrs.get("path_coarsening", 1))
-        base_p = float(parts.attrs["path_dt"]) / float(parts.attrs.get("path_coarsening", 1))
-        if abs(base_d - base_p) > 1e-12 * max(base_d, base_p):
-            raise ValueError(f"path_dt: the runs' noise paths have base steps {base_d:g} (density) and {base_p:g} "
-                             f"(particles), so they are different realizations; use one path (or path.coarsen)")
+            raise _differ(name, a, b, "compare runs of the same realization")
+    for name in ("Q", "K", "V"):
+        if name in dens and name in parts and not np.array_equal(dens[name].values, parts[name].values):
+            raise ValueError(f"{name}: the runs have different attention matrices {name}; compare runs of one model")
+    if "path_dt" not in dens.attrs:  # no noise path: the density does not depend on a seed
+        return
+    hint = "they are different noise paths; drive both runs with one NoisePath (or one configuration)"
+    for name in ("seed", "path_dt"):
+        if name not in parts.attrs:
+            raise ValueError(f"{name}: attribute missing from the particle run (the density run has a noise path)")
+    if _attr_text(dens.attrs["seed"]) != _attr_text(parts.attrs["seed"]):
+        raise _differ("seed", dens.attrs["seed"], parts.attrs["seed"], hint)
+    # the Brownian increments are drawn per step of the base path: the same seed with another base step is
+    # another realization (a coarsened path keeps its base step, dt / coarsening)
+    base_d = float(dens.attrs["path_dt"]) / float(dens.attrs.get("path_coarsening", 1))
+    base_p = float(parts.attrs["path_dt"]) / float(parts.attrs.get("path_coarsening", 1))
+    if abs(base_d - base_p) > 1e-12 * max(base_d, base_p):
+        raise ValueError(f"path_dt: the runs' noise paths have base steps path_dt/path_coarsening = {base_d:g} "
+                         f"(density) and {base_p:g} (particles); {hint}")
+    # the infinite-width MLP field is drawn degree by degree up to path_lmax: another truncation is another field
+    if dens.attrs.get("noise_mlp_width") == "none":
+        a, b = dens.attrs.get("path_lmax"), parts.attrs.get("path_lmax")
+        if _attr_text(a) != _attr_text(b):
+            raise _differ("path_lmax", a, b, hint)
+
+
+def verdict(mmd: ArrayLike, floor: ArrayLike, times: ArrayLike, band: float = VERDICT_BAND) -> tuple[str, float]:
+    """The verdict on a comparison and the largest ratio MMD / sampling floor over the common times.
+
+    "agree up to sampling: …" when MMD ≤ ``band`` × floor at every time (the engines agree up to the sampling of
+    N tokens), "differ beyond sampling: …" otherwise; the text states the largest ratio and its time.
+    """
+    mmd, floor, times = (np.asarray(a, dtype=float) for a in (mmd, floor, times))
+    ratio = np.divide(mmd, floor, out=np.where(mmd > 0, np.inf, 0.0), where=floor > 0)
+    worst = int(np.argmax(ratio))
+    at = f"{ratio[worst]:.3g} at t = {float(times[worst]):g}"
+    if ratio[worst] <= band:
+        return f"agree up to sampling: MMD <= {band:g} x sampling floor at every time (largest ratio {at})", \
+            float(ratio[worst])
+    return f"differ beyond sampling: MMD/sampling floor = {at}, above the band {band:g}", float(ratio[worst])
+
+
+def _source(ds: xr.Dataset, what: str) -> str:
+    source = ds.encoding.get("source")
+    return repr(str(source)) if source else f"an in-memory {what} run"
 
 
 def common_times(t_a: np.ndarray, t_b: np.ndarray, rtol: float = TIME_RTOL) -> tuple[np.ndarray, np.ndarray]:
@@ -139,14 +191,18 @@ def compare(dens: xr.Dataset, parts: xr.Dataset, scale: float = diag.MMD_SCALE,
 
     Returns
     -------
-    xarray.Dataset on the common ``time`` with the variables above, CF attributes, and the attributes ``seed``,
-    ``noise``, the grid's, ``n_tokens`` and ``mmd_scale``.
+    xarray.Dataset on the common ``time`` with the variables above, CF attributes (``history`` names the two
+    inputs: their files when they were read by ``open_run``), the attributes ``seed``, ``noise``, the grid's,
+    ``n_tokens``, ``mmd_scale``, the inputs' provenance (``initial_condition``, ``particles_seed``,
+    ``density_configuration``, ``particles_configuration``, those present) and the verdict: ``verdict`` (text,
+    "agree: …" or "differ: …", see :func:`verdict`), ``verdict_band`` and ``mmd_floor_ratio_max``.
 
     Raises
     ------
-    ValueError naming the parameter: runs of different dim, different ``seed``, ``noise``, ``beta`` or
-    ``normalization`` attributes, noise paths of different base steps (``path_dt``), no common record time, or a
-    bad ``scale``.
+    ValueError naming the attribute when the runs are not one realization of one model: different dim, ``noise``
+    (or any ``noise_*`` parameter), ``beta``, ``normalization``, matrices ``Q``, ``K``, ``V``,
+    ``initial_condition``, ``seed``, base step of the noise path (``path_dt``), truncation ``path_lmax`` of an
+    infinite-width MLP field; no common record time; a bad ``scale``.
     """
     _check_runs(dens, parts)
     try:
@@ -182,16 +238,24 @@ def compare(dens: xr.Dataset, parts: xr.Dataset, scale: float = diag.MMD_SCALE,
 
     from spde_tokens import __version__
 
-    stamp = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    times = dens["time"].values[i_dens]
+    text, worst = verdict(rows["mmd"], rows["mmd_sampling_floor"], times)
     attrs = {"Conventions": "CF-1.8", "title": "spde_tokens cross-validation", "source": f"spde_tokens {__version__}",
-             "history": f"{stamp} compare() of a density run and a particle run by spde_tokens {__version__}",
-             "seed": dens.attrs["seed"], "noise": dens.attrs["noise"], **grid.attrs(), "n_tokens": n,
-             "mmd_scale": scale, "model_dim": grid.dim}
-    for key in ("beta", "normalization", "dt", "t_end"):
+             "history": f"{utc_stamp()} compare() of the density run {_source(dens, 'density')} and the particle "
+                        f"run {_source(parts, 'particle')} by spde_tokens {__version__}",
+             "seed": dens.attrs.get("seed", "none"), "noise": dens.attrs["noise"], **grid.attrs(), "n_tokens": n,
+             "mmd_scale": scale, "model_dim": grid.dim, "verdict": text, "verdict_band": VERDICT_BAND,
+             "mmd_floor_ratio_max": worst}
+    for key in ("beta", "normalization", "dt", "t_end", "initial_condition"):
         if key in dens.attrs:
             attrs[key] = dens.attrs[key]
-    time = xr.Variable("time", dens["time"].values[i_dens], {"units": "1", "long_name": "depth (dimensionless time)",
-                                                             "axis": "T"})
+    if "particles_seed" in parts.attrs:
+        attrs["particles_seed"] = parts.attrs["particles_seed"]
+    for what, run in (("density", dens), ("particles", parts)):
+        if "configuration" in run.attrs:
+            attrs[f"{what}_configuration"] = run.attrs["configuration"]
+    # depth is dimensionless: units "1" and no axis "T" (CF reserves it for time units)
+    time = xr.Variable("time", times, {"units": "1", "long_name": "depth (dimensionless time)"})
     data = {name: xr.Variable("time", np.asarray(rows[name], dtype=float), var_attrs)
             for name, var_attrs in _variables(wasserstein, scale).items()}
     return xr.Dataset(data, coords={"time": time}, attrs=attrs)

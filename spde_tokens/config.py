@@ -149,18 +149,23 @@ def build_initial(config: dict, grid):
 
 
 def run_density(config: dict, progress: bool | None = None, checkpoint=None):
-    """Solve the density equation described by a validated configuration."""
+    """Solve the density equation described by a validated configuration; the Dataset (and the records of a
+    BlowUpError) carries the configuration as TOML text and the initial condition (``io.provenance``)."""
     from spde_tokens.density import solve_density
+    from spde_tokens.io import provenance, with_attrs
 
     grid = build_grid(config)
     run = dict(config["run"])
-    return solve_density(build_model(config), build_noise(config), build_initial(config, grid), **run,
-                         progress=progress, checkpoint=checkpoint, threads=grid.threads)
+    return with_attrs(lambda: solve_density(build_model(config), build_noise(config), build_initial(config, grid),
+                                            **run, progress=progress, checkpoint=checkpoint, threads=grid.threads),
+                      provenance(config))
 
 
 def run_particles(config: dict, progress: bool | None = None, checkpoint=None):
-    """Simulate the tokens of ``[particles]`` (drawn from the initial density) on the run's noise path."""
+    """Simulate the tokens of ``[particles]`` (drawn from the initial density) on the run's noise path; the Dataset
+    carries the configuration, the initial condition and the seed of the draw, ``particles_seed``."""
     from spde_tokens.initial import sample
+    from spde_tokens.io import provenance, with_attrs
     from spde_tokens.particles import simulate_particles
 
     if "particles" not in config:
@@ -172,7 +177,8 @@ def run_particles(config: dict, progress: bool | None = None, checkpoint=None):
         raise ValueError("[particles] needs the key 'n'")
     run = config["run"]
     x0 = sample(rho0, part["n"], seed=part.get("seed", 0))
-    return simulate_particles(build_model(config), build_noise(config), x0, t_end=run["t_end"], dt=run["dt"],
-                              seed=run.get("seed"), save_every=run.get("save_every"),
-                              scheme=part.get("scheme", "layer"), lmax=grid.degree_max, progress=progress,
-                              checkpoint=checkpoint)
+    return with_attrs(lambda: simulate_particles(build_model(config), build_noise(config), x0, t_end=run["t_end"],
+                                                 dt=run["dt"], seed=run.get("seed"), save_every=run.get("save_every"),
+                                                 scheme=part.get("scheme", "layer"), lmax=grid.degree_max,
+                                                 progress=progress, checkpoint=checkpoint),
+                      {**provenance(config), "particles_seed": part.get("seed", 0)})

@@ -2,15 +2,20 @@
 
 Realization r of a run with seed s takes the seed ``SeedSequence(s).spawn(R)[r]`` reduced to an integer, so its
 numbers do not depend on the number or kind of workers. Each realization is written to its own NetCDF file in
-``out_dir`` as soon as it finishes (atomically: ``.tmp`` then rename), re-running the same command skips the files
-already there, failed realizations are retried a bounded number of times and then reported, and the ensemble
-Dataset (dimension ``realization``) is assembled lazily with ``xarray.open_mfdataset``. Every realization runs its
-transforms on the configured ``[grid] threads`` (default 1), so a local cluster has one worker per that many cores.
+``out_dir`` as soon as it finishes (atomically: ``.tmp`` then rename) with the fingerprint of the configuration that
+made it; re-running the same command reuses a file only when its fingerprint matches and refuses a folder holding
+realizations of another configuration (never mixing them). Failed realizations are retried a bounded number of
+times and then reported, and the ensemble Dataset (dimension ``realization``) is assembled lazily with
+``xarray.open_mfdataset``. Every realization runs its transforms on the configured ``[grid] threads`` (default 1),
+so a local cluster has one worker per that many cores.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
+import tomllib
 from typing import Any
 
 import numpy as np
@@ -19,6 +24,7 @@ from tqdm.auto import tqdm
 
 from spde_tokens import checks
 from spde_tokens.config import load_config, run_density, run_particles
+from spde_tokens.io import append_history, toml_text, write_run
 from spde_tokens.records import default_progress
 
 #: attempts per realization beyond the first
@@ -36,36 +42,95 @@ def _part_path(out_dir: str, engine: str, realization: int) -> str:
     return os.path.join(out_dir, f"{engine}_{realization:05d}.nc")
 
 
-def _write_atomic(ds: xr.Dataset, path: str) -> None:
-    tmp = path + ".tmp"
-    ds.to_netcdf(tmp, engine="netcdf4", format="NETCDF4")
-    os.replace(tmp, path)
+def _realization_config(config: dict, realization: int) -> dict:
+    """The configuration realization r runs: the ensemble's, with the realization's seed."""
+    config = {section: dict(body) for section, body in config.items()}
+    config["run"]["seed"] = realization_seed(config["run"].get("seed", 0), realization)
+    return config
+
+
+def _defining(config: dict, engine: str) -> dict:
+    """The part of a configuration that defines the results of ``engine``: all of it but ``[grid] threads``
+    (transform threads) and, for the density, ``[particles]``."""
+    return {section: {k: v for k, v in body.items() if (section, k) != ("grid", "threads")}
+            for section, body in config.items() if not (engine == "density" and section == "particles")}
+
+
+def _numbers_as_floats(value: Any) -> Any:
+    """Integers as floats (beta = 1 and beta = 1.0 are one setting), recursively."""
+    if isinstance(value, dict):
+        return {k: _numbers_as_floats(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_numbers_as_floats(v) for v in value]
+    return float(value) if isinstance(value, int) and not isinstance(value, bool) else value
+
+
+def part_fingerprint(config: dict, engine: str) -> str:
+    """The fingerprint of a realization's file: a SHA-256 (first 16 hex digits) of the settings that define it
+    (:func:`_defining` of the realization's configuration, its seed included), independent of key order and of
+    writing a number as an integer or a float."""
+    text = json.dumps(_numbers_as_floats(_defining(config, engine)), sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def _first_difference(there: dict, here: dict) -> str:
+    """The first setting (in table and key order) whose value differs between two configurations."""
+    for section in sorted({*there, *here}):
+        a, b = there.get(section, {}), here.get(section, {})
+        for key in sorted({*a, *b}):
+            if _numbers_as_floats(a.get(key)) != _numbers_as_floats(b.get(key)):
+                show = [repr(t[key]) if key in t else "absent" for t in (a, b)]
+                return f"[{section}] {key} = {show[0]} there, {show[1]} here"
+    return "the fingerprints differ"
+
+
+def reusable(path: str, config: dict, engine: str, realization: int) -> bool:
+    """Whether the file ``path`` of realization ``realization`` exists and was made by the ensemble configuration
+    ``config`` (its fingerprint, :func:`part_fingerprint`, matches).
+
+    Raises
+    ------
+    ValueError naming the folder and the differing setting when the file was made by another configuration (or
+    carries no fingerprint): an ensemble never mixes realizations of different configurations.
+    """
+    if not os.path.exists(path):
+        return False
+    with xr.open_dataset(path, engine="netcdf4", decode_timedelta=False) as part:
+        attrs = {k: v.item() if isinstance(v, np.generic) else v for k, v in part.attrs.items()}
+    if attrs.get("part_fingerprint") == part_fingerprint(_realization_config(config, realization), engine):
+        return True
+    if "part_fingerprint" not in attrs or "configuration" not in attrs:
+        why = "it carries no fingerprint (an earlier version of spde_tokens wrote it)"
+    else:
+        there = tomllib.loads(str(attrs["configuration"]))
+        there["run"]["seed"] = attrs.get("ensemble_seed")  # the file holds its realization's seed
+        here = {section: dict(body) for section, body in config.items()}
+        here["run"]["seed"] = here["run"].get("seed", 0)
+        why = _first_difference(_defining(there, engine), _defining(here, engine))
+    raise ValueError(f"out_dir {os.path.dirname(path)!r} holds realizations of another configuration "
+                     f"({os.path.basename(path)}: {why}); remove the folder or write this ensemble elsewhere "
+                     f"(another -o or out_dir)")
 
 
 def run_realization(config: dict, realization: int, out_dir: str) -> list[str]:
     """Run one realization (density, and particles when configured) and write its files; returns their paths.
 
-    Runs in a dask worker: transforms use the configured ``[grid] threads``, progress bars are off.
+    A file already there is kept when its fingerprint matches (:func:`reusable`). Runs in a dask worker:
+    transforms use the configured ``[grid] threads``, progress bars are off.
     """
-    config = {section: dict(body) for section, body in config.items()}
-    base_seed = config["run"].get("seed", 0)
-    config["run"]["seed"] = realization_seed(base_seed, realization)
+    own = _realization_config(config, realization)
     written = []
     jobs = [("density", run_density)] + ([("particles", run_particles)] if "particles" in config else [])
     for engine, runner in jobs:
         path = _part_path(out_dir, engine, realization)
-        if os.path.exists(path):
-            written.append(path)
-            continue
-        ds = runner(config, progress=False)
-        ds.attrs.update({"realization": realization, "ensemble_seed": base_seed})
-        _write_atomic(ds, path)
+        if not reusable(path, config, engine, realization):
+            ds = runner(own, progress=False)
+            ds.attrs.update({"realization": realization, "ensemble_seed": config["run"].get("seed", 0),
+                             "part_fingerprint": part_fingerprint(own, engine)})
+            write_run(ds, path + ".tmp")
+            os.replace(path + ".tmp", path)
         written.append(path)
     return written
-
-
-def _done(out_dir: str, realization: int, engines: list[str]) -> bool:
-    return all(os.path.exists(_part_path(out_dir, e, realization)) for e in engines)
 
 
 def ensemble_statistics(ds: xr.Dataset) -> xr.Dataset:
@@ -95,7 +160,8 @@ def ensemble_statistics(ds: xr.Dataset) -> xr.Dataset:
 
 def run_ensemble(config: str | os.PathLike | dict, realizations: int, scheduler: str | None = None,
                  n_workers: int | None = None, out_dir: str | os.PathLike | None = None,
-                 output: str | os.PathLike | None = None, progress: bool | None = None) -> xr.Dataset:
+                 output: str | os.PathLike | None = None, progress: bool | None = None,
+                 history: str | None = None) -> xr.Dataset:
     """Run ``realizations`` noise realizations of a configuration on dask.distributed.
 
     Parameters
@@ -110,11 +176,17 @@ def run_ensemble(config: str | os.PathLike | dict, realizations: int, scheduler:
         ``output``, else ``ensemble.parts``).
     output : where to write the assembled ensemble (NetCDF), optional.
     progress : progress bar over realizations (default: on in a terminal).
+    history : what made the ensemble, e.g. the command line; appended to the ``history`` of ``output``.
 
     Returns
     -------
     The ensemble Dataset: the density runs stacked along ``realization`` (lazily opened), with the statistics of
-    :func:`ensemble_statistics`.
+    :func:`ensemble_statistics`, the ensemble ``seed`` and its ``configuration`` (TOML text).
+
+    Raises
+    ------
+    ValueError on bad input, and when ``out_dir`` holds a realization file of another configuration (naming the
+    first differing setting): files are reused only when their fingerprint matches (:func:`reusable`).
     """
     from dask.distributed import Client, LocalCluster, as_completed
 
@@ -129,7 +201,8 @@ def run_ensemble(config: str | os.PathLike | dict, realizations: int, scheduler:
     out_dir = os.path.abspath(os.fspath(out_dir))
     os.makedirs(out_dir, exist_ok=True)
     engines = ["density"] + (["particles"] if "particles" in cfg else [])
-    todo = [r for r in range(realizations) if not _done(out_dir, r, engines)]
+    todo = [r for r in range(realizations)
+            if not all([reusable(_part_path(out_dir, e, r), cfg, e, r) for e in engines])]  # checks every file
     failures: dict[int, str] = {}
     if todo:
         cluster = None
@@ -156,35 +229,61 @@ def run_ensemble(config: str | os.PathLike | dict, realizations: int, scheduler:
         raise RuntimeError(f"{len(failures)} realization(s) failed after {RETRIES} retries (the others are in "
                            f"{out_dir}; re-run to retry): {lines}")
     ds = assemble(out_dir, realizations)
+    ds.attrs["configuration"] = toml_text(cfg)
     if output is not None:
-        ds.load().to_netcdf(output, engine="netcdf4", format="NETCDF4")
+        write_run(ds, output, history=history)
     return ds
 
 
+def _ensemble_settings(attrs: dict, engine: str) -> dict:
+    """The defining settings of a realization file's configuration, with the ensemble seed for its own."""
+    if "configuration" not in attrs or "ensemble_seed" not in attrs:
+        raise ValueError("the realization file has no configuration or ensemble_seed attribute (an earlier version "
+                         "of spde_tokens wrote it); run the ensemble again in a new out_dir")
+    config = tomllib.loads(str(attrs["configuration"]))
+    config["run"]["seed"] = int(attrs["ensemble_seed"])
+    return _defining(config, engine)
+
+
 def assemble(out_dir: str, realizations: int, engine: str = "density") -> xr.Dataset:
-    """The realizations of ``out_dir`` stacked along ``realization`` (lazy), with ensemble statistics."""
+    """The realizations 0 … R − 1 of ``out_dir`` stacked along ``realization`` (lazy), with ensemble statistics.
+
+    Raises
+    ------
+    ValueError when a realization file is missing, or when two of them come from different configurations.
+    """
+    from spde_tokens import __version__
+
     files = [_part_path(out_dir, engine, r) for r in range(realizations)]
     missing = [f for f in files if not os.path.exists(f)]
     if missing:
         raise ValueError(f"out_dir {out_dir!r} lacks {len(missing)} realization files, e.g. {missing[0]}")
-    ds = xr.open_mfdataset(files, combine="nested", concat_dim="realization", engine="netcdf4",
-                           data_vars="all", coords="minimal", compat="override", join="override",
-                           decode_timedelta=False, combine_attrs="drop_conflicts")
-    for name in ("Q", "K", "V"):
-        if name in ds and "realization" in ds[name].dims:
-            ds[name] = ds[name].isel(realization=0)
-    ds = ds.assign_coords(realization=xr.Variable("realization", np.arange(realizations),
-                                                  {"long_name": "noise realization", "units": "1"}))
-    seeds = []
+    seeds, settings = [], None
     for f in files:
         with xr.open_dataset(f, engine="netcdf4", decode_timedelta=False) as one:
             seeds.append(int(one.attrs["seed"]))
+            own = _ensemble_settings(one.attrs, engine)
+            ensemble_seed = int(one.attrs["ensemble_seed"])
+        if settings is not None and _numbers_as_floats(own) != _numbers_as_floats(settings):
+            raise ValueError(f"out_dir {out_dir!r} mixes configurations ({os.path.basename(f)} and "
+                             f"{os.path.basename(files[0])}: {_first_difference(own, settings)})")
+        settings = own
+    ds = xr.open_mfdataset(files, combine="nested", concat_dim="realization", engine="netcdf4",
+                           data_vars="all", coords="minimal", compat="override", join="override",
+                           decode_timedelta=False, combine_attrs="drop_conflicts")
+    for name in list(ds.data_vars):  # the matrices and the cell measure are the same for every realization
+        if "time" not in ds[name].dims and "realization" in ds[name].dims:
+            ds[name] = ds[name].isel(realization=0)
+    ds = ds.assign_coords(realization=xr.Variable("realization", np.arange(realizations),
+                                                  {"long_name": "noise realization", "units": "1"}))
     ds["realization_seed"] = xr.Variable("realization", np.array(seeds), {"long_name": "seed of the realization",
                                                                           "units": "1"})
     ds = ds.merge(ensemble_statistics(ds))
-    ds.attrs.update({"title": "spde_tokens ensemble", "realizations": int(realizations)})
-    ds.attrs.pop("realization", None)
-    ds.attrs.pop("seed", None)
+    for name in ("realization", "part_fingerprint", "ensemble_seed", "history"):
+        ds.attrs.pop(name, None)
+    ds.attrs.update({"title": "spde_tokens ensemble", "realizations": int(realizations), "seed": ensemble_seed,
+                     "history": append_history(None, f"ensemble of {realizations} realizations assembled from "
+                                                      f"{out_dir} by spde_tokens {__version__}")})
     return ds
 
 

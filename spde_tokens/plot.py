@@ -404,8 +404,10 @@ def plot_comparison(cmp: xr.Dataset, path=None) -> Figure:
 
 
 def plot_ensemble(ens: xr.Dataset, path=None) -> Figure:
-    """Quantile bands over the ``realization`` dimension of ``energy`` and ``dispersion`` (those present):
-    the median, the 25–75% and the 5–95% bands against depth."""
+    """``energy`` and ``dispersion`` (those present) over the ``realization`` dimension against depth: the median
+    with the 25–75% and 5–95% bands from 20 realizations on, else the median and every realization drawn alone
+    (an empirical 5–95% band needs a realization beyond each edge, 0.05 R ≥ 1). The title names the ensemble's
+    seed (attribute ``seed``)."""
     if not isinstance(ens, xr.Dataset) or "realization" not in ens.dims:
         raise ValueError("plot_ensemble needs an xarray.Dataset with a 'realization' dimension")
     names = [name for name in ("energy", "dispersion") if name in ens and "realization" in ens[name].dims]
@@ -414,16 +416,22 @@ def plot_ensemble(ens: xr.Dataset, path=None) -> Figure:
     _require(ens, names, "plot_ensemble")
     t = ens["time"].values.astype(float)
     r = int(ens.sizes["realization"])
+    bands = r >= 20
     fig = _new_figure(5.5 * len(names), 4.2)
     axes = np.atleast_1d(fig.subplots(1, len(names)))
     for ax, name in zip(axes, names, strict=True):
         values = ens[name].transpose("realization", "time").values.astype(float)
-        q05, q25, q50, q75, q95 = np.nanquantile(values, [0.05, 0.25, 0.5, 0.75, 0.95], axis=0)
-        ax.fill_between(t, q05, q95, color="C0", alpha=0.2, lw=0, label="5–95%")
-        ax.fill_between(t, q25, q75, color="C0", alpha=0.4, lw=0, label="25–75%")
-        _line(ax, t, q50, color="C0", label="median")
+        if bands:
+            q05, q25, q75, q95 = np.nanquantile(values, [0.05, 0.25, 0.75, 0.95], axis=0)
+            ax.fill_between(t, q05, q95, color="C0", alpha=0.2, lw=0, label="5–95%")
+            ax.fill_between(t, q25, q75, color="C0", alpha=0.4, lw=0, label="25–75%")
+        else:
+            for i, row in enumerate(values):
+                ax.plot(t, row, color="C0", alpha=0.45, lw=0.8,
+                        label=f"each of the {r} realizations (too few for quantile bands)" if i == 0 else None)
+        _line(ax, t, np.nanmedian(values, axis=0), color="C0" if bands else "C1", label="median")
         if name == "dispersion":
-            _log_if_decays(ax, q05, q95)
+            _log_if_decays(ax, values)
         _time_axis(ax, r"$E_\beta$" if name == "energy" else "1 − |m|²",
                    f"{'interaction energy' if name == 'energy' else 'dispersion'} over {r} realizations")
         ax.legend(fontsize=8)

@@ -85,6 +85,34 @@ def default_progress(progress: bool | None) -> bool:
     return sys.stderr.isatty() if progress is None else bool(progress)
 
 
+def utc_stamp() -> str:
+    """The current UTC time as ``YYYY-MM-DDTHH:MM:SSZ``, the prefix of every ``history`` line."""
+    return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def cell_measure(attrs: dict[str, Any]) -> tuple[str, xr.Variable] | None:
+    """The quadrature weights of the grid named by ``attrs`` (``Grid.attrs()``) as a variable, or None without one.
+
+    On S² the variable ``area`` (lat, lon): the area of each node's cell on the unit sphere, Σ area · f = ∫ f dA for
+    band-limited f, linked to the fields by ``cell_measures = "area: area"``. CF 7.2 requires square metres for an
+    area measure, so the radius counts as 1 m. On S¹ the variable ``arc_length`` (theta), 2π/n per node, in metres
+    likewise; CF has no length measure, so no ``cell_measures`` points to it.
+    """
+    if "grid" not in attrs:
+        return None
+    from spde_tokens.grids import grid_from_attrs
+
+    grid = grid_from_attrs(attrs)
+    dims = tuple(grid.coords())
+    if grid.dim == 3:
+        return "area", xr.Variable(dims, grid.weights(), {
+            "long_name": "area of the quadrature cell on the unit sphere (radius 1 m): sum(area * f) = integral of f",
+            "standard_name": "cell_area", "units": "m2"})
+    return "arc_length", xr.Variable(dims, grid.weights(), {
+        "long_name": "arc length of the quadrature cell on the unit circle (radius 1 m): sum(arc_length * f) = "
+                     "integral of f", "units": "m"})
+
+
 class Recorder:
     """Collects the records of a run (values on ``time``) and turns them into a Dataset.
 
@@ -92,7 +120,8 @@ class Recorder:
     ----------
     variables : name → (dimensions after ``time``, attributes) of every recorded variable.
     coords : the coordinates of those dimensions (``time`` excluded).
-    attrs : global attributes of the run.
+    attrs : global attributes of the run; a grid's attributes (``Grid.attrs()``) add its quadrature weights
+        (:func:`cell_measure`), linked to the fields on the grid by ``cell_measures``.
     model : the attention model, whose matrices are stored as variables and parameters as attributes.
     """
 
@@ -125,12 +154,18 @@ class Recorder:
             data[name] = xr.Variable(("time", *dims), values, var_attrs)
         for name, mat in self.model.matrices().items():
             data[name] = xr.Variable(("row", "column"), mat, {"long_name": f"attention matrix {name}", "units": "1"})
+        measure = cell_measure(self.attrs)
+        if measure is not None:
+            name, weights = measure
+            data[name] = weights
+            for var in data.values():
+                if name == "area" and var.ndim > weights.ndim and var.dims[-weights.ndim:] == weights.dims:
+                    var.attrs["cell_measures"] = "area: area"
         # depth is dimensionless: units "1" and no axis "T" (CF reserves it for time units)
         time = xr.Variable("time", np.array(self.times, dtype=float), {"units": "1",
                                                                       "long_name": "depth (dimensionless time)"})
-        stamp = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
         base = {"Conventions": "CF-1.8", "source": f"spde_tokens {__version__}",
-                "history": f"{stamp} created by spde_tokens {__version__}"}
+                "history": f"{utc_stamp()} created by spde_tokens {__version__}"}
         base.update(self.model.attrs())
         base.update(self.attrs)
         ds = xr.Dataset(data, coords={"time": time, **self.coords}, attrs=base)

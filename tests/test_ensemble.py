@@ -1,18 +1,25 @@
-"""Ensembles on dask.distributed: identical numbers whatever the workers, restart skips finished realizations."""
+"""Ensembles on dask.distributed: identical numbers whatever the workers, restart reuses the finished realizations
+of the same configuration only, the ensemble file says how it was made, and its figure draws only honest bands."""
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
 import threading
 import time
+import tomllib
 
 import numpy as np
 import pytest
 import xarray as xr
 
-from spde_tokens.ensemble import realization_seed, run_ensemble
+from spde_tokens.cli import main
+from spde_tokens.config import load_config
+from spde_tokens.ensemble import assemble, realization_seed, reusable, run_ensemble, run_realization
+from spde_tokens.io import toml_text
+from spde_tokens.plot import plot_ensemble
 
 CONFIG = {
     "grid": {"n": 24},
@@ -38,6 +45,9 @@ def test_one_and_two_workers_give_identical_arrays(tmp_path):
     assert one.sizes["realization"] == 4 and np.isfinite(float(one.log_dispersion_slope_median))
     # the realizations differ from each other (different seeds)
     assert not np.array_equal(one.density.values[0], one.density.values[1])
+    # the ensemble says how it was made: its seed, its configuration, a history line
+    assert one.attrs["seed"] == 11 and tomllib.loads(one.attrs["configuration"]) == load_config(CONFIG)
+    assert re.fullmatch(r"\S+Z ensemble of 4 realizations assembled from .*", one.attrs["history"])
 
 
 def test_rerun_skips_finished_realizations(tmp_path):
@@ -51,6 +61,104 @@ def test_rerun_skips_finished_realizations(tmp_path):
     for f in (files[0], files[2]):
         assert os.stat(parts / f).st_mtime_ns == stamps[f]  # not recomputed
     assert os.path.exists(parts / files[1])
+
+
+def _changed(table, key, value):
+    return {**CONFIG, table: {**CONFIG[table], key: value}}
+
+
+@pytest.mark.parametrize(("config", "same"), [
+    (CONFIG, True),
+    (_changed("model", "beta", 2), True),  # beta = 2 and beta = 2.0 are one setting
+    (_changed("grid", "threads", 2), True),  # transform threads do not define the numbers
+    ({**CONFIG, "particles": {"n": 10}}, True),  # [particles] does not define the density
+    (_changed("model", "beta", 3.0), r"\[model\] beta = 2\.0 there, 3\.0 here"),
+    (_changed("run", "seed", 12), r"\[run\] seed = 11 there, 12 here"),  # the ensemble seed, not realization's
+    (_changed("noise", "bias", {"gamma": 0.5}), r"\[noise\] bias = \{'gamma': 0\.4\} there"),
+    ({k: v for k, v in CONFIG.items() if k != "noise"}, r"\[noise\] bias = .* there, absent here"),
+])
+def test_a_realization_file_is_reused_only_by_its_own_configuration(config, same, tmp_path):
+    run_realization(CONFIG, 1, str(tmp_path))
+    path = str(tmp_path / "density_00001.nc")
+    if same is True:
+        assert reusable(path, config, "density", 1)
+    else:
+        with pytest.raises(ValueError, match=f"out_dir '{re.escape(str(tmp_path))}' holds realizations of another "
+                                             f"configuration \\(density_00001.nc: {same}"):
+            reusable(path, config, "density", 1)
+    assert not reusable(str(tmp_path / "density_00002.nc"), config, "density", 2)  # not there: computed
+
+
+def test_a_file_without_fingerprint_is_refused(tmp_path):
+    run_realization(CONFIG, 0, str(tmp_path))
+    path = tmp_path / "density_00000.nc"
+    with xr.open_dataset(path) as ds:
+        old = ds.load()
+    del old.attrs["part_fingerprint"]  # as written before fingerprints
+    old.to_netcdf(path)
+    with pytest.raises(ValueError, match="carries no fingerprint"):
+        reusable(str(path), CONFIG, "density", 0)
+
+
+def test_assemble_refuses_realizations_of_two_configurations(tmp_path):
+    run_realization(CONFIG, 0, str(tmp_path))
+    run_realization(_changed("model", "beta", 3.0), 1, str(tmp_path))
+    with pytest.raises(ValueError, match=r"mixes configurations \(density_00001.nc and density_00000.nc: "
+                                         r"\[model\] beta = 3\.0 there, 2\.0 here\)"):
+        assemble(str(tmp_path), 2)
+
+
+def test_ensemble_command_never_mixes_configurations(tmp_path, capsys):
+    """The reported case: an ensemble at beta 1, then the same command at beta 3 with the same -o (its output file
+    removed, its parts kept) reused the beta-1 realizations and reported beta = 1. Now it refuses, in one line."""
+    config = tmp_path / "ens.toml"
+    out = tmp_path / "ens.nc"
+    config.write_text(toml_text(_changed("model", "beta", 1.0)))
+    assert main(["ensemble", str(config), "--realizations", "2", "--workers", "1", "-o", str(out),
+                 "--no-progress"]) == 0
+    with xr.open_dataset(out) as ens:  # the file says what it is: beta, the ensemble seed, its history
+        assert float(ens.attrs["beta"]) == 1.0 and int(ens.attrs["seed"]) == 11
+        assert "ensemble of 2 realizations" in ens.attrs["history"]
+    out.unlink()
+    config.write_text(toml_text(_changed("model", "beta", 3.0)))
+    capsys.readouterr()
+    assert main(["ensemble", str(config), "--realizations", "2", "--workers", "1", "-o", str(out),
+                 "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"{out}.parts" in err and "[model] beta = 1.0 there, 3.0 here" in err
+    assert not out.exists()  # nothing written that would say beta = 1
+
+
+@pytest.fixture(scope="module")
+def four_realizations(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("four")
+    for r in range(4):
+        run_realization(CONFIG, r, str(folder))
+    return assemble(str(folder), 4)
+
+
+def test_figure_of_a_small_ensemble_draws_each_realization_and_names_the_seed(four_realizations):
+    """4 realizations: no 5–95% band (an empirical one needs ≥ 20), each realization drawn; the title has seed 11."""
+    fig = plot_ensemble(four_realizations)
+    assert "seed 11" in fig._suptitle.get_text()
+    for ax in fig.axes:
+        assert len(ax.collections) == 0  # no fill_between band
+        lines = [line for line in ax.get_lines() if line.get_label() != "median"]
+        assert len(lines) == 4
+    energy = np.sort([line.get_ydata()[-1] for line in fig.axes[0].get_lines() if line.get_label() != "median"])
+    np.testing.assert_array_equal(energy, np.sort(four_realizations.energy.values[:, -1]))
+
+
+def test_figure_of_twenty_realizations_draws_quantile_bands(four_realizations):
+    """20 realizations (the 4 above, each five times): the 5–95% and 25–75% bands at their empirical quantiles."""
+    ens = xr.concat([four_realizations[["energy", "dispersion"]]] * 5, dim="realization")
+    ens.attrs = four_realizations.attrs
+    fig = plot_ensemble(ens)
+    ax = fig.axes[0]
+    assert len(ax.collections) == 2
+    outer = ax.collections[0].get_paths()[0].vertices[:, 1]
+    values = four_realizations.energy.values
+    assert np.min(outer) == pytest.approx(np.quantile(np.repeat(values, 5, axis=0), 0.05, axis=0).min(), rel=1e-12)
 
 
 def _start_cluster(tmp_path, n_workers):
