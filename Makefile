@@ -8,8 +8,9 @@ PYTHON ?= python3
 VENV ?= .venv
 OUT ?= run.nc
 PY := $(VENV)/bin/python
-# the FFTW headers build shtns; netcdf-bin gives ncdump; venv/dev/gcc build a venv and the C extension
-APT_PACKAGES := libfftw3-dev netcdf-bin python3-venv python3-dev gcc make
+# the FFTW headers build shtns; netcdf-bin gives ncdump; venv/dev/gcc build a venv and the C extension; udunits
+# for the CF checker of the tests
+APT_PACKAGES := libfftw3-dev netcdf-bin python3-venv python3-dev gcc make libudunits2-0
 
 .PHONY: system install run test validate lint typecheck bench
 
