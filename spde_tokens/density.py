@@ -225,7 +225,7 @@ def _check_transport_stability(stepper: Scheme, grid: Grid, model: AttentionMode
 def solve_density(model: AttentionModel, noise, rho0: xr.DataArray, t_end: float, dt: float, *,
                   path: NoisePath | None = None, seed: int | None = None, save_every: float | None = None,
                   scheme: str = "rk4", cfl: float = 0.5, hyperviscosity: float = 0.0, attention: str = "auto",
-                  memory_budget: float | None = None, progress: bool | None = None, threads: int = 1,
+                  memory_budget: float | None = None, progress: bool | None = None, threads: int | None = None,
                   checkpoint: str | os.PathLike | None = None, checkpoint_every: int = 1) -> xr.Dataset:
     """Solve the density equation from ``rho0`` to ``t_end`` with fixed step ``dt``.
 
@@ -246,7 +246,7 @@ def solve_density(model: AttentionModel, noise, rho0: xr.DataArray, t_end: float
     hyperviscosity : damping rate of the top degree by −(Δ_S/Δ_max)^4 (off by default; recorded when on).
     attention : ``"auto"``, ``"zonal"`` or ``"quadrature"``; memory_budget bounds the quadrature kernel.
     progress : tqdm progress bar (default: on when standard error is a terminal).
-    threads : transform threads of the grid (1 by default).
+    threads : transform threads of the grid (None: those of rho0's grid, 1 unless it was built with more).
     checkpoint : a NetCDF file rewritten atomically with the spectral state and the step, the records beside it
         (``checkpoint + ".records/"``); if it exists when the run starts (same settings), the run resumes from it
         and finishes bit-identical to an uninterrupted run; a later t_end continues a finished run.
@@ -264,7 +264,7 @@ def solve_density(model: AttentionModel, noise, rho0: xr.DataArray, t_end: float
     if not isinstance(model, AttentionModel):
         raise ValueError(f"model must be an AttentionModel, got {type(model).__name__}")
     grid = grid_of(rho0)
-    if threads != 1:
+    if threads is not None and threads != grid.attrs().get("grid_threads", 1):
         grid = grid_from_attrs(grid.attrs(), threads=threads)
     if model.dim != grid.dim:
         raise ValueError(f"model.dim = {model.dim} does not match rho0, which lives on S^{grid.dim - 1} "
