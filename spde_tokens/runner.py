@@ -23,6 +23,7 @@ import sys
 import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from types import FrameType
 from typing import Any, Protocol
 
 import numpy as np
@@ -73,7 +74,8 @@ _PACKAGE = os.path.dirname(os.path.abspath(__file__))
 def _user_stacklevel() -> int:
     """The ``stacklevel`` of the first frame outside spde_tokens (and contextlib), counted from the caller: a
     warning then points at the user's line, not at the package's internals."""
-    frame, level = sys._getframe(1), 1
+    frame: FrameType | None = sys._getframe(1)
+    level = 1
     while frame is not None and (frame.f_code.co_filename.startswith(_PACKAGE)
                                  or frame.f_code.co_filename.endswith("contextlib.py")):
         frame, level = frame.f_back, level + 1
