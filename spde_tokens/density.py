@@ -22,6 +22,7 @@ import xarray as xr
 from spde_tokens import diagnostics as diag
 from spde_tokens.drift import GridAttention
 from spde_tokens.grids import Grid, ResolutionWarning, grid_from_attrs
+from spde_tokens.grids.base import RUN_BYTES_PER_NODE, check_memory
 from spde_tokens.initial import check_density, grid_of
 from spde_tokens.model import AttentionModel
 from spde_tokens.noise import NoisePath, as_noise, resolve_path
@@ -270,6 +271,7 @@ def solve_density(model: AttentionModel, noise, rho0: xr.DataArray, t_end: float
         raise ValueError(f"model.dim = {model.dim} does not match rho0, which lives on S^{grid.dim - 1} "
                          f"(dim {grid.dim})")
     check_density(np.asarray(rho0.values), "rho0")
+    check_memory(f"the grid's degree ({grid!r})", int(np.prod(grid.shape)), RUN_BYTES_PER_NODE, "a density run")
     times = TimeGrid.build(t_end, dt, save_every)
     stepper = get_scheme(scheme)
     if not isinstance(cfl, (int, float)) or not 0 < cfl <= 1:

@@ -22,7 +22,7 @@ import warnings
 
 import numpy as np
 
-from spde_tokens.grids.base import Grid, ResolutionWarning
+from spde_tokens.grids.base import Grid, ResolutionWarning, available_memory
 from spde_tokens.grids.funk_hecke import resolving_degree
 from spde_tokens.model import AttentionModel
 
@@ -32,20 +32,6 @@ RELIABLE = 1e-10
 BLOCK_BYTES = 64 * 2**20
 #: largest shift exp(M) that the unnormalized output may carry without overflow
 _MAX_LOG_SHIFT = 700.0
-
-
-def available_memory() -> int:
-    """Bytes of memory available to this process (MemAvailable of /proc/meminfo, else physical pages)."""
-    try:
-        with open("/proc/meminfo") as fh:
-            for line in fh:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    import os
-
-    return int(os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
 
 
 def _normalize_components(z: np.ndarray, comps, reliable: np.ndarray, log_shift, softmax: bool) -> int:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from abc import ABC, abstractmethod
 
 import numpy as np
@@ -14,6 +15,37 @@ _POINT_CHUNK_BYTES = 32 * 2**20
 
 class ResolutionWarning(UserWarning):
     """The grid or the time step does not resolve the run (kernel, spectrum or transport CFL number)."""
+
+
+#: bytes per grid node of building a grid (shtns' tables and the grid's own arrays): measured 49–57 at lmax 255–1023
+GRID_BYTES_PER_NODE = 64
+#: bytes per grid node of a density run (RK4 stages, velocities, noise field, records): measured 390–490 at lmax
+#: 255–511 with BiasNoise
+RUN_BYTES_PER_NODE = 512
+
+
+def available_memory() -> int:
+    """Bytes of memory available to this process (MemAvailable of /proc/meminfo, else physical pages)."""
+    try:
+        with open("/proc/meminfo") as fh:
+            for line in fh:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return int(os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
+
+
+def check_memory(parameter: str, nodes: int, bytes_per_node: int, what: str) -> None:
+    """Refuse, before allocating anything, a resolution whose estimated memory exceeds what is available.
+
+    A grid of 20000 degrees made shtns crash the process, one of 100000 made it call exit(): a ValueError with the
+    estimate and the limit is what a user (or a notebook) can act on.
+    """
+    need, limit = nodes * bytes_per_node, available_memory()
+    if need > limit:
+        raise ValueError(f"{parameter} is too large: {what} needs about {need / 1e9:.3g} GB ({nodes:.3g} grid nodes × "
+                         f"~{bytes_per_node} B), more than the {limit / 1e9:.3g} GB available; lower it")
 
 
 class Grid(ABC):

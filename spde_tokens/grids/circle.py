@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 from spde_tokens import checks
-from spde_tokens.grids.base import Grid
+from spde_tokens.grids.base import GRID_BYTES_PER_NODE, Grid, check_memory
 
 
 def _fast_size(minimum: int) -> int:
@@ -49,6 +49,7 @@ class CircleGrid(Grid):
         self.n = self.degree_max = checks.integer("n (largest wavenumber)", n, 4)
         self.dealias = bool(dealias)
         self.threads = checks.integer("threads", threads, 1)
+        check_memory(f"n = {self.n}", 3 * self.n + 1, GRID_BYTES_PER_NODE, "the grid alone")
         self.nodes = _fast_size(3 * self.n + 1 if self.dealias else 2 * self.n + 2)
         self.shape = (self.nodes,)
         self.degrees = np.arange(self.degree_max + 1)

@@ -9,7 +9,7 @@ import sys
 import numpy as np
 
 from spde_tokens import checks
-from spde_tokens.grids.base import Grid
+from spde_tokens.grids.base import GRID_BYTES_PER_NODE, Grid, check_memory
 
 
 def _import_shtns():
@@ -55,6 +55,9 @@ class SphereGrid(Grid):
     def __init__(self, lmax: int, dealias: bool = True, threads: int = 1):
         self.degree_max = self.lmax = checks.integer("lmax", lmax, 4)
         self.dealias = bool(dealias)
+        # at least (3(L+1)/2) × (3L+1) Gauss nodes dealiased, (L+1) × (2L+2) otherwise: refuse before shtns allocates
+        n_min = (3 * (self.lmax + 1) // 2) * (3 * self.lmax + 1) if self.dealias else 2 * (self.lmax + 1) ** 2
+        check_memory(f"lmax = {self.lmax}", n_min, GRID_BYTES_PER_NODE, "the grid alone")
         # shtns_use_threads caps the count at 4 omp_get_num_procs() (the cores of the affinity mask): record what runs
         self.threads = min(checks.integer("threads", threads, 1), 4 * len(os.sched_getaffinity(0)))
         shtns = _import_shtns()

@@ -246,3 +246,25 @@ def test_bad_parameters(kwargs, name):
     with pytest.raises(ValueError, match=rf"\b{name}\b"):
         SphereGrid(**kwargs)
 
+
+
+def test_huge_resolutions_are_refused_before_allocating():
+    """lmax 100000 made shtns call exit() and 20000 crashed the process: both need far more memory than any machine
+    here has (≥ 1.8e9 nodes × 64 B ≈ 115 GB for the grid alone), so the grid refuses them with the estimate."""
+    for lmax in (20000, 100000):
+        with pytest.raises(ValueError, match=rf"lmax = {lmax} is too large: .* GB .* more than the .* GB available"):
+            SphereGrid(lmax)
+
+
+def test_a_run_beyond_memory_is_refused_up_front(monkeypatch):
+    """With 0.5 MB available a SphereGrid(16) (1400 nodes: 90 kB) builds, but a run (~512 B a node: 0.7 MB) does not."""
+    import spde_tokens as st
+    from spde_tokens.grids import base
+
+    grid = SphereGrid(16)
+    monkeypatch.setattr(base, "available_memory", lambda: 5 * 10**5)
+    rho0 = st.initial.uniform(grid)
+    with pytest.raises(ValueError, match="a density run needs about"):
+        st.solve_density(st.AttentionModel(3, 1.0), None, rho0, t_end=0.1, dt=0.01)
+    with pytest.raises(ValueError, match="lmax = 64 is too large"):
+        SphereGrid(64)  # 97 × 193 nodes × 64 B ≈ 1.2 MB
