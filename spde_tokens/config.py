@@ -1,7 +1,9 @@
 """TOML run configuration (docs/guide.md, 'Configuration files'): parsing with ``tomllib``, validation of every key,
 and building the run.
 
-Unknown or misspelt keys are errors that name the key and suggest the nearest valid one. ``DEFAULT_CONFIG`` is the
+Unknown or misspelt keys, and values of the wrong type, are errors that name the key (and suggest the nearest valid
+one). A table a configuration omits is taken from the built-in one, except [noise] and [particles]; ``--set
+table.key=value`` overrides apply last (:func:`apply_setting`). ``DEFAULT_CONFIG`` is the
 built-in run of ``spde-tokens run``: tokens on S² clustering under softmax attention while random MLP blocks
 (finite width 64, tanh) shake them with a common noise (about 10 s).
 """
@@ -11,9 +13,12 @@ from __future__ import annotations
 import copy
 import difflib
 import os
+import re
 import tomllib
+from collections.abc import Callable, Sequence
 from typing import Any
 
+from spde_tokens import checks
 from spde_tokens.noise import NOISE_MODELS, NoiseSum, as_noise
 
 DEFAULT_CONFIG = """\
@@ -47,17 +52,37 @@ seed = 0
 n = 2048
 """
 
-SCHEMA: dict[str, set[str]] = {
-    "grid": {"lmax", "n", "dealias", "threads"},
-    "model": {"dim", "beta", "normalization", "Q", "K", "V"},
-    "initial": {"kind", "mean", "kappa", "weights", "means", "kappas", "center"},
-    "noise": set(),  # read from the noise registry when a file is checked (spde_tokens.noise.NOISE_MODELS)
-    "run": {"t_end", "dt", "save_every", "seed", "scheme", "cfl", "hyperviscosity", "attention", "memory_budget"},
-    "particles": {"n", "seed", "scheme"},
+#: the TOML type of every key of every table but [noise], whose tables hold the noise models' parameters (checked by
+#: the models); the ranges of the values are checked by the objects they build (docs/guide.md, 'Configuration files')
+TYPES: dict[str, dict[str, str]] = {
+    "grid": {"lmax": "integer", "n": "integer", "dealias": "boolean", "threads": "integer"},
+    "model": {"dim": "integer", "beta": "number", "normalization": "string", "Q": "matrix", "K": "matrix",
+              "V": "matrix"},
+    "initial": {"kind": "string", "mean": "vector", "kappa": "number", "weights": "vector", "means": "matrix",
+                "kappas": "vector", "center": "vector"},
+    "run": {"t_end": "number", "dt": "number", "save_every": "number", "seed": "integer", "scheme": "string",
+            "cfl": "number", "hyperviscosity": "number", "attention": "string", "memory_budget": "number"},
+    "particles": {"n": "integer", "seed": "integer", "scheme": "string"},
 }
-REQUIRED = {"grid": set(), "model": {"dim"}, "initial": {"kind"}, "run": {"t_end", "dt"}}
+SCHEMA: dict[str, set[str]] = {**{section: set(keys) for section, keys in TYPES.items()}, "noise": set()}
+#: tables that a configuration without them does not take from the built-in one: no [noise] is a deterministic run,
+#: no [particles] is a run without tokens
+OPTIONAL_TABLES = ("noise", "particles")
+REQUIRED = {"model": {"dim"}, "initial": {"kind"}, "run": {"t_end", "dt"}}
 INITIAL_KINDS = {"uniform": set(), "von_mises_fisher": {"mean", "kappa"}, "mixture": {"weights", "means", "kappas"},
                  "poisson_kernel": {"center"}}
+#: what each TOML type accepts, and how a message names it
+_KINDS: dict[str, tuple[Callable[[Any], bool], str]] = {
+    "integer": (checks.is_integer, "an integer"),
+    "number": (checks.is_real, "a number"),
+    "boolean": (lambda v: isinstance(v, bool), "true or false"),
+    "string": (lambda v: isinstance(v, str), "a string in quotes"),
+    "vector": (lambda v: isinstance(v, list) and all(checks.is_real(x) for x in v), "a list of numbers"),
+    "matrix": (lambda v: isinstance(v, list) and all(isinstance(r, list) and all(checks.is_real(x) for x in r)
+                                                     for r in v), "a list of lists of numbers"),
+}
+#: netCDF-4 (HDF5) and classic netCDF files start with these bytes
+_NETCDF_MAGIC = (b"\x89HDF", b"CDF\x01", b"CDF\x02", b"CDF\x05")
 
 
 def _unknown(key: str, where: str, valid) -> ValueError:
@@ -66,57 +91,153 @@ def _unknown(key: str, where: str, valid) -> ValueError:
     return ValueError(f"unknown key {key!r} in {where}{hint}")
 
 
-def load_config(config: str | os.PathLike | dict | None = None) -> dict[str, Any]:
-    """Parse and validate a configuration: a TOML file path, a dict, or None for ``DEFAULT_CONFIG``."""
-    if config is None:
-        data = tomllib.loads(DEFAULT_CONFIG)
-    elif isinstance(config, dict):
-        data = copy.deepcopy(config)
-    else:
-        path = os.fspath(config)
-        if not os.path.isfile(path):
-            raise ValueError(f"config file {path!r} does not exist")
-        try:
-            with open(path, "rb") as fh:
-                data = tomllib.load(fh)
-        except tomllib.TOMLDecodeError as exc:
-            raise ValueError(f"config file {path!r} is not valid TOML: {exc}") from None
+def _read(path: str) -> dict[str, Any]:
+    """The tables of a TOML file, with a message that names the file when it is not one."""
+    if os.path.isdir(path):
+        raise ValueError(f"config file {path!r} is a folder, not a TOML file")
+    if not os.path.isfile(path):
+        raise ValueError(f"config file {path!r} does not exist")
+    with open(path, "rb") as fh:
+        raw = fh.read()
+    if raw.startswith(_NETCDF_MAGIC):
+        raise ValueError(f"config file {path!r} is a NetCDF file, not a TOML configuration (spde-tokens plot draws a "
+                         "run file; spde-tokens config prints a configuration to start from)")
+    try:
+        return tomllib.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError:
+        raise ValueError(f"config file {path!r} is not a text file (TOML is UTF-8 text)") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ValueError(f"config file {path!r} is not valid TOML: {exc}") from None
+
+
+def _toml_value(text: str, setting: str):
+    """The right-hand side of ``--set key=value`` as a TOML value; a bare word is a string."""
+    try:
+        return tomllib.loads(f"v = {text}")["v"]
+    except tomllib.TOMLDecodeError:
+        if re.fullmatch(r"[A-Za-z_][A-Za-z0-9_-]*", text):
+            return text
+        raise ValueError(f"--set {setting}: {text!r} is not a TOML value (a number, true/false, \"text\", [list] "
+                         "or { inline = table })") from None
+
+
+def apply_setting(data: dict[str, Any], setting: str) -> None:
+    """Apply one ``--set`` override ``table.key=value`` (``noise.bias.gamma=0.3``) to a configuration, in place.
+
+    Parameters
+    ----------
+    data : the configuration (tables of keys).
+    setting : ``table.key=value``, the value a TOML value (``2``, ``"softmax"``, ``[0, 0, 1]``, ``{ gamma = 0.3 }``)
+        or a bare word, read as a string; a table given as a whole (``noise={}``) replaces it.
+
+    Raises
+    ------
+    ValueError naming the setting when it has no ``=``, names an unknown table or key, or its value is not TOML.
+    """
+    if not isinstance(setting, str) or "=" not in setting:
+        raise ValueError(f"--set needs table.key=value (such as model.beta=2), got {setting!r}")
+    name, text = (part.strip() for part in setting.split("=", 1))
+    path = name.split(".")
+    value = _toml_value(text, setting)
+    if path[0] not in SCHEMA:
+        raise ValueError(f"--set {setting}: " + str(_unknown(path[0], "the configuration", SCHEMA)))
+    allowed = set(NOISE_MODELS) if path[0] == "noise" else SCHEMA[path[0]]
+    if len(path) > 1 and path[1] not in allowed:
+        raise ValueError(f"--set {setting}: " + str(_unknown(path[1], f"[{path[0]}]", allowed)))
+    if len(path) > 2 and (path[0] != "noise" or len(path) > 3):
+        raise ValueError(f"--set {setting}: {name!r} has too many parts (table.key, or noise.model.parameter)")
+    if len(path) == 1:
+        data[path[0]] = value
+        return
+    table = data.setdefault(path[0], {})
+    if len(path) == 3:
+        table = table.setdefault(path[1], {})
+    table[path[-1]] = value
+
+
+def _check_types(data: dict[str, Any]) -> None:
+    """Every table is a table, every key known and of its TOML type; [noise] holds registered models' tables."""
     for section, body in data.items():
         if section not in SCHEMA:
             raise _unknown(section, "the configuration", SCHEMA)
         if not isinstance(body, dict):
-            raise ValueError(f"[{section}] must be a table, got {type(body).__name__}")
-        for key in body:
-            allowed = set(NOISE_MODELS) if section == "noise" else SCHEMA[section]
+            raise ValueError(f"[{section}] must be a table, got {body!r}")
+        allowed = set(NOISE_MODELS) if section == "noise" else SCHEMA[section]
+        for key, value in body.items():
             if key not in allowed:
                 raise _unknown(key, f"[{section}]", allowed)
+            if section == "noise":
+                if not isinstance(value, dict):
+                    example = NOISE_MODELS[key].parameter_names()[0]
+                    raise ValueError(f"[noise] {key} must be a table such as {{ {example} = 0.1 }}, got {value!r}")
+                names = set(NOISE_MODELS[key].parameter_names())
+                for name in value:
+                    if name not in names:
+                        raise _unknown(name, f"[noise] {key}", names)
+                continue
+            accepts, what = _KINDS[TYPES[section][key]]
+            if not accepts(value):
+                raise ValueError(f"[{section}] {key} must be {what}, got {checks.describe(value)}")
+
+
+def load_config(config: str | os.PathLike | dict | None = None, settings: Sequence[str] = ()) -> dict[str, Any]:
+    """Parse and validate a configuration (docs/guide.md, 'Configuration files').
+
+    Parameters
+    ----------
+    config : a TOML file path, a dict of tables, or None for ``DEFAULT_CONFIG``. A table it does not have is taken
+        from ``DEFAULT_CONFIG`` whole, except [noise] (none: a deterministic run) and [particles] (none: no tokens).
+    settings : ``--set`` overrides ``table.key=value`` applied after that (:func:`apply_setting`).
+
+    Returns
+    -------
+    The configuration: tables of keys, every key known and of its type, the kind-specific keys present.
+
+    Raises
+    ------
+    ValueError naming the file, table or key (and the nearest valid key when it is misspelt).
+    """
+    builtin = tomllib.loads(DEFAULT_CONFIG)
+    taken: set[str] = set()  # tables taken from the built-in configuration
+    if config is None:
+        data = builtin
+    else:
+        if isinstance(config, dict):
+            data = copy.deepcopy(config)
+        elif isinstance(config, (str, os.PathLike)):
+            data = _read(os.fspath(config))
+        else:
+            raise ValueError(f"config must be a TOML file path, a dict or None, got {type(config).__name__}")
+        _check_types(data)
+        taken = set(builtin) - set(data) - set(OPTIONAL_TABLES)
+        data = {**{k: builtin[k] for k in sorted(taken)}, **data}
+    for setting in settings:
+        apply_setting(data, setting)
+    _check_types(data)
     for section, keys in REQUIRED.items():
-        if section not in data:
-            raise ValueError(f"the configuration needs a [{section}] table")
-        for key in keys:
-            if key not in data[section]:
-                raise ValueError(f"[{section}] needs the key {key!r}")
-    for kind, params in data.get("noise", {}).items():
-        if not isinstance(params, dict):
-            example = NOISE_MODELS[kind].parameter_names()[0]
-            raise ValueError(f"[noise] {kind} must be a table such as {{ {example} = 0.1 }}")
-        for key in params:
-            if key not in NOISE_MODELS[kind].parameter_names():
-                raise _unknown(key, f"[noise] {kind}", set(NOISE_MODELS[kind].parameter_names()))
-    kind = data["initial"]["kind"]
+        missing = keys - set(data[section])
+        if missing:
+            raise ValueError(f"[{section}] needs the key {sorted(missing)[0]!r}")
+    initial = data["initial"]
+    kind = initial["kind"]
     if kind not in INITIAL_KINDS:
         raise ValueError(f"[initial] kind must be one of {sorted(INITIAL_KINDS)}, got {kind!r}")
-    for key in INITIAL_KINDS[kind]:
-        if key not in data["initial"]:
-            raise ValueError(f"[initial] kind = {kind!r} needs the key {key!r}")
-    dim = data["model"]["dim"]
-    grid = data["grid"]
-    if dim == 3 and "lmax" not in grid:
-        raise ValueError("[grid] needs 'lmax' for dim = 3 (S^2)")
-    if dim == 2 and "n" not in grid:
-        raise ValueError("[grid] needs 'n' for dim = 2 (S^1)")
+    missing, extra = INITIAL_KINDS[kind] - set(initial), set(initial) - INITIAL_KINDS[kind] - {"kind"}
+    if missing:
+        raise ValueError(f"[initial] kind = {kind!r} needs the key {sorted(missing)[0]!r}")
+    if extra:
+        raise ValueError(f"[initial] kind = {kind!r} takes no key {sorted(extra)[0]!r} "
+                         f"(it takes {', '.join(sorted(INITIAL_KINDS[kind])) or 'none'})")
+    dim, grid = data["model"]["dim"], data["grid"]
     if dim not in (2, 3):
         raise ValueError(f"[model] dim must be 2 or 3 for the density solver, got {dim!r}")
+    need, other = ("lmax", "n") if dim == 3 else ("n", "lmax")
+    if need not in grid or other in grid:
+        origin = " (the built-in [grid] is for S^2: write a [grid] table)" if "grid" in taken else ""
+        raise ValueError(f"[grid] needs {need!r} and not {other!r} for dim = {dim} (S^{dim - 1}){origin}")
+    budget = data["run"].get("memory_budget")
+    if budget is not None and not budget > 0:
+        raise ValueError(f"[run] memory_budget must be a positive number of bytes, got {budget!r}")
     return data
 
 

@@ -7,6 +7,7 @@ rounding).
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable, Sequence
 
 import numpy as np
@@ -17,6 +18,10 @@ from spde_tokens.grids import Grid, grid_from_attrs
 
 #: a density is refused when min ρ < −NEGATIVE_TOLERANCE · max ρ
 NEGATIVE_TOLERANCE = 1e-10
+#: mixture weights whose sum, and densities whose mass, differ from 1 by more than this are flagged with a warning
+#: before they are normalized: typed decimals (0.4, 0.35, 0.25) sum to 1 within 1e-16, densities built here have
+#: mass 1 within 1e-13 and the solver keeps it within ~1e-12 over a run, so 1e-9 catches only real departures
+UNIT_TOLERANCE = 1e-9
 
 
 def _as_grid(grid: Grid) -> Grid:
@@ -26,8 +31,8 @@ def _as_grid(grid: Grid) -> Grid:
 
 
 def _unit(name: str, vector, dim: int) -> np.ndarray:
-    v = np.asarray(vector, dtype=float)
-    if v.shape != (dim,) or not np.all(np.isfinite(v)) or np.linalg.norm(v) == 0:
+    v = checks.real_array(name, vector, 1)
+    if v.shape != (dim,) or np.linalg.norm(v) == 0:
         raise ValueError(f"{name} must be a finite non-zero vector of length {dim}, got {vector!r}")
     return v / np.linalg.norm(v)
 
@@ -57,11 +62,15 @@ def check_density(values: np.ndarray, name: str = "rho0") -> None:
 
 
 def grid_of(density) -> Grid:
-    """The grid a density DataArray lives on; plain arrays are refused."""
+    """The grid a density DataArray lives on; plain arrays, and values whose shape is not the grid's, are refused."""
     if not isinstance(density, xr.DataArray):
         raise ValueError(f"rho0 must be an xarray.DataArray from spde_tokens.initial (it carries its grid), "
                          f"got {type(density).__name__}")
-    return grid_from_attrs(density.attrs)
+    grid = grid_from_attrs(density.attrs)
+    if density.shape != grid.shape:
+        raise ValueError(f"rho0 has shape {density.shape}, but its grid {grid!r} (from its attributes) has shape "
+                         f"{grid.shape}: a density must cover its whole grid")
+    return grid
 
 
 def uniform(grid: Grid) -> xr.DataArray:
@@ -95,25 +104,31 @@ def von_mises_fisher(grid: Grid, mean: Sequence[float], kappa: float) -> xr.Data
 
 def mixture(grid: Grid, weights: Sequence[float], means: Sequence[Sequence[float]],
             kappas: Sequence[float]) -> xr.DataArray:
-    """Σ_i w_i vMF(μ_i, κ_i) with weights w_i ≥ 0 normalized to sum 1."""
+    """Σ_i w_i vMF(μ_i, κ_i) with weights w_i ≥ 0 (the masses of the components, summing to 1: other sums are
+    divided out with a warning)."""
     grid = _as_grid(grid)
-    w = np.asarray(weights, dtype=float)
-    if w.ndim != 1 or w.size == 0 or not np.all(np.isfinite(w)) or np.any(w < 0) or w.sum() == 0:
+    w = checks.real_array("weights", weights, 1)
+    if np.any(w < 0) or w.sum() == 0:
         raise ValueError(f"weights must be a non-empty list of finite numbers ≥ 0 with positive sum, got {weights!r}")
-    if len(means) != w.size or len(kappas) != w.size:
-        raise ValueError(f"weights, means and kappas must have the same length, got {w.size}, {len(means)}, "
-                         f"{len(kappas)}")
-    values = sum(wi * _vmf_values(grid, _unit("means", m, grid.dim), checks.real("kappas", k))
-                 for wi, m, k in zip(w / w.sum(), means, kappas, strict=True))
-    return as_density(grid, values, initial="mixture", weights=w / w.sum(), kappas=np.asarray(kappas, float),
-                      means=np.asarray(means, float).ravel())
+    mu = checks.real_array("means", means, 2)
+    k = checks.real_array("kappas", kappas, 1)
+    if mu.shape[0] != w.size or k.size != w.size:
+        raise ValueError(f"weights, means and kappas must have the same length, got {w.size}, {mu.shape[0]}, "
+                         f"{k.size}")
+    if abs(w.sum() - 1.0) > UNIT_TOLERANCE:
+        warnings.warn(f"mixture weights sum to {w.sum():.6g}, not 1: the components get the masses "
+                      f"{np.round(w / w.sum(), 6).tolist()}", UserWarning, stacklevel=2)
+    w = w / w.sum()
+    values = sum(wi * _vmf_values(grid, _unit("means", m, grid.dim), checks.real("kappas", ki))
+                 for wi, m, ki in zip(w, mu, k, strict=True))
+    return as_density(grid, values, initial="mixture", weights=w, kappas=k, means=mu.ravel())
 
 
 def poisson_kernel(grid: Grid, center: Sequence[float]) -> xr.DataArray:
     """(1 − |z|²)/(2π |e^{iθ} − z|²) on S^1, (1 − |z|²)/(4π |x − z|³) on S^2, for |z| < 1."""
     grid = _as_grid(grid)
-    z = np.asarray(center, dtype=float)
-    if z.shape != (grid.dim,) or not np.all(np.isfinite(z)) or np.linalg.norm(z) >= 1:
+    z = checks.real_array("center", center, 1)
+    if z.shape != (grid.dim,) or np.linalg.norm(z) >= 1:
         raise ValueError(f"center must be a finite vector of length {grid.dim} with |center| < 1, got {center!r}")
     dist = np.linalg.norm(grid.points() - z, axis=-1)
     values = (1.0 - z @ z) / (grid.area * dist ** (grid.dim))
@@ -130,7 +145,8 @@ def from_function(grid: Grid, f: Callable[[np.ndarray], np.ndarray]) -> xr.DataA
 
 
 def sample(rho0: xr.DataArray, n: int, seed: int | None = None, batch: int | None = None) -> np.ndarray:
-    """Draw n tokens i.i.d. from the band-limited density ρ⁺ = max(ρ, 0) by rejection.
+    """Draw n tokens i.i.d. from the band-limited density ρ⁺ = max(ρ, 0) by rejection (a probability law: a rho0
+    whose mass differs from 1 is divided by it, with a warning).
 
     Proposals are uniform on the sphere (normalized Gaussian vectors) and are accepted with probability ρ(x)/M,
     ρ(x) evaluated exactly by :meth:`Grid.evaluate` (not interpolated). M is 1.25 × the maximum over the nodes;
@@ -154,6 +170,10 @@ def sample(rho0: xr.DataArray, n: int, seed: int | None = None, batch: int | Non
     n, seed = checks.integer("n", n, 1), checks.seed(seed)
     values = np.asarray(rho0.values, dtype=float)
     check_density(values, "rho0")
+    mass = grid.integrate(values)
+    if abs(mass - 1.0) > UNIT_TOLERANCE:
+        warnings.warn(f"rho0 has mass ∫ρ dA = {mass:.6g}, not 1: the tokens are drawn from ρ / {mass:.6g}",
+                      UserWarning, stacklevel=2)
     coeffs = grid.analysis(values)
     bound = 1.25 * values.max()
     if batch is None:

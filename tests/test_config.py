@@ -49,7 +49,7 @@ def _config(**sections):
         (_config(grid={"lmax": 16}), "needs 'n'"),
         (_config(model={"dim": 4}), "dim must be 2 or 3"),
         (_config(run={"dt": 0.01}), "needs the key 't_end'"),
-        ({"grid": {"n": 16}}, "needs a \\[model\\] table"),
+        ({"grid": {"n": 16}}, "needs 'lmax' and not 'n' for dim = 3"),  # [model] from the built-in run: dim 3
     ],
 )
 def test_bad_configuration_names_the_key(config, message):
