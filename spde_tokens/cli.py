@@ -215,6 +215,8 @@ def _figure(args: argparse.Namespace) -> int:
 
     ext = ".png" if args.command == "plot" else ".gif"
     out = args.output or os.path.splitext(args.run)[0] + ext
+    if args.command == "animate" and not out.lower().endswith(".gif"):
+        raise ValueError(f"-o {out}: an animation is written as a GIF; give a file name ending in .gif")
     check_output(out, "-o", args.overwrite, [args.run])
     ds = open_run(args.run)
     if args.command == "plot":
@@ -226,7 +228,7 @@ def _figure(args: argparse.Namespace) -> int:
 
 
 def _validate(args: argparse.Namespace) -> int:
-    from spde_tokens.validation import CASE_NAMES, run_validation
+    from spde_tokens.validation import CASE_NAMES, report
 
     names = args.case or list(CASE_NAMES)
     unknown = [n for n in names if n not in CASE_NAMES]
@@ -250,7 +252,7 @@ def _validate(args: argparse.Namespace) -> int:
     if replaced and not args.overwrite:
         raise ValueError(f"-o {folder}: validate would replace {len(replaced)} file(s), such as {replaced[0]}; pass "
                          "--overwrite to replace them")
-    rows = run_validation(folder, quick=args.quick, cases=names, docs=args.docs)
+    rows = report.run_validation(folder, quick=args.quick, cases=names, docs=args.docs)
     print(f"report: {os.path.join(folder, 'report.md')}")
     return 1 if any(row["verdict"] == "fail" for row in rows) else 0  # a "disagrees" row is a finding
 
@@ -367,18 +369,61 @@ def _console() -> Iterator[None]:
         log.setLevel(level)
 
 
+#: Ctrl-C inside these packages' frames is deferred: xarray holds its file lock across a NetCDF read or write, and a
+#: KeyboardInterrupt raised there leaves it taken, so the write's own clean-up (and any later file access) deadlocks
+_DEFER_IN = (os.path.join("xarray", "backends", ""), os.path.join("netCDF4", ""))
+#: seconds between looks for the end of a deferred read or write
+_DEFER_POLL = 0.02
+
+
+def _in_file_access(frame) -> bool:
+    while frame is not None:
+        if any(part in frame.f_code.co_filename for part in _DEFER_IN):
+            return True
+        frame = frame.f_back
+    return False
+
+
+@contextmanager
+def _interruptible() -> Iterator[None]:
+    """Ctrl-C raises KeyboardInterrupt, but never inside a NetCDF read or write: there it waits for the file access
+    to end (looking again every 20 ms). Installed only in the main thread, when Ctrl-C has Python's default handler."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread() or \
+            signal.getsignal(signal.SIGINT) is not signal.default_int_handler:
+        yield
+        return
+
+    def on_signal(signum, frame) -> None:
+        if _in_file_access(frame):
+            signal.setitimer(signal.ITIMER_REAL, _DEFER_POLL)  # SIGALRM: look again
+            return
+        raise KeyboardInterrupt
+
+    old_alarm = signal.signal(signal.SIGALRM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        signal.signal(signal.SIGALRM, old_alarm)
+
+
 def _interrupted(args: argparse.Namespace) -> str:
     """Where the work done before Ctrl-C is, and how to continue it."""
     if args.command in ("run", "particles"):
         if args.checkpoint is None or not os.path.exists(args.checkpoint):
             return "nothing was saved (a run with --checkpoint CK.nc can be resumed)"
         try:
-            import xarray as xr
+            import netCDF4
 
-            with xr.open_dataset(args.checkpoint, engine="netcdf4") as ck:
-                step, dt = int(ck.attrs["checkpoint_step"]), float(ck.attrs["run_dt"])
+            with netCDF4.Dataset(args.checkpoint) as ck:
+                step, dt = int(ck.getncattr("checkpoint_step")), float(ck.getncattr("run_dt"))
             at = f" at t = {step * dt:.12g} (step {step})"
-        except (OSError, ValueError, KeyError):
+        except (OSError, ValueError, AttributeError):
             at = ""
         return f"the checkpoint {args.checkpoint} holds the run{at}: the same command resumes it"
     if args.command == "ensemble":
@@ -395,7 +440,8 @@ def main(argv: list[str] | None = None) -> int:
     args.history = shlex.join([PROG, *argv])  # appended to the history of the files the command writes
     with _console():
         try:
-            return args.func(args)
+            with _interruptible():
+                return args.func(args)
         except KeyboardInterrupt:
             print(f"{PROG} {args.command}: interrupted; {_interrupted(args)}", file=sys.stderr)
             return INTERRUPTED
