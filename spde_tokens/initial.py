@@ -115,12 +115,15 @@ def mixture(grid: Grid, weights: Sequence[float], means: Sequence[Sequence[float
     if mu.shape[0] != w.size or k.size != w.size:
         raise ValueError(f"weights, means and kappas must have the same length, got {w.size}, {mu.shape[0]}, "
                          f"{k.size}")
+    if mu.shape[1] != grid.dim or np.any(np.linalg.norm(mu, axis=1) == 0):
+        raise ValueError(f"means must be non-zero vectors of length {grid.dim}, got {means!r}")
+    if np.any(k < 0):
+        raise ValueError(f"kappas must be ≥ 0, got {kappas!r}")
     if abs(w.sum() - 1.0) > UNIT_TOLERANCE:
         warnings.warn(f"mixture weights sum to {w.sum():.6g}, not 1: the components get the masses "
                       f"{np.round(w / w.sum(), 6).tolist()}", UserWarning, stacklevel=2)
     w = w / w.sum()
-    values = sum(wi * _vmf_values(grid, _unit("means", m, grid.dim), checks.real("kappas", ki))
-                 for wi, m, ki in zip(w, mu, k, strict=True))
+    values = sum(wi * _vmf_values(grid, m / np.linalg.norm(m), float(ki)) for wi, m, ki in zip(w, mu, k, strict=True))
     return as_density(grid, values, initial="mixture", weights=w, kappas=k, means=mu.ravel())
 
 

@@ -1,4 +1,7 @@
-"""TOML configuration: the built-in default, building a run, and errors that name the key."""
+"""TOML configuration: the built-in default, omitted tables, --set overrides, building a run, and errors that name
+the key."""
+
+import tomllib
 
 import numpy as np
 import pytest
@@ -72,3 +75,28 @@ def test_values_are_checked_by_the_objects_they_build():
     with pytest.raises(ValueError, match="gamma"):
         run_density(load_config(_config(noise={"bias": {"gamma": -0.1}}, run={"t_end": 0.1, "dt": 0.01, "seed": 0})),
                     progress=False)
+
+
+def test_omitted_tables_are_the_built_in_ones_except_noise_and_particles(tmp_path):
+    built_in = tomllib.loads(DEFAULT_CONFIG)
+    path = tmp_path / "beta.toml"
+    path.write_text("[model]\ndim = 3\nbeta = 8.0\nnormalization = \"unnormalized\"\n")
+    for config in (load_config(path), load_config({"model": {"dim": 3, "beta": 8.0,
+                                                             "normalization": "unnormalized"}})):
+        assert config["model"] == {"dim": 3, "beta": 8.0, "normalization": "unnormalized"}  # a table is taken whole
+        assert all(config[k] == built_in[k] for k in ("grid", "initial", "run"))
+        assert "noise" not in config and "particles" not in config and build_noise(config) is None
+    assert load_config(None) == built_in  # no configuration at all: the built-in run, noise and tokens included
+
+
+def test_settings_are_toml_values_applied_last():
+    config = load_config(None, ["model.beta=2", "noise.bias.gamma=0.3", "model.normalization=unnormalized",
+                                "initial={ kind = \"von_mises_fisher\", mean = [0, 0, 1], kappa = 2.0 }",
+                                "run.save_every = 0.1"])
+    assert config["model"]["beta"] == 2 and config["model"]["normalization"] == "unnormalized"  # a bare word
+    assert config["noise"]["bias"] == {"gamma": 0.3} and config["noise"]["mlp"]["width"] == 64  # added to the sum
+    assert config["initial"] == {"kind": "von_mises_fisher", "mean": [0, 0, 1], "kappa": 2.0}
+    assert config["run"]["save_every"] == 0.1
+    assert build_noise(load_config(None, ["noise={}"])) is None  # an empty [noise]: deterministic
+    with pytest.raises(ValueError, match="kind = 'uniform' takes no key 'kappas'"):  # the first, alphabetically
+        load_config(None, ["initial.kind=uniform"])  # a setting is checked like a file
