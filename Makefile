@@ -38,14 +38,14 @@ $(VENV)/.installed: pyproject.toml | $(PY)
 install: system $(VENV)/.installed
 
 run: install
-	$(PY) -m spde_tokens.cli run -o $(OUT)
+	$(PY) -m spde_tokens run -o $(OUT) --overwrite
 
 test: install
 	$(PY) -m pytest -q
 
 # the quick validation suite; exits non-zero if a row fails
 validate: install
-	$(PY) -m spde_tokens.cli validate --quick -o validation_out
+	$(PY) -m spde_tokens validate --quick -o validation_out --overwrite
 
 lint: install
 	$(PY) -m ruff check spde_tokens tests benchmarks validation
