@@ -169,11 +169,17 @@ def test_comparison_of_real_runs(sphere_run, sphere_tokens):
     assert fig.axes[0].get_title() == "maximum mean discrepancy" and len(_panels(fig)[0]) == 3
 
 
-def test_ensemble_bands(ensemble, tmp_path):
+def test_ensemble_bands(ensemble, circle_run, tmp_path):
+    """Three realizations cannot make a 5–95% band (0.05 R < 1): each is drawn; twenty give both bands."""
     fig = plot.plot_run(ensemble, tmp_path / "ens.png")
     _check_image(tmp_path / "ens.png")
     panels, _ = _panels(fig)
-    assert len(panels) == 2 and all(len(ax.collections) == 2 for ax in panels)  # 25–75% and 5–95% bands
+    assert len(panels) == 2 and all(len(ax.collections) == 0 for ax in panels)
+    assert all(len(ax.lines) >= 3 for ax in panels)  # the three realizations (and the median)
+    many = xr.concat([circle_run[["energy", "dispersion"]] * (1 + 0.01 * r) for r in range(20)], dim="realization")
+    fig = plot.plot_run(many.assign_attrs(circle_run.attrs), tmp_path / "ens20.png")
+    panels, _ = _panels(fig)
+    assert all(len(ax.collections) == 2 for ax in panels)  # 25–75% and 5–95% bands
 
 
 @pytest.mark.parametrize("name", ["sphere_run", "circle_run"])
