@@ -70,7 +70,7 @@ def _changed(table, key, value):
 @pytest.mark.parametrize(("config", "same"), [
     (CONFIG, True),
     (_changed("model", "beta", 2), True),  # beta = 2 and beta = 2.0 are one setting
-    (_changed("grid", "threads", 2), True),  # transform threads do not define the numbers
+    (_changed("grid", "threads", 2), r"\[grid\] threads = absent there, 2 here"),  # other kernels, other last bits
     ({**CONFIG, "particles": {"n": 10}}, True),  # [particles] does not define the density
     (_changed("model", "beta", 3.0), r"\[model\] beta = 2\.0 there, 3\.0 here"),
     (_changed("run", "seed", 12), r"\[run\] seed = 11 there, 12 here"),  # the ensemble seed, not realization's
