@@ -13,9 +13,8 @@ Quick start::
 nor pyfftw (imported by the first ``CircleGrid``); see docs/guide.md, 'Install'.
 """
 
-__version__ = "0.1.0"
-
 from spde_tokens import diagnostics, initial, io
+from spde_tokens._version import __version__
 from spde_tokens.compare import compare
 from spde_tokens.density import solve_density
 from spde_tokens.ensemble import run_ensemble

@@ -22,7 +22,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any, NoReturn
 
-from spde_tokens import __version__
+from spde_tokens._version import __version__
 
 PROG = "spde-tokens"
 #: exit status of a run stopped by Ctrl-C (128 + SIGINT, as shells report it)

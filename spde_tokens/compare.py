@@ -236,7 +236,7 @@ def compare(dens: xr.Dataset, parts: xr.Dataset, scale: float = diag.MMD_SCALE,
         if wasserstein:
             rows["wasserstein2"].append(diag.wasserstein2(tokens, grid, coeffs))
 
-    from spde_tokens import __version__
+    from spde_tokens._version import __version__
 
     times = dens["time"].values[i_dens]
     text, worst = verdict(rows["mmd"], rows["mmd_sampling_floor"], times)

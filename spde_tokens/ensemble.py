@@ -253,7 +253,7 @@ def assemble(out_dir: str, realizations: int, engine: str = "density") -> xr.Dat
     ------
     ValueError when a realization file is missing, or when two of them come from different configurations.
     """
-    from spde_tokens import __version__
+    from spde_tokens._version import __version__
 
     files = [_part_path(out_dir, engine, r) for r in range(realizations)]
     missing = [f for f in files if not os.path.exists(f)]

@@ -145,7 +145,7 @@ class Recorder:
 
     def dataset(self, earlier: xr.Dataset | None = None) -> xr.Dataset:
         """The records as a Dataset with the model's matrices and CF attributes, after the ``earlier`` records."""
-        from spde_tokens import __version__
+        from spde_tokens._version import __version__
 
         data = {}
         for name, (dims, var_attrs) in self.variables.items():

@@ -31,7 +31,7 @@ from typing import TypedDict
 
 import numpy as np
 
-from spde_tokens import __version__
+from spde_tokens._version import __version__
 
 #: the verdicts a row can carry; a check gives pass/fail, a claim pass/disagrees
 VERDICTS = ("pass", "fail", "disagrees")

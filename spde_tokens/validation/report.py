@@ -77,7 +77,7 @@ def write_docs(rows: Sequence[Row], timings: dict[str, float], out_dir: str, qui
     import importlib.util
     import platform
 
-    from spde_tokens import __version__
+    from spde_tokens._version import __version__
 
     docs_dir = os.path.dirname(os.path.abspath(docs_path))
     fig_dir = os.path.join(docs_dir, "figures", "validation")
