@@ -5,10 +5,14 @@ The output schema (variables, coordinates, CF attributes) is described in docs/g
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import glob
 import os
+import signal
 import sys
+import threading
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -193,21 +197,62 @@ def fingerprint_hash(*arrays: np.ndarray) -> str:
     return h.hexdigest()[:16]
 
 
-def _atomic_netcdf(ds: xr.Dataset, path: str) -> None:
-    """Write ``ds`` to ``path`` atomically: a temporary file, fsync, ``os.replace``, fsync of the folder."""
+@contextlib.contextmanager
+def deferred_sigint() -> Iterator[None]:
+    """Hold back Ctrl-C (SIGINT) inside the block and deliver it right after, so that a file is never half written.
+
+    In the main thread SIGINT is blocked (``signal.pthread_sigmask``) and its Python handler replaced by one that
+    notes the signal (a signal sent to the process can reach another thread, where it is not blocked); on leaving,
+    the handler and the mask are restored and a noted or pending SIGINT is delivered, which raises
+    KeyboardInterrupt under the default handler. Elsewhere (another thread, a handler not set from Python) the block
+    runs as it is.
+    """
+    previous = signal.getsignal(signal.SIGINT)
+    if threading.current_thread() is not threading.main_thread() or previous is None:
+        yield
+        return
+    noted: list[int] = []
+    signal.signal(signal.SIGINT, lambda signum, frame: noted.append(signum))
+    mask = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    caller_blocks = signal.SIGINT in mask  # then a pending SIGINT is the caller's to receive
+    try:
+        yield
+    finally:
+        pending = not caller_blocks and signal.SIGINT in signal.sigpending()
+        if pending:  # take it while blocked, to deliver it once below, under the restored handler
+            signal.sigwait({signal.SIGINT})
+        signal.pthread_sigmask(signal.SIG_SETMASK, mask)
+        signal.signal(signal.SIGINT, previous)
+        if noted or pending:
+            signal.raise_signal(signal.SIGINT)
+
+
+def _atomic_netcdf(ds: xr.Dataset, path: str, encoding: dict[str, dict[str, Any]] | None = None) -> None:
+    """Write ``ds`` to ``path`` atomically: a temporary file in the same folder, fsync, ``os.replace``, fsync of the
+    folder, with Ctrl-C held back until the file is complete (:func:`deferred_sigint`).
+
+    A failed write removes the temporary file and leaves an existing ``path`` as it was; ``encoding`` is passed to
+    ``Dataset.to_netcdf``.
+    """
     tmp = path + ".tmp"
-    ds.to_netcdf(tmp, engine="netcdf4", format="NETCDF4")
-    fd = os.open(tmp, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(tmp, path)
-    directory = os.open(os.path.dirname(os.path.abspath(path)), os.O_RDONLY)
-    try:
-        os.fsync(directory)
-    finally:
-        os.close(directory)
+    with deferred_sigint():
+        try:
+            ds.to_netcdf(tmp, engine="netcdf4", format="NETCDF4", encoding=encoding)
+            fd = os.open(tmp, os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            os.replace(tmp, path)
+        except BaseException:
+            if os.path.exists(tmp):
+                os.remove(tmp)
+            raise
+        directory = os.open(os.path.dirname(os.path.abspath(path)), os.O_RDONLY)
+        try:
+            os.fsync(directory)
+        finally:
+            os.close(directory)
 
 
 class Checkpoint:

@@ -93,3 +93,57 @@ def test_time_grid():
     assert TimeGrid.build(1.0, 1 / 3).n_steps == 3  # 1/(1/3) = 3 within 1e-9
     with pytest.raises(ValueError, match="t_end"):
         TimeGrid.build(1.0, 0.3)
+
+
+def test_ctrl_c_during_a_write_comes_after_the_file_is_complete(tmp_path, monkeypatch):
+    """The issue: Ctrl-C during a checkpoint or output write left a half-written file. SIGINT arrives in the middle
+    of the write; the file is written whole, then KeyboardInterrupt is raised."""
+    import os
+
+    import xarray as xr
+
+    from spde_tokens.records import Checkpoint
+
+    original = xr.Dataset.to_netcdf
+    interrupted = []
+
+    def to_netcdf(self, *args, **kwargs):
+        os.kill(os.getpid(), signal.SIGINT)  # Ctrl-C, then the write goes on
+        interrupted.append(True)
+        return original(self, *args, **kwargs)
+
+    records = xr.Dataset({"positions": (("time", "token"), np.ones((3, 4)))}, coords={"time": [0.0, 0.1, 0.2]})
+    ck = Checkpoint(tmp_path / "ck.nc", {"seed": 1})
+    monkeypatch.setattr(xr.Dataset, "to_netcdf", to_netcdf)
+    with pytest.raises(KeyboardInterrupt):
+        ck.save({"x": np.arange(6.0).reshape(2, 3)}, 20, records)
+    assert interrupted == [True]  # interrupted in the first write (the records part), which finished all the same
+    monkeypatch.setattr(xr.Dataset, "to_netcdf", original)
+    part = tmp_path / "ck.nc.records" / f"{20:012d}.nc"
+    with xr.open_dataset(part, engine="netcdf4") as ds:
+        np.testing.assert_array_equal(ds.positions.values, records.positions.values)
+    assert sorted(p.name for p in part.parent.iterdir()) == [part.name]  # no temporary file left
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # the handler is back
+    assert signal.SIGINT not in signal.pthread_sigmask(signal.SIG_BLOCK, set())  # and SIGINT unblocked
+
+
+def test_a_failed_write_keeps_the_old_file(tmp_path, monkeypatch):
+    import xarray as xr
+
+    from spde_tokens.records import _atomic_netcdf
+
+    path = tmp_path / "state.nc"
+    _atomic_netcdf(xr.Dataset({"x": ("i", [1.0, 2.0])}), str(path))
+
+    def broken(self, target, *args, **kwargs):
+        with open(target, "wb") as f:
+            f.write(b"CDF half")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(xr.Dataset, "to_netcdf", broken)
+    with pytest.raises(OSError, match="disk full"):
+        _atomic_netcdf(xr.Dataset({"x": ("i", [3.0])}), str(path))
+    monkeypatch.undo()
+    assert [p.name for p in tmp_path.iterdir()] == ["state.nc"]
+    with xr.open_dataset(path, engine="netcdf4") as ds:
+        np.testing.assert_array_equal(ds.x.values, [1.0, 2.0])
