@@ -30,12 +30,27 @@ Variables = dict[str, tuple[tuple[str, ...], dict[str, str]]]
 
 
 class BlowUpError(FloatingPointError):
-    """A run produced non-finite values; ``dataset`` holds the records up to the last good state."""
+    """A run produced non-finite (or unbounded) values.
 
-    def __init__(self, message: str, dataset: xr.Dataset | None = None, state: Any = None):
+    Parameters
+    ----------
+    message : the whole message: what went wrong, at which step, where the records are.
+    dataset : the records up to the last good state (None when there are none).
+    state : the last good state (grid values or token positions).
+    reason : the engine's one-line account of the problem, without the step and the records, e.g. ``"tokens became
+        non-finite"``; the message itself when not given.
+
+    Attributes
+    ----------
+    dataset, state, reason : as given.
+    """
+
+    def __init__(self, message: str, dataset: xr.Dataset | None = None, state: Any = None,
+                 reason: str | None = None):
         super().__init__(message)
         self.dataset = dataset
         self.state = state
+        self.reason = message if reason is None else reason
 
 
 def _whole(name: str, ratio: float) -> int:

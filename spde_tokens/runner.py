@@ -176,7 +176,7 @@ def run(engine: Engine, state: State, times: TimeGrid, recorder: Recorder, *, fi
                 done = records()
                 raise BlowUpError(f"{problem} at step {step} (t = {times.time(step):g}); the records up to t = "
                                   f"{float(done.time[-1]):g} are in .dataset and the last good state in .state",
-                                  done, engine.last_good(state))
+                                  done, engine.last_good(state), reason=problem)
             state = new
             if times.is_record(step):
                 take_record(step)

@@ -101,3 +101,23 @@ def test_warnings_are_shown_once_per_kind_with_a_count():
     assert len(caught) == 1  # ten warnings of one kind (they differ only by their numbers)
     assert "something at t = 0.1" in str(caught[0].message) and "[10 times during the run]" in str(caught[0].message)
     assert caught[0].filename == __file__  # points at the caller, not at the package's internals
+
+
+def test_a_blow_up_says_its_reason_apart(monkeypatch):
+    """BlowUpError.reason is the engine's one-line problem, without the step and the records' whereabouts."""
+    from spde_tokens import particles
+
+    original = particles.TokenDynamics.layer_step
+    calls = {"n": 0}
+
+    def diverging(self, *args):
+        calls["n"] += 1
+        x = original(self, *args)
+        return np.full_like(x, np.nan) if calls["n"] == 7 else x
+
+    monkeypatch.setattr(particles.TokenDynamics, "layer_step", diverging)
+    with pytest.raises(st.BlowUpError) as info:
+        _particles(0.5)
+    assert info.value.reason == "tokens became non-finite"
+    assert str(info.value).startswith("tokens became non-finite at step 7 (t = 0.07); the records up to t = 0.05")
+    np.testing.assert_array_equal(info.value.dataset.time.values, [0.0, 0.05])
