@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import os
 import textwrap
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import xarray as xr
@@ -35,6 +35,10 @@ DENSITY_LABEL = "density (per unit area)"
 DENSITY_VARS = ("density", "energy", "dispersion", "power_spectrum", "spectral_tail")
 PARTICLE_VARS = ("positions", "energy", "dispersion")
 COMPARISON_VARS = ("mmd", "energy_density", "energy_particles", "dispersion_density", "dispersion_particles")
+#: how a title names a noise kind (otherwise the kind itself, underscores as spaces)
+NOISE_NAMES = {"mlp": "MLP", "quadratic_form": "quadratic-form"}
+#: how a title writes a noise model's amplitudes
+NOISE_SYMBOLS = {"sigma": "σ", "gamma": "γ", "alpha": "α", "nu": "ν"}
 #: maps (or token panels) per row
 MAP_COLUMNS = 4
 
@@ -74,6 +78,89 @@ def _record_indices(n: int, times) -> np.ndarray:
     return np.unique(np.round(np.linspace(0, n - 1, min(int(times), n))).astype(int))
 
 
+def _number(value: Any) -> str:
+    if isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool):
+        return f"{float(value):g}"
+    return str(value)
+
+
+def _model_text(kind: str, parameters: dict[str, Any]) -> str:
+    """One noise model in words, e.g. ``MLP noise σ = 0.25, tanh, width 64``."""
+    words = []
+    for name, value in parameters.items():
+        if name == "activation":
+            words.append(str(value))
+        elif name == "width":
+            words.append("infinite width" if value is None or str(value) == "none" else f"width {_number(value)}")
+        else:
+            words.append(f"{NOISE_SYMBOLS.get(name, name)} = {_number(value)}")
+    return " ".join([f"{NOISE_NAMES.get(kind, kind.replace('_', ' '))} noise", ", ".join(words)]).strip()
+
+
+def _models_from_attrs(attrs: dict) -> dict[str, dict[str, Any]]:
+    """kind → parameters, from the ``noise_<kind>_<parameter>`` attributes that ``NoiseModel.attrs()`` writes."""
+    from spde_tokens.noise import NOISE_MODELS
+
+    models: dict[str, dict[str, Any]] = {}
+    for key, value in attrs.items():
+        if not str(key).startswith("noise_"):
+            continue
+        rest = str(key)[len("noise_"):]
+        kind = max((k for k in NOISE_MODELS if rest.startswith(k + "_")), key=len, default=None)
+        if kind is None:  # a kind this version does not know: its parameter names have no underscore
+            kind, _, name = rest.rpartition("_")
+        else:
+            name = rest[len(kind) + 1:]
+        if kind and name:
+            models.setdefault(kind, {})[name] = value
+    return models
+
+
+def _models_from_repr(text: str) -> dict[str, dict[str, Any]] | None:
+    """kind → parameters, read from the ``noise`` attribute (the models' repr, ``BiasNoise(gamma=0.3) + …``), or
+    None when it does not read as one."""
+    import ast
+
+    from spde_tokens.noise import NOISE_MODELS
+
+    kinds = {cls.__name__: kind for kind, cls in NOISE_MODELS.items()}
+    models: dict[str, dict[str, Any]] = {}
+    for term in text.split(" + "):
+        try:
+            call = ast.parse(term.strip(), mode="eval").body
+            if not (isinstance(call, ast.Call) and isinstance(call.func, ast.Name) and call.func.id in kinds
+                    and not call.args):
+                return None
+            models[kinds[call.func.id]] = {str(k.arg): ast.literal_eval(k.value) for k in call.keywords}
+        except (SyntaxError, ValueError):
+            return None
+    return models
+
+
+def noise_text(attrs: dict) -> str:
+    """The noise of a run in words, for a figure's title: ``"MLP noise σ = 0.25, tanh, width 64 + bias noise
+    γ = 0.3"``, or ``"no noise"``.
+
+    Parameters
+    ----------
+    attrs : the global attributes of a run Dataset. The models are read from the ``noise_<kind>_<parameter>``
+        attributes (``NoiseModel.attrs()``); without them, from the ``noise`` attribute when it reads as the models'
+        repr, otherwise that attribute is shown as it is (``"noise unknown"`` without one).
+    """
+    models = _models_from_attrs(attrs)
+    noise = attrs.get("noise")
+    if not models:
+        if noise is None:
+            return "noise unknown"
+        if str(noise) == "none":
+            return "no noise"
+        parsed = _models_from_repr(str(noise))
+        if not parsed:
+            return f"noise {noise}"
+        models = parsed
+    return " + ".join(_model_text(kind, parameters) for kind, parameters in models.items())
+
+
 def _title(attrs: dict, head: str) -> str:
     parts = [head]
     if attrs.get("grid") == "sphere":
@@ -86,7 +173,7 @@ def _title(attrs: dict, head: str) -> str:
     if "beta" in attrs:
         parts.append(f"β = {float(attrs['beta']):g}" + (f" ({attrs['normalization']})" if "normalization" in attrs
                                                          else ""))
-    parts.append(f"noise {attrs.get('noise', 'unknown')}")
+    parts.append(noise_text(attrs))
     parts.append(f"seed {attrs.get('seed', 'none')}")
     return textwrap.fill(" · ".join(parts), 130)
 

@@ -182,6 +182,40 @@ def test_ensemble_bands(ensemble, circle_run, tmp_path):
     assert all(len(ax.collections) == 2 for ax in panels)  # 25–75% and 5–95% bands
 
 
+def _without_noise(attrs: dict) -> dict:
+    return {k: v for k, v in attrs.items() if not k.startswith("noise")}
+
+
+MLP = st.MLPNoise(0.25, "tanh", 64)
+
+
+@pytest.mark.parametrize(("noise_attrs", "words"), [
+    # the noise_<kind>_<parameter> attributes of NoiseModel.attrs(), as a run writes them
+    ((MLP + NOISE).attrs(), "bias noise γ = 0.3 + MLP noise σ = 0.25, tanh, width 64"),
+    (st.MLPNoise(0.5, "relu").attrs(), "MLP noise σ = 0.5, relu, infinite width"),
+    ((st.QuadraticFormNoise(0.2) + st.IdiosyncraticNoise(0.01)).attrs(),
+     "idiosyncratic noise ν = 0.01 + quadratic-form noise α = 0.2"),
+    # fallbacks: only the models' repr (a comparison's attributes), no noise, nothing at all, an unknown text
+    ({"noise": repr(MLP)}, "MLP noise σ = 0.25, tanh, width 64"),
+    ({"noise": "none"}, "no noise"),
+    ({}, "noise unknown"),
+    ({"noise": "a custom field"}, "noise a custom field"),
+])
+def test_titles_describe_the_noise_in_words(ensemble, noise_attrs, words):
+    """The issue: titles printed the noise object's repr, e.g. "noise MLPNoise(sigma=0.25, activation='tanh', ...)"."""
+    ds = ensemble.copy()
+    ds.attrs = {**_without_noise(ensemble.attrs), **noise_attrs}
+    title = plot.plot_run(ds)._suptitle.get_text().replace("\n", " ")
+    assert words in title and "Noise(" not in title, title
+
+
+def test_the_title_of_a_run_names_its_noise(sphere_run, tmp_path):
+    path = tmp_path / "run.nc"
+    st.write_run(sphere_run, path)
+    title = plot.plot_density(st.open_run(path), times=1)._suptitle.get_text()  # attributes read back from NetCDF
+    assert "bias noise γ = 0.3" in title and "BiasNoise" not in title, title
+
+
 @pytest.mark.parametrize("name", ["sphere_run", "circle_run"])
 def test_animation(name, request, tmp_path):
     ds = request.getfixturevalue(name)
