@@ -22,6 +22,7 @@ The equations, parameters and tolerances are in the docstring of :mod:`spde_toke
 from __future__ import annotations
 
 import warnings
+from typing import TYPE_CHECKING
 
 import numpy as np
 import xarray as xr
@@ -52,6 +53,9 @@ from spde_tokens.validation.value_pairs import (
     sample_plan,
     variance_rate,
 )
+
+if TYPE_CHECKING:  # matplotlib is imported when a figure is drawn
+    from matplotlib.axes import Axes
 
 CAP_RADIUS = 1e-4
 #: (beta, d): Λ = −1.16 sigma² (antipodal clusters attract) and Λ = +3.51 sigma² (they separate)
@@ -414,7 +418,7 @@ def _dataset(clusters: dict, dens: dict) -> xr.Dataset:
     return xr.Dataset(data, coords=coords, attrs=attrs)
 
 
-def plot_clusters(ax_rate, ax_paths, ds: xr.Dataset) -> None:
+def plot_clusters(ax_rate: Axes, ax_paths: Axes, ds: xr.Dataset) -> None:
     """Cluster exponents on the exponent panel (stars) and their median paths on the paths panel (black; the
     caller draws the legends)."""
     dt = 2 * float(ds.attrs["dt"])
@@ -431,7 +435,7 @@ def plot_clusters(ax_rate, ax_paths, ds: xr.Dataset) -> None:
         ax_paths.plot(t, lam[k] * t, "k:", lw=1.0)
 
 
-def plot_density(ax, ds: xr.Dataset) -> None:
+def plot_density(ax: Axes, ds: xr.Dataset) -> None:
     """Projective order parameter of the symmetric density and of the antipodally closed tokens on one path."""
     t = ds["density_time"].values
     ax.plot(t, ds["density_order"].values, "b-", lw=1.5, label=f"density, SphereGrid({ds.attrs['density_lmax']})")

@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import datetime
 from collections.abc import Sequence
-from typing import TypedDict
+from typing import Any, Literal, TypedDict
 
 import numpy as np
 
@@ -59,7 +59,14 @@ class Row(TypedDict):
     kind: str
 
 
-def _row(kind: str, case: str, quantity: str, expected, measured, tolerance: str, verdict: str) -> Row:
+#: the keys of a :class:`Row` (a TypedDict is indexed by literal keys only)
+RowKey = Literal["case", "quantity", "expected", "measured", "tolerance", "verdict", "kind"]
+#: what a row accepts as measured: a number (stored as a float) or a text; booleans are refused
+Measured = str | float | np.number
+
+
+def _row(kind: str, case: str, quantity: str, expected: str | float, measured: Measured, tolerance: str,
+         verdict: str) -> Row:
     for name, text in (("case", case), ("quantity", quantity), ("tolerance", tolerance)):
         if not isinstance(text, str) or not text:
             raise ValueError(f"{name} must be a non-empty string, got {text!r}")
@@ -70,12 +77,13 @@ def _row(kind: str, case: str, quantity: str, expected, measured, tolerance: str
                verdict=verdict, kind=kind)
 
 
-def check(case: str, quantity: str, expected, measured, tolerance: str, ok: bool) -> Row:
+def check(case: str, quantity: str, expected: str | float, measured: Measured, tolerance: str, ok: bool) -> Row:
     """A theory row: "pass" when ``ok``, else "fail"."""
     return _row("check", case, quantity, expected, measured, tolerance, "pass" if bool(ok) else "fail")
 
 
-def claim(case: str, quantity: str, expected, measured, tolerance: str, holds: bool, theory: Sequence[Row]) -> Row:
+def claim(case: str, quantity: str, expected: str | float, measured: Measured, tolerance: str, holds: bool,
+          theory: Sequence[Row]) -> Row:
     """A published claim decided from the data: "pass" when ``holds``, else "disagrees".
 
     ``theory`` are the check rows of the same case that test the mathematics behind the claim (they can fail, the
@@ -86,7 +94,7 @@ def claim(case: str, quantity: str, expected, measured, tolerance: str, holds: b
     return _row("claim", case, quantity, expected, measured, tolerance, "pass" if bool(holds) else "disagrees")
 
 
-def info(case: str, quantity: str, measured, note: str) -> Row:
+def info(case: str, quantity: str, measured: Measured, note: str) -> Row:
     """A measurement reported without a verdict (verdict "info"); ``note`` says why it is not judged."""
     return _row("info", case, quantity, "none (a measurement, not a claim)", measured, note, INFO)
 
@@ -102,12 +110,13 @@ def _measured(rows: Sequence[Row]) -> np.ndarray:
 def row_variables(rows: Sequence[Row]) -> dict:
     """The table rows as variables on a ``row`` dimension (so the file carries its own verdicts)."""
     one = {"units": "1"}
-    columns = {"case": "case of the row", "quantity": "validated quantity (sub-case tag first)",
+    columns: dict[RowKey, str] = {"case": "case of the row", "quantity": "validated quantity (sub-case tag first)",
                "expected": "expected (theory or published claim)", "tolerance": "how the tolerance was derived",
                "verdict": "verdict: pass, fail, disagrees (a claim the data contradicts) or info (no verdict)",
                "kind": "check (theory), claim (published statement) or info (measurement)"}
-    out = {f"row_{key}": (("row",), [str(r[key]) for r in rows], {**one, "long_name": long})
-           for key, long in columns.items()}
+    out: dict[str, tuple[tuple[str, ...], Any, dict[str, str]]] = {
+        f"row_{key}": (("row",), [str(r[key]) for r in rows], {**one, "long_name": long})
+        for key, long in columns.items()}
     out["row_measured"] = (("row",), _measured(rows), {**one, "long_name": "measured value"})
     return out
 

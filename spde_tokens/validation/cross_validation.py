@@ -41,7 +41,7 @@ from spde_tokens.compare import compare
 from spde_tokens.density import TAIL_WARNING, solve_density
 from spde_tokens.grids import ResolutionWarning, SphereGrid
 from spde_tokens.model import AttentionModel
-from spde_tokens.noise import BiasNoise, MLPNoise, NoisePath, ValueNoise
+from spde_tokens.noise import BiasNoise, MLPNoise, NoiseModel, NoisePath, ValueNoise
 from spde_tokens.particles import simulate_particles
 from spde_tokens.validation.common import Z_BAND, Row, check
 
@@ -69,7 +69,7 @@ class Setup:
     mmd_scale: float = 2.0
 
 
-def noise_cases(setup: Setup) -> dict[str, tuple[object, AttentionModel, str]]:
+def noise_cases(setup: Setup) -> dict[str, tuple[NoiseModel | None, AttentionModel, str]]:
     """name → (noise, model, particle scheme) of the four cases."""
     model = AttentionModel(3, beta=setup.beta)
     return {
@@ -152,7 +152,7 @@ def fit_slope(n_tokens: Sequence[int], mmd: np.ndarray, reference: np.ndarray | 
     return slope, float(np.sqrt(var_y / sxx * max(1.0, chi2_red)))
 
 
-def sweep(noise, model: AttentionModel, scheme: str, rho0: xr.DataArray, n_tokens: Sequence[int],
+def sweep(noise: NoiseModel | None, model: AttentionModel, scheme: str, rho0: xr.DataArray, n_tokens: Sequence[int],
           tokens: list[list[np.ndarray]], t_end: float, dt: float, path_seed: int, mmd_scale: float = 2.0) -> dict:
     """One noise path: the density once, the particles for every N and draw; MMD at t_end against the density.
 

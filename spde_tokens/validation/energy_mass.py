@@ -99,7 +99,7 @@ def _run_rows(label: str, time: np.ndarray, s: dict) -> list[Row]:
 
 def _dataset(spaces, time, series, t_end) -> xr.Dataset:
     one = {"units": "1"}
-    dims = ("space", "beta", "time")
+    dims: tuple[str, ...] = ("space", "beta", "time")
     names = {"energy": "interaction energy E_beta", "mass": "total mass int rho dA",
              "spectral_tail": "share of power at degrees >= 0.9 lmax", "min_density": "minimum of the density",
              "max_density": "maximum of the density", "dispersion": "dispersion 1 - |m|^2"}

@@ -65,7 +65,7 @@ REFERENCE_ERROR = 1e-12
 ROTATION_SEED = 11
 
 
-def rate(r, n: int, beta: float, normalization: str):
+def rate(r: float | np.ndarray, n: int, beta: float, normalization: str) -> float | np.ndarray:
     """ṙ (module docstring) for n equiangular tokens (SA: ``"softmax"``, USA: ``"unnormalized"``)."""
     common = 2.0 * np.exp(beta * r) * (1.0 - r) * ((n - 1) * r + 1.0)
     if normalization == "softmax":
@@ -73,7 +73,7 @@ def rate(r, n: int, beta: float, normalization: str):
     return common / n
 
 
-def rate_derivative(r, n: int, beta: float, normalization: str):
+def rate_derivative(r: float | np.ndarray, n: int, beta: float, normalization: str) -> float | np.ndarray:
     """∂ṙ/∂r by the product and quotient rules (finite at consensus r = 1, where USA gives −2 e^β)."""
     e = np.exp(beta * r)
     common = 2.0 * e * (1.0 - r) * ((n - 1) * r + 1.0)
@@ -84,7 +84,7 @@ def rate_derivative(r, n: int, beta: float, normalization: str):
     return d_common / n
 
 
-def radial_rate(r, n: int, beta: float, normalization: str):
+def radial_rate(r: float | np.ndarray, n: int, beta: float, normalization: str) -> float | np.ndarray:
     """2 x·a at an equiangular configuration: the radial rate of the field's extension off the sphere.
 
     ``tangent_projection`` computes a − (y·a) y, which is tangent only for |y| = 1; at the RK4 stage points of the

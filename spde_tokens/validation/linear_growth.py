@@ -54,14 +54,15 @@ def predicted_rate(dim: int, degree: int, beta: float) -> float:
     return float(degree**2 * iv(degree, beta) / (beta * iv(0, beta)))
 
 
-def perturbed_uniform(grid, degree: int, order: int | None, eps: float = EPS):
+def perturbed_uniform(grid: st.CircleGrid | st.SphereGrid, degree: int, order: int | None,
+                      eps: float = EPS) -> tuple[xr.DataArray, int, complex]:
     """Uniform density plus eps·(1 + 0.5i) times the harmonic (degree, order) (S^1: wavenumber ``degree``).
 
     Returns the density DataArray, the index of the coefficient and its initial value.
     """
     c = np.zeros(grid.n_coeff, complex)
     c[0] = 1.0 / np.sqrt(grid.area)
-    if grid.dim == 2:
+    if isinstance(grid, st.CircleGrid):  # S^1: the wavenumber alone
         idx = int(np.nonzero(grid.degrees == degree)[0][0])
     else:
         idx = int(np.nonzero((grid.degrees == degree) & (grid.orders == order))[0][0])
@@ -69,7 +70,8 @@ def perturbed_uniform(grid, degree: int, order: int | None, eps: float = EPS):
     return st.initial.as_density(grid, grid.synthesis(c), normalize=False), idx, c[idx]
 
 
-def measure_rate(grid, beta: float, degree: int, order: int | None) -> tuple[float, float]:
+def measure_rate(grid: st.CircleGrid | st.SphereGrid, beta: float, degree: int,
+                 order: int | None) -> tuple[float, float]:
     """(measured rate, t_end) of one perturbation run."""
     rate = predicted_rate(grid.dim, degree, beta)
     rho0, idx, c0 = perturbed_uniform(grid, degree, order)

@@ -55,6 +55,7 @@ with ``quick`` (N = 1000, t_end = 60). Run it with ``python validation/low_tempe
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -64,7 +65,7 @@ from scipy.spatial import cKDTree
 from scipy.special import spherical_in
 
 from spde_tokens.diagnostics import wasserstein2_tokens
-from spde_tokens.grids import grid_from_attrs
+from spde_tokens.grids import SphereGrid, grid_from_attrs
 from spde_tokens.model import AttentionModel
 from spde_tokens.particles import simulate_particles
 from spde_tokens.validation.common import Row, check, info
@@ -119,7 +120,10 @@ class MaximaCounter:
     """Local maxima of random isotropic fields on a Gauss grid (node > every node within 1.6 latitude spacings)."""
 
     def __init__(self, lmax: int = 64):
-        self.grid = grid_from_attrs({"grid": "sphere", "grid_lmax": lmax, "grid_dealias": 1})
+        grid = grid_from_attrs({"grid": "sphere", "grid_lmax": lmax, "grid_dealias": 1})
+        if not isinstance(grid, SphereGrid):  # the cached grid of these attributes is a SphereGrid
+            raise TypeError(f"expected a SphereGrid, got {grid!r}")
+        self.grid = grid
         pts = self.grid.points().reshape(-1, 3)
         radius = 1.6 * np.pi / self.grid.nlat
         tree = cKDTree(pts)
@@ -143,7 +147,8 @@ class MaximaCounter:
         return out
 
 
-def expected_clusters(beta: float, n_tokens: int, counter: MaximaCounter, samples: int, seed: int):
+def expected_clusters(beta: float, n_tokens: int, counter: MaximaCounter, samples: int,
+                      seed: int) -> tuple[float, float]:
     """Mean and standard deviation of the number of maxima of the smoothed linear field at t = t_lin (theory)."""
     lstar, gmax = fastest_degree(beta)
     t_lin = np.log(ONSET_AMPLITUDE * np.sqrt(n_tokens / (2 * lstar + 1))) / gmax
@@ -170,7 +175,8 @@ def segments(t_end: float, late_dt: float) -> list[tuple[str, float, float, floa
     return out
 
 
-def integrate(model: AttentionModel, x0: np.ndarray, parts) -> tuple[np.ndarray, np.ndarray]:
+def integrate(model: AttentionModel, x0: np.ndarray,
+              parts: Sequence[tuple[str, float, float, float]]) -> tuple[np.ndarray, np.ndarray]:
     """Chain ``simulate_particles`` over the segments: record times and positions (time, token, component)."""
     times, positions, x, t0 = [0.0], [x0], x0, 0.0
     for scheme, dt, stop, save in parts:
@@ -352,7 +358,7 @@ def summary_rows(results: dict, setup: Setup) -> list[Row]:
                       "ln(a sqrt(N/(2l*+1))) ± 1: " + ", ".join(f"{v:.2f}" for v in theory),
                       ", ".join(f"{v:.2f}" for v in product),
                       "±1 e-fold of the nonlinear saturation; E A(0)² = (2l*+1)/N for i.i.d. tokens",
-                      np.all(np.abs(product - theory) <= 1)))
+                      bool(np.all(np.abs(product - theory) <= 1))))
     lam = get["lstar"] * (get["lstar"] + 1)
     slope, se = _fit(np.log(lam), np.log(get["clusters_formed"]),
                      get["clusters_expected_sd"] / get["clusters_expected"])
@@ -371,7 +377,7 @@ def summary_rows(results: dict, setup: Setup) -> list[Row]:
     rows.append(check(NAME, "transport: sqrt(K)·W2(clustered, initial) per beta", f"in [{lo:.2f}, {hi:.2f}]",
                       ", ".join(f"{v:.2f}" for v in scaled),
                       "quantization of the sphere into K cells: hexagonal (5/(18√3)) to Poisson–Voronoi (1/π) "
-                      "second moment", np.all((scaled >= lo) & (scaled <= hi))))
+                      "second moment", bool(np.all((scaled >= lo) & (scaled <= hi)))))
     return rows
 
 
@@ -422,7 +428,8 @@ def build_dataset(setup: Setup, x0: np.ndarray, results: dict, vres: dict) -> xr
     betas = list(results)
     t = results[betas[0]]["time"]
     one = {"units": "1"}
-    data = {key: (("beta",), np.array([float(results[b][key]) for b in betas]), {"long_name": ln, "units": u})
+    data: dict[str, tuple[tuple[str, ...], np.ndarray, dict[str, str]]] = {
+        key: (("beta",), np.array([float(results[b][key]) for b in betas]), {"long_name": ln, "units": u})
             for key, (ln, u) in _PER_BETA.items()}
     series = {"amplitude_lstar": "relative amplitude A = sqrt(4 pi P_l*) of the empirical measure",
               "cluster_count": "number of single-linkage clusters at angle 1/sqrt(beta)",

@@ -87,15 +87,24 @@ class MLPBatch:
     model: AttentionModel
     noise: MLPNoise
 
-    def __post_init__(self):
+    def __post_init__(self) -> None:
         if self.noise.width is None:
             raise ValueError("noise: MLPBatch needs a finite-width MLPNoise")
 
-    def draw(self, rng: np.random.Generator, r: int, dim: int, dt: float) -> tuple[np.ndarray, np.ndarray]:
+    @property
+    def width(self) -> int:
+        """The number of hidden features of the noise (finite: checked at construction)."""
         width = self.noise.width
+        if width is None:  # excluded by __post_init__; narrows int | None to int
+            raise ValueError("noise: MLPBatch needs a finite-width MLPNoise")
+        return width
+
+    def draw(self, rng: np.random.Generator, r: int, dim: int, dt: float) -> tuple[np.ndarray, np.ndarray]:
+        width = self.width
         return rng.standard_normal((r, width, dim)), rng.standard_normal((r, dim, width)) * np.sqrt(dt)
 
-    def combine(self, first, second) -> tuple[np.ndarray, np.ndarray]:
+    def combine(self, first: tuple[np.ndarray, np.ndarray],
+                second: tuple[np.ndarray, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
         return np.concatenate([first[0], second[0]], axis=1), np.concatenate([first[1], second[1]], axis=2)
 
     def from_path(self, increments: list[dict[str, np.ndarray]]) -> tuple[np.ndarray, np.ndarray]:
@@ -104,9 +113,9 @@ class MLPBatch:
     def field(self, x: np.ndarray, w1: np.ndarray, w2: np.ndarray) -> np.ndarray:
         """ΔN = sigma W₂ φ(W₁ x)/sqrt(width) for each realization (the formula of ``MLPNoise.field``)."""
         hidden = self.noise.activation.phi(x @ np.swapaxes(w1, 1, 2))
-        return (self.noise.sigma / np.sqrt(self.noise.width)) * (hidden @ np.swapaxes(w2, 1, 2))
+        return (self.noise.sigma / np.sqrt(self.width)) * (hidden @ np.swapaxes(w2, 1, 2))
 
-    def step(self, x: np.ndarray, dt: float, increments) -> np.ndarray:
+    def step(self, x: np.ndarray, dt: float, increments: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
         move = tangent_projection(x, self.field(x, *increments))
         if self.model.value_factor != 0.0:
             move += dt * tangent_projection(x, attention_output(self.model, x) @ self.model.V.T)

@@ -37,9 +37,17 @@ import xarray as xr
 
 from spde_tokens import initial
 from spde_tokens.density import solve_density
-from spde_tokens.grids import CircleGrid, ResolutionWarning, SphereGrid
+from spde_tokens.grids import CircleGrid, Grid, ResolutionWarning, SphereGrid
 from spde_tokens.model import AttentionModel
-from spde_tokens.noise import AntitheticPath, BiasNoise, MLPNoise, NoisePath, QuadraticFormNoise, RotationNoise
+from spde_tokens.noise import (
+    AntitheticPath,
+    BiasNoise,
+    MLPNoise,
+    NoiseModel,
+    NoisePath,
+    QuadraticFormNoise,
+    RotationNoise,
+)
 from spde_tokens.validation.common import Row, check
 
 NAME = "one_point_law"
@@ -72,11 +80,11 @@ def settings() -> list[dict]:
     return out
 
 
-def _grid(dim: int, degree: int):
+def _grid(dim: int, degree: int) -> Grid:
     return CircleGrid(degree) if dim == 2 else SphereGrid(degree)
 
 
-def one_point_rate(noise, grid) -> float:
+def one_point_rate(noise: NoiseModel, grid: Grid) -> float:
     """The one-point rate g of the noise; for the infinite-width MLP field the rate truncated at the grid's degree."""
     if isinstance(noise, MLPNoise):
         return noise.one_point_rate(grid.dim, grid.degree_max)
@@ -96,7 +104,9 @@ def measure_setting(setting: dict, pairs: int) -> dict:
     rho0 = initial.von_mises_fisher(grid, e[-1] + 0.5 * e[0], 1.0)
     model = AttentionModel(dim, 1.0, V=np.zeros((dim, dim)))
     n_steps = round(t_end / DT)
-    samples, tails, min_rel = [], [], []
+    pair_means: list[np.ndarray] = []
+    tails: list[float] = []
+    min_rel: list[float] = []
     for seed in range(pairs):
         pair = []
         for cls in (NoisePath, AntitheticPath):
@@ -108,8 +118,8 @@ def measure_setting(setting: dict, pairs: int) -> dict:
             pair.append(ds["mean_vector"].values)
             tails.append(float(ds["spectral_tail"].max()))
             min_rel.append(float((ds["min_density"] / ds["density"].max(ds["density"].dims[1:])).min()))
-        samples.append(0.5 * (pair[0] + pair[1]))
-    samples = np.asarray(samples)  # (pair, time, component)
+        pair_means.append(0.5 * (pair[0] + pair[1]))
+    samples = np.asarray(pair_means)  # (pair, time, component)
     times = ds["time"].values
     m0 = samples[0, 0]
     g = one_point_rate(noise, grid)

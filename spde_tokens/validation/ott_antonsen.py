@@ -35,6 +35,7 @@ from __future__ import annotations
 import warnings
 
 import numpy as np
+import numpy.typing as npt
 import xarray as xr
 
 import spde_tokens as st
@@ -61,19 +62,19 @@ DRAWS = 16
 STANDARD_ERRORS = 4.0
 
 
-def exact_radius(t, r0: float = R0) -> np.ndarray:
+def exact_radius(t: npt.ArrayLike, r0: float = R0) -> np.ndarray:
     """r(t) = sqrt(r₀² eᵗ / (1 − r₀² + r₀² eᵗ)), the solution of ṙ = ½ r (1 − r²)."""
     e = np.exp(np.asarray(t, dtype=float))
     return np.sqrt(r0**2 * e / (1.0 - r0**2 + r0**2 * e))
 
 
-def exact_density(theta: np.ndarray, r) -> np.ndarray:
+def exact_density(theta: np.ndarray, r: npt.ArrayLike) -> np.ndarray:
     """ρ(θ) = (1 − r²)/(2π (1 − 2 r cos θ + r²)) for every radius in ``r`` (shape (len(r), len(theta)))."""
     r = np.asarray(r, dtype=float)[:, None]
     return (1.0 - r**2) / (2.0 * np.pi * (1.0 - 2.0 * r * np.cos(theta)[None, :] + r**2))
 
 
-def token_radii(grid, n_tokens: int, draws: int, seed: int) -> np.ndarray:
+def token_radii(grid: st.CircleGrid, n_tokens: int, draws: int, seed: int) -> np.ndarray:
     """‖m̂(t)‖ at the records for ``draws`` independent samples of N tokens.
 
     The samples are disjoint slices of one i.i.d. sample of draws·N tokens (independent, and one rejection-sampling

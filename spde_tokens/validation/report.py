@@ -4,16 +4,18 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
-from spde_tokens.validation.common import INFO, VERDICTS, Row
+from spde_tokens.validation.common import INFO, VERDICTS, Row, RowKey
 from spde_tokens.validation.runner import CASE_NAMES, run_case
 
 #: the printed columns: the case first, the verdict last
-COLUMNS = ("case", "quantity", "expected", "measured", "verdict")
+COLUMNS: tuple[RowKey, ...] = ("case", "quantity", "expected", "measured", "verdict")
+#: the columns of report.md: the printed ones and how each tolerance was derived
+REPORT_COLUMNS: tuple[RowKey, ...] = (*COLUMNS, "tolerance")
 
 
-def _cell(value) -> str:
+def _cell(value: object) -> str:
     if isinstance(value, float):
         return f"{value:.4g}"
     return str(value).replace("|", "/").replace("\n", " ")
@@ -46,7 +48,7 @@ def write_report(rows: Sequence[Row], timings: dict[str, float], out_dir: str, q
     """``out_dir/report.md``: the table, how each tolerance was derived, the disagreements, and the figures."""
     lines = [f"# spde_tokens validation ({'quick' if quick else 'full'})", "", summary(rows), "",
              "| " + " | ".join(COLUMNS) + " | tolerance |", "|" + "---|" * (len(COLUMNS) + 1)]
-    lines += ["| " + " | ".join(_cell(r[c]) for c in (*COLUMNS, "tolerance")) + " |" for r in rows]
+    lines += ["| " + " | ".join(_cell(r[c]) for c in REPORT_COLUMNS) + " |" for r in rows]
     if any(r["verdict"] == "disagrees" for r in rows):
         lines += ["", "## Where the measurements disagree with a published claim", "", *disagreement_lines(rows)]
     lines += ["", "## Cases", ""]
@@ -101,6 +103,8 @@ def write_docs(rows: Sequence[Row], timings: dict[str, float], out_dir: str, qui
         lines += ["## Disagreements with published claims", "", *disagreement_lines(rows), ""]
     for name, seconds in timings.items():
         spec = importlib.util.find_spec(f"spde_tokens.validation.{name}")
+        if spec is None or spec.origin is None:
+            raise ImportError(f"no source file for the validation case {name!r}")
         with open(spec.origin) as fh:
             doc = ast.get_docstring(ast.parse(fh.read())) or ""
         case_rows = [r for r in rows if r["case"] == name]
@@ -121,7 +125,7 @@ def write_docs(rows: Sequence[Row], timings: dict[str, float], out_dir: str, qui
 
 
 def run_validation(out_dir: str = "validation_out", quick: bool = False, cases: Sequence[str] | None = None,
-                   echo=print, docs: str | None = None) -> list[Row]:
+                   echo: Callable[[str], object] | None = print, docs: str | None = None) -> list[Row]:
     """Run the cases (all by default), print the table, write ``report.md`` (and ``docs``, the generated
     docs/validation.md page, when given); returns the rows."""
     names = CASE_NAMES if not cases else tuple(cases)

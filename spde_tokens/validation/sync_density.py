@@ -47,6 +47,7 @@ from __future__ import annotations
 import time
 import warnings
 from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import xarray as xr
@@ -60,6 +61,9 @@ from spde_tokens.noise import MLPNoise, NoisePath
 from spde_tokens.particles import simulate_particles
 from spde_tokens.validation.common import Z_BAND, Row, check
 from spde_tokens.validation.cross_validation import sampling_density, token_draws
+
+if TYPE_CHECKING:  # matplotlib is imported when a figure is drawn
+    from matplotlib.axes import Axes
 
 TAG = "density"
 
@@ -235,7 +239,7 @@ def attrs(setup: Setup) -> dict:
     return {f"density_{key}": value for key, value in asdict(setup).items()}
 
 
-def plot_panels(ds: xr.Dataset, ax_disp, ax_mmd, ax_map) -> None:
+def plot_panels(ds: xr.Dataset, ax_disp: Axes, ax_mmd: Axes, ax_map: Axes) -> None:
     """Density dispersion with the draws' token dispersions (mean ± 4 SE and each draw), rms MMD against the
     sampling floor, and the density at the last record with the tokens of draw 0 (orthographic view)."""
     t = ds["density_time"].values

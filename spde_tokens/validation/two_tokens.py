@@ -29,8 +29,14 @@ MEDIAN_SE_FACTOR = np.sqrt(np.pi / 2.0)
 class Batch(Protocol):
     """The layer update of one noise kind for R realizations at once (module docstring)."""
 
-    model: AttentionModel
-    noise: Any
+    # read-only members: the batches are frozen dataclasses
+    @property
+    def model(self) -> AttentionModel:
+        """The attention model whose drift the step applies."""
+
+    @property
+    def noise(self) -> Any:
+        """The noise model whose increments the batch draws."""
 
     def draw(self, rng: np.random.Generator, r: int, dim: int, dt: float) -> Any:
         """The increments of one step of length dt for r realizations."""

@@ -69,7 +69,7 @@ class ValueBatch:
     model: AttentionModel
     noise: ValueNoise
 
-    def __post_init__(self):
+    def __post_init__(self) -> None:
         if self.model.value_factor != 0.0:
             raise ValueError("model: ValueBatch implements V = 0 (the noise alone moves the tokens)")
 
