@@ -34,6 +34,13 @@ def integer(name: str, value, minimum: int) -> int:
     return int(value)
 
 
+def boolean(name: str, value) -> bool:
+    """True or False (Python or NumPy booleans); strings such as "no", numbers and None are refused."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise ValueError(f"{name} must be True or False, got {value!r}")
+    return bool(value)
+
+
 def real(name: str, value, minimum: float = 0.0, strict: bool = False) -> float:
     """A finite real number ≥ minimum (> minimum when ``strict``)."""
     if not is_real(value):

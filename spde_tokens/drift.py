@@ -22,6 +22,7 @@ import warnings
 
 import numpy as np
 
+from spde_tokens import checks
 from spde_tokens.grids.base import Grid, ResolutionWarning, available_memory
 from spde_tokens.grids.funk_hecke import resolving_degree
 from spde_tokens.model import AttentionModel
@@ -221,6 +222,9 @@ class GridAttention:
             raise ValueError(f"model.dim = {model.dim} does not match the grid ({grid!r} is for dim {grid.dim})")
         if method not in ("auto", "zonal", "quadrature"):
             raise ValueError(f"attention must be 'auto', 'zonal' or 'quadrature', got {method!r}")
+        if memory_budget is not None and not (checks.is_real(memory_budget) and float(memory_budget) > 0):
+            raise ValueError("memory_budget must be a positive number of bytes (None: 25% of available memory), "
+                             f"got {checks.describe(memory_budget)}")
         a = model.zonal_factor
         if method == "zonal" and a is None:
             raise ValueError("attention='zonal' needs Qᵀ K = a I; use 'quadrature' or 'auto' for this model")

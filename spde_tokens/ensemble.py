@@ -195,6 +195,7 @@ def run_ensemble(config: str | os.PathLike | dict, realizations: int, scheduler:
     realizations = checks.integer("realizations", realizations, 1)
     n_workers = None if n_workers is None else checks.integer("n_workers", n_workers, 1)
     threads = checks.integer("[grid] threads", cfg["grid"].get("threads", 1), 1)
+    show_progress = default_progress(progress)
     if scheduler is not None and not isinstance(scheduler, str):
         raise ValueError(f"scheduler must be an address such as 'tcp://127.0.0.1:8786', got {scheduler!r}")
     if out_dir is None:
@@ -216,7 +217,7 @@ def run_ensemble(config: str | os.PathLike | dict, realizations: int, scheduler:
             with Client(cluster if cluster is not None else scheduler) as client:
                 futures = {client.submit(run_realization, cfg, r, out_dir, retries=RETRIES, pure=False,
                                          key=f"spde-tokens-realization-{r}-{os.getpid()}"): r for r in todo}
-                with tqdm(total=len(todo), disable=not default_progress(progress), unit="realization",
+                with tqdm(total=len(todo), disable=not show_progress, unit="realization",
                           desc="ensemble") as bar:
                     for future in as_completed(futures):
                         if future.status == "error":

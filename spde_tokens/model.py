@@ -10,17 +10,21 @@ NORMALIZATIONS = ("softmax", "unnormalized")
 
 
 def _matrix(name: str, value, dim: int) -> np.ndarray:
+    """A finite real dim × dim matrix; strings, booleans, objects and ragged nestings are refused by name."""
     if value is None:
         return np.eye(dim)
     try:
-        mat = np.array(value, dtype=float)
-    except (TypeError, ValueError) as exc:
-        raise ValueError(f"{name} must be a real {dim}×{dim} matrix: {exc}") from None
+        mat = np.array(value)
+    except ValueError:  # a ragged nesting
+        mat = np.array(None)
+    if mat.dtype.kind not in "iuf":
+        raise ValueError(f"{name} must be a real {dim}×{dim} matrix (an array, or a list of {dim} lists of {dim} "
+                         f"numbers), got {checks.describe(value)}")
     if mat.shape != (dim, dim):
         raise ValueError(f"{name} must have shape ({dim}, {dim}) for dim = {dim}, got {mat.shape}")
     if not np.all(np.isfinite(mat)):
         raise ValueError(f"{name} must be finite (no NaN or inf entries)")
-    return mat
+    return mat.astype(float)
 
 
 class AttentionModel:

@@ -15,6 +15,7 @@ import os
 import numpy as np
 import xarray as xr
 
+from spde_tokens import checks
 from spde_tokens import diagnostics as diag
 from spde_tokens.drift import (
     attention_output_harmonic,
@@ -185,6 +186,7 @@ def simulate_particles(model: AttentionModel, noise, x0, t_end: float, dt: float
     if not isinstance(model, AttentionModel):
         raise ValueError(f"model must be an AttentionModel, got {type(model).__name__}")
     x = check_tokens(x0, model.dim)
+    lmax = None if lmax is None else checks.integer("lmax", lmax, 1)
     if scheme not in PARTICLE_SCHEMES and scheme not in SCHEMES:
         raise ValueError(f"scheme must be 'layer', 'flow' or a flow scheme of {sorted(SCHEMES)}, got {scheme!r}")
     times = TimeGrid.build(t_end, dt, save_every)

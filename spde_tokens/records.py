@@ -100,8 +100,18 @@ class TimeGrid:
 
 
 def default_progress(progress: bool | None) -> bool:
-    """Progress bars are on by default when standard error is a terminal."""
-    return sys.stderr.isatty() if progress is None else bool(progress)
+    """Whether to show a progress bar: ``progress`` itself, or when None, whether standard error is a terminal.
+
+    Raises
+    ------
+    ValueError when ``progress`` is neither None nor a bool (e.g. the string "yes").
+    """
+    if progress is None:
+        return sys.stderr.isatty()
+    if not isinstance(progress, (bool, np.bool_)):
+        raise ValueError(f"progress must be None (a bar when standard error is a terminal), True or False, "
+                         f"got {progress!r}")
+    return bool(progress)
 
 
 def utc_stamp() -> str:

@@ -16,6 +16,7 @@ import spde_tokens as st
 from spde_tokens import initial
 from spde_tokens.cli import main
 from spde_tokens.config import load_config, run_density
+from spde_tokens.drift import GridAttention
 
 S2 = st.SphereGrid(8)
 S1 = st.CircleGrid(8)
@@ -35,6 +36,9 @@ API = [
     (lambda: st.SphereGrid(2), "lmax must be an integer ≥ 4"),
     (lambda: st.SphereGrid(8, threads=0), "threads"),
     (lambda: st.CircleGrid(3.5), "n \\(largest wavenumber\\)"),
+    # the issue: dealias="no" was taken as True (a non-empty string)
+    (lambda: st.SphereGrid(63, dealias="no"), "dealias must be True or False, got 'no'"),
+    (lambda: st.CircleGrid(64, dealias="no"), "dealias must be True or False, got 'no'"),
     # the model
     (lambda: st.AttentionModel(1), "dim"),
     (lambda: st.AttentionModel(3, "4"), "beta.*" + QUOTES),
@@ -43,6 +47,11 @@ API = [
     (lambda: st.AttentionModel(3, 1.0, normalization="soft"), "normalization must be one of"),
     (lambda: st.AttentionModel(3, 1.0, Q=np.eye(2)), "Q must have shape \\(3, 3\\)"),
     (lambda: st.AttentionModel(3, 1.0, V=np.full((3, 3), np.inf)), "V must be finite"),
+    # the issue: Q="abc" gave NumPy's "could not convert string to float", strings in lists were converted
+    (lambda: st.AttentionModel(3, 1.0, Q="abc"), "Q must be a real 3×3 matrix .*got the string 'abc'"),
+    (lambda: st.AttentionModel(2, 1.0, K=[["1", "0"], ["0", "1"]]), "K must be a real 2×2 matrix"),
+    (lambda: st.AttentionModel(2, 1.0, V=[[True, False], [False, True]]), "V must be a real 2×2 matrix"),
+    (lambda: st.AttentionModel(2, 1.0, Q=object()), "Q must be a real 2×2 matrix \\(an array"),
     # noise models
     (lambda: st.RotationNoise(-1.0), "sigma"),
     (lambda: st.BiasNoise("0.1"), "gamma.*" + QUOTES),
@@ -76,6 +85,11 @@ API = [
     (lambda: _solve(rho0=RHO1.isel(theta=slice(0, 5))), "rho0 has shape \\(5,\\)"),
     (lambda: _solve(model=st.AttentionModel(3)), "model.dim = 3"),
     (lambda: _solve(checkpoint_every=0), "checkpoint_every"),
+    # the issue: progress="yes" was taken as True, memory_budget=-1 passed on the zonal path
+    (lambda: _solve(progress="yes"), "progress must be None .*True or False, got 'yes'"),
+    (lambda: _solve(memory_budget=-1), "memory_budget must be a positive number of bytes"),
+    (lambda: GridAttention(CIRCLE_MODEL, S1, "zonal", memory_budget="1e9"), "memory_budget.*" + QUOTES),
+    (lambda: st.simulate_particles(CIRCLE_MODEL, None, [[1.0, 0.0]], 0.1, 0.01, lmax=-1), "lmax must be an integer"),
     (lambda: st.simulate_particles(CIRCLE_MODEL, None, np.ones((4, 2)), 0.1, 0.01), "x0 must be unit vectors"),
     (lambda: st.NoisePath(st.BiasNoise(0.1), 2, -0.01, 10, seed=1), "dt"),
 ]

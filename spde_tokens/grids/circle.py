@@ -47,7 +47,7 @@ class CircleGrid(Grid):
         import pyfftw
 
         self.n = self.degree_max = checks.integer("n (largest wavenumber)", n, 4)
-        self.dealias = bool(dealias)
+        self.dealias = checks.boolean("dealias", dealias)
         self.threads = checks.integer("threads", threads, 1)
         check_memory(f"n = {self.n}", 3 * self.n + 1, GRID_BYTES_PER_NODE, "the grid alone")
         self.nodes = _fast_size(3 * self.n + 1 if self.dealias else 2 * self.n + 2)

@@ -54,7 +54,7 @@ class SphereGrid(Grid):
 
     def __init__(self, lmax: int, dealias: bool = True, threads: int = 1):
         self.degree_max = self.lmax = checks.integer("lmax", lmax, 4)
-        self.dealias = bool(dealias)
+        self.dealias = checks.boolean("dealias", dealias)
         # at least (3(L+1)/2) × (3L+1) Gauss nodes dealiased, (L+1) × (2L+2) otherwise: refuse before shtns allocates
         n_min = (3 * (self.lmax + 1) // 2) * (3 * self.lmax + 1) if self.dealias else 2 * (self.lmax + 1) ** 2
         check_memory(f"lmax = {self.lmax}", n_min, GRID_BYTES_PER_NODE, "the grid alone")
