@@ -15,7 +15,9 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import tomllib
+import warnings
 from typing import Any
 
 import numpy as np
@@ -134,6 +136,34 @@ def run_realization(config: dict, realization: int, out_dir: str) -> list[str]:
     return written
 
 
+def _realization_task(config: dict, realization: int, out_dir: str) -> tuple[list[str], list[tuple[type, str]]]:
+    """:func:`run_realization` as a dask task: its paths, and its warnings as (category, message) pairs.
+
+    A worker is another process, whose own ``warnings.showwarning`` would print each warning on its standard error
+    as two lines (file:line, then the source line), past the command's one-line format; the warnings are instead
+    sent back with the result, and :func:`run_ensemble` issues them in the caller's process.
+    """
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        paths = run_realization(config, realization, out_dir)
+    found = dict.fromkeys((w.category, str(w.message)) for w in caught)
+    return paths, list(found)
+
+
+def _issue_worker_warnings(found: dict[int, list[tuple[type, str]]], total: int) -> None:
+    """Each kind of warning of the realizations issued once, with the number of realizations that had it (a kind:
+    the category and the message with its numbers blanked, as for the warnings of one run)."""
+    kinds: dict[tuple[type, str], tuple[str, set[int]]] = {}
+    for realization, pairs in sorted(found.items()):
+        for category, message in pairs:
+            key = (category, re.sub(r"[-+]?\d[\d.eE+-]*", "#", message))
+            kinds.setdefault(key, (message, set()))[1].add(realization)
+    for (category, _), (message, where) in kinds.items():
+        note = (f" [realization {min(where)}]" if len(where) == 1 else
+                f" [in {len(where)} of {total} realizations]")
+        warnings.warn(f"{message}{note}", category, stacklevel=3)
+
+
 def ensemble_statistics(ds: xr.Dataset) -> xr.Dataset:
     """Mean and quantile bands of energy and dispersion over realizations, and the median slope of log dispersion.
 
@@ -206,6 +236,7 @@ def run_ensemble(config: str | os.PathLike | dict, realizations: int, scheduler:
     todo = [r for r in range(realizations)
             if not all([reusable(_part_path(out_dir, e, r), cfg, e, r) for e in engines])]  # checks every file
     failures: dict[int, str] = {}
+    found: dict[int, list[tuple[type, str]]] = {}
     if todo:
         cluster = None
         if scheduler is None:
@@ -215,17 +246,20 @@ def run_ensemble(config: str | os.PathLike | dict, realizations: int, scheduler:
                                    env={"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"})
         try:
             with Client(cluster if cluster is not None else scheduler) as client:
-                futures = {client.submit(run_realization, cfg, r, out_dir, retries=RETRIES, pure=False,
+                futures = {client.submit(_realization_task, cfg, r, out_dir, retries=RETRIES, pure=False,
                                          key=f"spde-tokens-realization-{r}-{os.getpid()}"): r for r in todo}
                 with tqdm(total=len(todo), disable=not show_progress, unit="realization",
                           desc="ensemble") as bar:
                     for future in as_completed(futures):
                         if future.status == "error":
                             failures[futures[future]] = repr(future.exception())
+                        else:
+                            found[futures[future]] = future.result()[1]
                         bar.update()
         finally:
             if cluster is not None:
                 cluster.close()
+    _issue_worker_warnings(found, len(todo))
     if failures:
         lines = "; ".join(f"realization {r}: {msg}" for r, msg in sorted(failures.items()))
         raise RuntimeError(f"{len(failures)} realization(s) failed after {RETRIES} retries (the others are in "

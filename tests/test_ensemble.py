@@ -250,3 +250,23 @@ def test_bad_input(kwargs, name, tmp_path):
 def test_bad_threads(threads, tmp_path):
     with pytest.raises(ValueError, match=r"\[grid\] threads"):
         run_ensemble({**CONFIG, "grid": {**CONFIG["grid"], "threads": threads}}, 2, out_dir=tmp_path)
+
+
+def test_worker_warnings_come_back_as_one_line_each(tmp_path, capfd):
+    """The issue: a warning in a dask worker was printed by the worker's process as two lines (file:line, then the
+    source line). It is now issued by the command's process: one line, once per kind, with its realizations."""
+    config = tmp_path / "ens.toml"
+    config.write_text(toml_text(_changed("model", "beta", 8.0)))  # n = 24 does not resolve the kernel at beta 8
+    capfd.readouterr()
+    assert main(["ensemble", str(config), "--realizations", "2", "--workers", "1", "-o", str(tmp_path / "ens.nc"),
+                 "--no-progress"]) == 0
+    err = [line for line in capfd.readouterr().err.splitlines() if "Warning" in line or "DensityEquation" in line]
+    assert len(err) == 1, err  # a worker printed "…/density.py:412: ResolutionWarning: …" and "  equation = …"
+    assert err[0].startswith("ResolutionWarning: CircleGrid(n=24") and err[0].endswith("[in 2 of 2 realizations]")
+
+
+def test_worker_warnings_reach_the_caller(tmp_path):
+    from spde_tokens import ResolutionWarning
+
+    with pytest.warns(ResolutionWarning, match=r"does not resolve the attention kernel .* \[realization 0\]"):
+        run_ensemble(_changed("model", "beta", 8.0), 1, n_workers=1, out_dir=tmp_path, progress=False)
