@@ -130,8 +130,7 @@ def run_realization(config: dict, realization: int, out_dir: str) -> list[str]:
             ds = runner(own, progress=False)
             ds.attrs.update({"realization": realization, "ensemble_seed": config["run"].get("seed", 0),
                              "part_fingerprint": part_fingerprint(own, engine)})
-            write_run(ds, path + ".tmp")
-            os.replace(path + ".tmp", path)
+            write_run(ds, path)  # atomic: a temporary file beside it, then renamed
         written.append(path)
     return written
 

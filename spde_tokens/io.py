@@ -16,7 +16,7 @@ from typing import Any
 
 import xarray as xr
 
-from spde_tokens.records import BlowUpError, utc_stamp
+from spde_tokens.records import BlowUpError, _atomic_netcdf, utc_stamp
 
 #: zlib level of the data variables (with the shuffle filter): the built-in run's file is 2.73 MB at level 4 against
 #: 3.58 MB uncompressed (float64 fields of a smooth density compress little) and 2.77 MB at level 1; levels 6 and 9
@@ -42,7 +42,11 @@ def encoding(ds: xr.Dataset) -> dict[str, dict[str, Any]]:
 
 
 def write_run(ds: xr.Dataset, path: str | os.PathLike, history: str | None = None) -> str:
-    """Write a run Dataset as NetCDF-4 (netCDF4 engine) and return the path.
+    """Write a run Dataset as NetCDF-4 (netCDF4 engine), atomically, and return the path.
+
+    The file is written to ``path + ".tmp"`` in the same folder, flushed with fsync and renamed over ``path`` with
+    ``os.replace``, with Ctrl-C held back until it is complete (``records._atomic_netcdf``): a failed or interrupted
+    write leaves the old file (or none) and no temporary file, never a part of one.
 
     Parameters
     ----------
@@ -58,8 +62,9 @@ def write_run(ds: xr.Dataset, path: str | os.PathLike, history: str | None = Non
         var.encoding = {}  # encodings read from other files (chunk sizes, a realization's layout) do not carry over
     if history:
         out.attrs["history"] = append_history(ds.attrs.get("history"), history)
-    out.to_netcdf(path, engine="netcdf4", format="NETCDF4", encoding=encoding(out))
-    return os.fspath(path)
+    path = os.fspath(path)
+    _atomic_netcdf(out, path, encoding=encoding(out))
+    return path
 
 
 def open_run(path: str | os.PathLike) -> xr.Dataset:

@@ -153,3 +153,25 @@ def test_every_kind_of_file_passes_the_cf_checker(sphere_run, tmp_path):
     for kind, path in files.items():
         assert _errors(checker, path) == [], kind
         assert checker.get_counts()["WARN"] == 0, kind
+
+
+def test_a_failed_write_leaves_the_old_file_or_none(sphere_run, tmp_path, monkeypatch):
+    """The issue: ``write_run`` wrote in place, so a failed or interrupted write left a truncated file. It now writes
+    a temporary file beside the output and renames it: the old file stays whole, and nothing is left over."""
+    old = tmp_path / "run.nc"
+    io.write_run(sphere_run, old)
+    before = old.read_bytes()
+    original = xr.Dataset.to_netcdf
+
+    def failing(self, target, *args, **kwargs):
+        original(self.isel(time=slice(0, 1)), target, *args, **kwargs)  # part of the file, then the disk is full
+        raise OSError("No space left on device")
+
+    monkeypatch.setattr(xr.Dataset, "to_netcdf", failing)
+    with pytest.raises(OSError, match="No space left"):
+        io.write_run(sphere_run, old, history="a second write")
+    with pytest.raises(OSError, match="No space left"):
+        io.write_run(sphere_run, tmp_path / "new.nc")
+    monkeypatch.undo()
+    assert old.read_bytes() == before  # the old file, untouched
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["run.nc"]  # no new.nc, no temporary file
