@@ -61,7 +61,8 @@ TYPES: dict[str, dict[str, str]] = {
     "initial": {"kind": "string", "mean": "vector", "kappa": "number", "weights": "vector", "means": "matrix",
                 "kappas": "vector", "center": "vector"},
     "run": {"t_end": "number", "dt": "number", "save_every": "number", "seed": "integer", "scheme": "string",
-            "cfl": "number", "hyperviscosity": "number", "attention": "string", "memory_budget": "number"},
+            "cfl": "number", "hyperviscosity": "number", "attention": "string", "memory_budget": "number",
+            "engine": "string", "handover_tail": "number"},
     "particles": {"n": "integer", "seed": "integer", "scheme": "string"},
 }
 SCHEMA: dict[str, set[str]] = {**{section: set(keys) for section, keys in TYPES.items()}, "noise": set()}

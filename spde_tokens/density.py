@@ -24,6 +24,14 @@ from spde_tokens.drift import GridAttention
 from spde_tokens.grids import Grid, ResolutionWarning, grid_from_attrs
 from spde_tokens.grids.base import RUN_BYTES_PER_NODE, check_memory
 from spde_tokens.initial import check_density, grid_of
+from spde_tokens.lagrangian import (
+    HANDOVER_TAIL,
+    NodeFlow,
+    node_rule,
+    nodes_from_coefficients,
+    project,
+    smoothing_time,
+)
 from spde_tokens.model import AttentionModel
 from spde_tokens.noise import NoisePath, as_noise, resolve_path
 from spde_tokens.records import Recorder, TimeGrid, fingerprint_hash
@@ -206,6 +214,109 @@ class SpectralEngine:
     def last_good(self, state: State) -> np.ndarray:
         return self.grid.synthesis(state["coeffs"])
 
+    def final_attrs(self, state: State) -> dict:
+        return {}
+
+
+#: the density engines of ``solve_density(engine=...)``
+ENGINES = ("auto", "spectral", "lagrangian")
+
+
+def _node_variables(grid: Grid) -> dict:
+    return {
+        "nodes": (("node", "component"), {"long_name": "positions of the Lagrangian nodes (NaN before the hand-over)",
+                                          "units": "1"}),
+        "weights": (("node",), {"long_name": "mass w_i = rho(x_i) A_i carried by each node", "units": "1"}),
+        "log_jacobian": (("node",), {"long_name": "log-Jacobian l_i of the flow since the hand-over: rho(X_i(t)) = "
+                                                 "rho(X_i(s)) exp(-l_i)", "units": "1"}),
+        "smoothing_time": ((), {"long_name": "heat-kernel time tau of the smoothing of the recorded density "
+                                             "exp(-l(l+d-2) tau) (0: none)", "units": "1"}),
+        "engine": ((), {"long_name": "engine that produced the record: spectral or lagrangian"}),
+    }
+
+
+class HandoverEngine:
+    """The density run of ``engine="auto"`` or ``"lagrangian"`` (docs/mathematics.md, 'The Lagrangian engine').
+
+    The state is ``{"coeffs": ρ_lm}`` while the spectral engine runs, then ``{"nodes", "log_jacobian", "weights",
+    "handover_time"}``. ``"auto"`` steps spectrally and tests the spectral tail of every new state; at the first
+    step whose tail exceeds ``handover_tail`` it builds the nodes from the state at the start of that step (still
+    resolved) and takes the step again, on the same noise increments, with the Lagrangian engine.
+    ``"lagrangian"`` builds the nodes from ρ_0.
+    """
+
+    name = "density"
+
+    def __init__(self, spectral: SpectralEngine, flow: NodeFlow, handover_tail: float):
+        self.spectral, self.flow, self.handover_tail = spectral, flow, handover_tail
+        self.grid, self.dt, self.path = spectral.grid, spectral.dt, spectral.path
+        self.label = spectral.label
+        self.beta = spectral.equation.model.beta
+        self.rule = node_rule(self.grid)
+        self.n_nodes = int(np.prod(self.rule.shape))
+        self.handover_time: float | None = None
+
+    def handover(self, coeffs: np.ndarray, t: float) -> State:
+        """The Lagrangian state of the density ``coeffs`` at time t."""
+        x, w = nodes_from_coefficients(self.grid, coeffs)
+        return {"nodes": x, "log_jacobian": np.zeros(x.shape[0]), "weights": w, "handover_time": np.array([t])}
+
+    def step(self, state: State, step: int) -> State:
+        if "coeffs" in state:
+            new = self.spectral.step(state, step)
+            if not diag.spectral_tail(self.grid, new["coeffs"]) > self.handover_tail:
+                return new
+            state = self.handover(state["coeffs"], float(f"{(step - 1) * self.dt:.12g}"))
+        increments = self.path.increments(step - 1) if self.path is not None else None
+        y = np.concatenate([state["nodes"], state["log_jacobian"][:, None]], axis=1)
+        y = self.flow.step(y, state["weights"], self.dt, increments, self.spectral.scheme)
+        return {**state, "nodes": y[:, :-1], "log_jacobian": y[:, -1]}
+
+    def check(self, state: State) -> str | None:
+        if "coeffs" in state:
+            return self.spectral.check(state)
+        if not (np.all(np.isfinite(state["nodes"])) and np.all(np.isfinite(state["log_jacobian"]))):
+            return "the Lagrangian nodes or their log-Jacobians became non-finite"
+        return None
+
+    def record(self, state: State) -> dict:
+        if "coeffs" in state:
+            values = self.spectral.record(state)
+            nan = np.full(self.n_nodes, np.nan)
+            values.update(nodes=np.full((self.n_nodes, self.grid.dim), np.nan), weights=nan, log_jacobian=nan,
+                          smoothing_time=0.0, engine="spectral")
+            return values
+        grid, x, w = self.grid, state["nodes"], state["weights"]
+        self.handover_time = float(state["handover_time"][0])
+        coeffs = project(grid, x, w)
+        spectrum = grid.power_spectrum(coeffs)
+        tau = smoothing_time(grid, spectrum)
+        smooth = coeffs * np.exp(grid.per_degree(-np.arange(grid.degree_max + 1)
+                                                 * (np.arange(grid.degree_max + 1) + grid.dim - 2.0)) * tau)
+        field = grid.synthesis(smooth)
+        m = w @ x
+        mass = float(w.sum())
+        return {
+            "density": field, "power_spectrum": spectrum, "energy": diag.energy(grid, coeffs, self.beta),
+            "dispersion": mass**2 - float(m @ m), "mean_vector": m, "mass": mass, "min_density": field.min(),
+            "spectral_tail": diag.spectral_tail(grid, smooth),
+            "attention_unreliable_fraction": self.flow.unreliable_fraction, "substeps": 1,
+            "nodes": x, "weights": w, "log_jacobian": state["log_jacobian"], "smoothing_time": tau,
+            "engine": "lagrangian",
+        }
+
+    def after_record(self, t: float, values: dict) -> None:
+        if values["engine"] == "spectral":
+            self.spectral.after_record(t, values)
+
+    def last_good(self, state: State):
+        return self.spectral.last_good(state) if "coeffs" in state else state["nodes"]
+
+    def final_attrs(self, state: State) -> dict:
+        if "handover_time" in state:
+            return {"handover_time": float(state["handover_time"][0])}
+        return {"handover_time": "none"}
+
 
 def _check_transport_stability(stepper: Scheme, grid: Grid, model: AttentionModel, times: TimeGrid) -> None:
     """Warn when the top degree, moved at the largest softmax drift speed |V|, could grow tenfold over the run.
@@ -227,11 +338,13 @@ def solve_density(model: AttentionModel, noise, rho0: xr.DataArray, t_end: float
                   path: NoisePath | None = None, seed: int | None = None, save_every: float | None = None,
                   scheme: str = "rk4", cfl: float = 0.5, hyperviscosity: float = 0.0, attention: str = "auto",
                   memory_budget: float | None = None, progress: bool | None = None, threads: int | None = None,
-                  checkpoint: str | os.PathLike | None = None, checkpoint_every: int = 1) -> xr.Dataset:
+                  checkpoint: str | os.PathLike | None = None, checkpoint_every: int = 1, engine: str = "auto",
+                  handover_tail: float = HANDOVER_TAIL) -> xr.Dataset:
     """Solve the density equation from ``rho0`` to ``t_end`` with fixed step ``dt``.
 
-    The equation and the step are those of docs/mathematics.md, 'The stochastic density step'; the stepping
-    bookkeeping (records, checkpoints, progress, blow-up) is the run driver's (:func:`spde_tokens.runner.run`).
+    The equation and the step are those of docs/mathematics.md, 'The stochastic density step' and 'The Lagrangian
+    engine'; the stepping bookkeeping (records, checkpoints, progress, blow-up) is the run driver's
+    (:func:`spde_tokens.runner.run`).
 
     Parameters
     ----------
@@ -247,16 +360,22 @@ def solve_density(model: AttentionModel, noise, rho0: xr.DataArray, t_end: float
     hyperviscosity : damping rate of the top degree by −(Δ_S/Δ_max)^4 (off by default; recorded when on).
     attention : ``"auto"``, ``"zonal"`` or ``"quadrature"``; memory_budget bounds the quadrature kernel.
     progress : tqdm progress bar (default: on when standard error is a terminal).
-    threads : transform threads of the grid (None: those of rho0's grid, 1 unless it was built with more).
+    threads : transform and BLAS threads (None: those of rho0's grid, 1 unless it was built with more).
     checkpoint : a NetCDF file rewritten atomically with the spectral state and the step, the records beside it
         (``checkpoint + ".records/"``); if it exists when the run starts (same settings), the run resumes from it
         and finishes bit-identical to an uninterrupted run; a later t_end continues a finished run.
     checkpoint_every : records between checkpoints (default 1: at every record).
+    engine : ``"auto"`` (default: spectral while the density is resolved, then the Lagrangian engine from the first
+        step whose spectral tail exceeds ``handover_tail``; spectral only with nu > 0 or ValueNoise),
+        ``"spectral"`` or ``"lagrangian"`` (from t = 0; nu > 0 is refused).
+    handover_tail : the spectral tail at which ``"auto"`` hands over (default 1e-12, below the 1e-10 warning).
 
     Returns
     -------
     xarray.Dataset with ``density``, ``power_spectrum``, ``energy``, ``dispersion``, ``mean_vector``, ``mass``,
-    ``min_density``, ``spectral_tail``, ``substeps`` on ``time`` (docs/guide.md, 'File format').
+    ``min_density``, ``spectral_tail``, ``substeps`` on ``time``; with the Lagrangian engine also ``nodes``,
+    ``weights``, ``log_jacobian``, ``smoothing_time``, ``engine`` and the attribute ``handover_time``
+    (docs/guide.md, 'File format').
 
     Raises
     ------
@@ -274,24 +393,38 @@ def solve_density(model: AttentionModel, noise, rho0: xr.DataArray, t_end: float
     check_memory(f"the grid's degree ({grid!r})", int(np.prod(grid.shape)), RUN_BYTES_PER_NODE, "a density run")
     times = TimeGrid.build(t_end, dt, save_every)
     stepper = get_scheme(scheme)
-    if not isinstance(cfl, (int, float)) or not 0 < cfl <= 1:
+    if isinstance(cfl, bool) or not isinstance(cfl, (int, float)) or not 0 < cfl <= 1:
         raise ValueError(f"cfl must be a number in (0, 1], got {cfl!r}")
-    if not isinstance(hyperviscosity, (int, float)) or not 0 <= hyperviscosity < np.inf:
+    if isinstance(hyperviscosity, bool) or not isinstance(hyperviscosity, (int, float)) \
+            or not 0 <= hyperviscosity < np.inf:
         raise ValueError(f"hyperviscosity must be a finite number ≥ 0, got {hyperviscosity!r}")
+    if engine not in ENGINES:
+        raise ValueError(f"engine must be one of {ENGINES}, got {engine!r}")
+    if isinstance(handover_tail, bool) or not isinstance(handover_tail, (int, float)) or not 0 < handover_tail < 1:
+        raise ValueError(f"handover_tail must be a number in (0, 1), got {handover_tail!r}")
     noise = as_noise(noise)
+    if engine == "lagrangian" and noise is not None and noise.nu > 0:
+        raise ValueError(f"engine='lagrangian' moves the density by transport only; nu = {noise.nu} "
+                         "(IdiosyncraticNoise) needs engine='spectral' (or 'auto', which then stays spectral)")
+    if engine == "auto" and noise is not None and (noise.nu > 0 or noise.needs_context):
+        engine = "spectral"  # diffusion is no transport; ValueNoise's field depends on μ (docs/mathematics.md)
     path = resolve_path(noise, path, seed, grid.dim, times.dt, times.n_steps, grid.degree_max)
     equation = DensityEquation(model, grid, attention, memory_budget, noise, float(hyperviscosity))
     if noise is None or not noise.common_models:
         _check_transport_stability(stepper, grid, model, times)
 
     coeffs = grid.analysis(np.asarray(rho0.values, dtype=float))
+    mass = diag.mass(grid, coeffs)
+    if abs(mass - 1.0) > 1e-6:  # a Gauss rule integrates a normalized band-limited ρ to rounding
+        raise ValueError(f"rho0 must be a probability density (∫ρ dA = 1), its mass is {mass:.6g}; divide it by its "
+                         "mass (spde_tokens.initial.from_function normalizes)")
     # |ρ_lm| ≤ max|Y_lm| ∫|ρ| with max|Y_lm| = sqrt((2l+1)/4π) = sqrt(2l+1) Y_00 on S^2 (Y_l0 at the poles) and
     # max|e^{inθ}/sqrt(2π)| = Y_0 on S^1: a coefficient beyond BLOW_UP times that bound means ∫|ρ| > BLOW_UP · mass
     peak = np.sqrt(2 * grid.degrees + 1.0) if grid.dim == 3 else np.ones(grid.n_coeff)
     blow_up = BLOW_UP * abs(coeffs[0]) * peak
-    engine = SpectralEngine(equation, stepper, float(cfl), times.dt, path, blow_up)
-    attrs = {"title": "spde_tokens density run", "engine": "density", "scheme": scheme, "cfl": float(cfl),
-             "hyperviscosity": float(hyperviscosity), "attention": equation.attention.method,
+    spectral = SpectralEngine(equation, stepper, float(cfl), times.dt, path, blow_up)
+    attrs = {"title": "spde_tokens density run", "engine": "density", "density_engine": engine, "scheme": scheme,
+             "cfl": float(cfl), "hyperviscosity": float(hyperviscosity), "attention": equation.attention.method,
              "seed": "none" if seed is None else seed,
              **(noise.attrs() if noise is not None else {"noise": "none"}),
              **(path.attrs() if path is not None else {}), **grid.attrs(), **times.attrs()}
@@ -304,6 +437,23 @@ def solve_density(model: AttentionModel, noise, rho0: xr.DataArray, t_end: float
                    "noise": repr(noise), "seed": -1 if path is None else path.seed,
                    "path_coarsening": 1 if path is None else path.factor, "scheme": scheme, "cfl": float(cfl),
                    "hyperviscosity": float(hyperviscosity), "attention": equation.attention.method,
-                   "rho0": fingerprint_hash(rho0.values), **grid.attrs()}
-    return run(engine, {"coeffs": coeffs}, times, Recorder(_variables(grid), coords, attrs, model),
-               fingerprint=fingerprint, checkpoint=checkpoint, checkpoint_every=checkpoint_every, progress=progress)
+                   "rho0": fingerprint_hash(rho0.values), "density_engine": engine, **grid.attrs()}
+    variables = _variables(grid)
+    state: State = {"coeffs": coeffs}
+    run_engine: SpectralEngine | HandoverEngine = spectral
+    if engine != "spectral":
+        method = "harmonic" if model.zonal_factor is not None and grid.dim in (2, 3) else "direct"
+        run_engine = HandoverEngine(spectral, NodeFlow(model, noise, method), float(handover_tail))
+        attrs.update(handover_tail=float(handover_tail), node_attention=method)
+        fingerprint["handover_tail"] = float(handover_tail)
+        variables.update(_node_variables(grid))
+        coords["node"] = xr.Variable("node", np.arange(run_engine.n_nodes), {"long_name": "Lagrangian node index",
+                                                                             "units": "1"})
+        if engine == "lagrangian":
+            state = run_engine.handover(coeffs, 0.0)
+    ds = run(run_engine, state, times, Recorder(variables, coords, attrs, model), fingerprint=fingerprint,
+             checkpoint=checkpoint, checkpoint_every=checkpoint_every, progress=progress,
+             threads=grid.attrs().get("grid_threads", 1))
+    if "weights" in ds:  # constant after the hand-over: one value per node
+        ds["weights"] = ds["weights"].isel(time=-1, drop=True)
+    return ds

@@ -134,6 +134,11 @@ class NoiseModel:
         """
         raise NotImplementedError
 
+    def field_and_divergence(self, points: np.ndarray, increments: dict) -> tuple[np.ndarray, np.ndarray]:
+        """:meth:`field` and :meth:`divergence` at the same points together (models whose field does not depend on
+        μ); a model overrides it when both share work (MLPNoise: one evaluation of the hidden layer)."""
+        return self.field(points, increments), self.divergence(points, increments)
+
     def drift_correction(self, grid: Grid, context: np.ndarray | None) -> np.ndarray | None:
         """A drift (tangent components on ``grid``) the frozen-increment step must add to reach the layer update's
         limit, or None (every model but ValueNoise, whose field depends on x through a_μ)."""
@@ -356,6 +361,10 @@ class MLPNoise(NoiseModel):
         """Finite width: (sigma/sqrt(width)) Σ_k φ'(w₁ₖ·x) (w₁ₖ·w₂ₖ − (w₁ₖ·x)(w₂ₖ·x)) − (d − 1) x·F(x), from
         DF = (sigma/sqrt(width)) W₂ diag(φ'(W₁x)) W₁. Infinite width: the band-limited field (degree L) on the grid of
         degree L + 2, where P_x F and its divergence are exact, evaluated at the points."""
+        return self.field_and_divergence(points, increments)[1]
+
+    def field_and_divergence(self, points, increments):
+        """The field and :meth:`divergence` together; at finite width they share the hidden layer φ(W₁x)."""
         dim = points.shape[-1]
         flat = points.reshape(-1, dim)
         if "mlp_coeff" in increments:
@@ -365,8 +374,9 @@ class MLPNoise(NoiseModel):
                                    {"grid": "circle", "grid_n": lmax + 2, "grid_dealias": 1})
             values = self.field(fine.points(), increments)
             div = fine.divergence(fine.to_tangent(values))
-            return fine.evaluate(div, flat).reshape(points.shape[:-1])
+            return self.field(points, increments), fine.evaluate(div, flat).reshape(points.shape[:-1])
         w1, w2 = increments["mlp_w1"], increments["mlp_w2"]
+        field = np.empty(flat.shape)
         out = np.empty(flat.shape[0])
         rows = max(1, MLP_BLOCK_BYTES // (8 * w1.shape[0]))
         scale = self.sigma / np.sqrt(self.width)
@@ -376,9 +386,10 @@ class MLPNoise(NoiseModel):
             pre = x @ w1.T
             slope = activation_derivative(self.activation, pre)
             trace = slope @ cross - np.einsum("nk,nk,nk->n", slope, pre, x @ w2)
-            radial = np.einsum("nd,nd->n", x, self.activation.phi(pre) @ w2.T)
-            out[start:start + rows] = scale * (trace - (dim - 1) * radial)
-        return out.reshape(points.shape[:-1])
+            f = scale * (self.activation.phi(pre) @ w2.T)
+            field[start:start + rows] = f
+            out[start:start + rows] = scale * trace - (dim - 1) * np.einsum("nd,nd->n", x, f)
+        return field.reshape(points.shape), out.reshape(points.shape[:-1])
 
     def grid_field(self, grid, increments, context=None):
         if "mlp_coeff" in increments and spectral_size(grid.dim, grid.degree_max) == increments["mlp_coeff"].shape[1]:
@@ -547,6 +558,14 @@ class NoiseSum(NoiseModel):
         for m in self.common_models:
             out += m.divergence(points, increments, context, jacobian)
         return out
+
+    def field_and_divergence(self, points, increments):
+        field, div = np.zeros(points.shape), np.zeros(points.shape[:-1])
+        for m in self.common_models:
+            f, d = m.field_and_divergence(points, increments)
+            field += f
+            div += d
+        return field, div
 
     def drift_correction(self, grid, context):
         corrections = [c for m in self if (c := m.drift_correction(grid, context)) is not None]

@@ -139,6 +139,9 @@ class TokenEngine:
     def last_good(self, state: State) -> np.ndarray:
         return state["positions"]
 
+    def final_attrs(self, state: State) -> dict:
+        return {}
+
 
 def _variables() -> dict:
     return {

@@ -28,6 +28,7 @@ from typing import Any, Protocol
 
 import numpy as np
 import xarray as xr
+from threadpoolctl import threadpool_limits
 from tqdm.auto import tqdm
 
 from spde_tokens.records import (
@@ -66,6 +67,9 @@ class Engine(Protocol):
 
     def last_good(self, state: State) -> Any:
         """What a BlowUpError carries as the last good state (grid values, positions)."""
+
+    def final_attrs(self, state: State) -> dict[str, Any]:
+        """Global attributes known only from the final state (the hand-over time of a density run)."""
 
 
 _PACKAGE = os.path.dirname(os.path.abspath(__file__))
@@ -114,7 +118,7 @@ def grouped_warnings(bar: tqdm) -> Iterator[Callable[[], None]]:
 
 def run(engine: Engine, state: State, times: TimeGrid, recorder: Recorder, *, fingerprint: dict[str, Any],
         checkpoint: str | os.PathLike | None = None, checkpoint_every: int = 1,
-        progress: bool | None = None) -> xr.Dataset:
+        progress: bool | None = None, threads: int = 1) -> xr.Dataset:
     """Step ``engine`` from ``state`` over ``times`` and return the Dataset of its records.
 
     Parameters
@@ -127,6 +131,9 @@ def run(engine: Engine, state: State, times: TimeGrid, recorder: Recorder, *, fi
     checkpoint : a NetCDF file for atomic checkpoints (None: none).
     checkpoint_every : records between checkpoints (≥ 1); each record is written once, so 1 costs O(records).
     progress : tqdm progress bar (default: on when standard error is a terminal).
+    threads : BLAS threads while stepping (default 1). OpenBLAS otherwise starts one thread per core, and its small
+        products then run 10–15 times slower whenever another process keeps a core busy; parallelism belongs to
+        ensembles.
     """
     if not isinstance(checkpoint_every, int) or isinstance(checkpoint_every, bool) or checkpoint_every < 1:
         raise ValueError(f"checkpoint_every must be an integer ≥ 1 (records between checkpoints), "
@@ -167,7 +174,8 @@ def run(engine: Engine, state: State, times: TimeGrid, recorder: Recorder, *, fi
         first = last + 1
         log.info("resuming from %s: step %d of %d (t = %g)", store.path, last, times.n_steps, times.time(last))
     with tqdm(total=times.n_steps, initial=first - 1, disable=not default_progress(progress), unit="step",
-              desc=engine.label) as bar, grouped_warnings(bar) as flush_warnings:
+              desc=engine.label) as bar, grouped_warnings(bar) as flush_warnings, \
+            threadpool_limits(limits=threads, user_api="blas"):
         for step in range(first, times.n_steps + 1):
             with np.errstate(over="ignore", invalid="ignore"):  # a blow-up is caught below, with its state
                 new = engine.step(state, step)
@@ -182,4 +190,6 @@ def run(engine: Engine, state: State, times: TimeGrid, recorder: Recorder, *, fi
                 take_record(step)
             flush_warnings()
             bar.update()
-    return records()
+    ds = records()
+    ds.attrs.update(engine.final_attrs(state))
+    return ds

@@ -117,6 +117,11 @@ class Grid(ABC):
     def _basis_block(self, points: np.ndarray) -> np.ndarray:
         """Y_lm(x_i) for unit vectors ``points`` (N, dim): complex array (N, n_coeff)."""
 
+    def real_basis(self, points: np.ndarray) -> np.ndarray:
+        """Re Y_lm(x_i) and Im Y_lm(x_i) in rows, shape (2 n_coeff, N); grids override it with a faster recurrence."""
+        basis = self._basis_block(np.asarray(points, dtype=float))
+        return np.concatenate([basis.real.T, basis.imag.T])
+
     # ---- derived from the convention -----------------------------------------------------------------------
     def _cached(self, name: str, build) -> np.ndarray:
         """The array ``build()``, computed on the first call only, C-contiguous and read-only.

@@ -110,3 +110,9 @@ class CircleGrid(Grid):
     def _basis_block(self, points: np.ndarray) -> np.ndarray:
         theta = np.arctan2(points[:, 1], points[:, 0])
         return np.exp(1j * np.outer(theta, self.degrees)) / np.sqrt(2.0 * np.pi)
+
+    def real_basis(self, points: np.ndarray) -> np.ndarray:
+        """Re e_k(x_i) and Im e_k(x_i) in rows, shape (2 (n + 1), N): cos(kθ_i)/sqrt(2π) and sin(kθ_i)/sqrt(2π)."""
+        pts = np.asarray(points, dtype=float)
+        angles = np.outer(self.degrees, np.arctan2(pts[:, 1], pts[:, 0]))
+        return np.concatenate([np.cos(angles), np.sin(angles)]) / np.sqrt(2.0 * np.pi)

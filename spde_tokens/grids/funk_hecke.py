@@ -28,12 +28,14 @@ class ZonalWeights:
     value : λ_l(κ) e^{-|κ|}, the multiplier of G_κ f = ∫ exp(κ x·y) f(y) dA(y).
     derivative : ∂_κ λ_l(κ) e^{-|κ|}, the multiplier of ∂_κ G_κ f = ∫ (x·y) exp(κ x·y) f(y) dA(y).
     over_kappa : λ_l(κ) e^{-|κ|} / κ, with its limit at κ = 0 (4π/3 δ_l1 on S^2, π δ_n1 on S^1).
+    second_derivative : ∂²_κ λ_l(κ) e^{-|κ|}, the multiplier of ∫ (x·y)² exp(κ x·y) f(y) dA(y).
     log_scale : |κ|, so that the unscaled weight is ``value * exp(log_scale)``.
     """
 
     value: np.ndarray
     derivative: np.ndarray
     over_kappa: np.ndarray
+    second_derivative: np.ndarray
     log_scale: float
 
 
@@ -56,26 +58,31 @@ def zonal_weights(dim: int, kappa: float, lmax: int) -> ZonalWeights:
     """Funk–Hecke weights of exp(κ x·y) on S^{dim-1} (dim 2 or 3), degrees 0 … lmax, scaled by e^{-|κ|}.
 
     Implements ``λ_l = 4π i_l(κ)``, ``λ_l' = 4π (l i_{l-1} + (l+1) i_{l+1}) / (2l+1)`` on S^2 and
-    ``λ_n = 2π I_n(κ)``, ``λ_n' = π (I_{n-1} + I_{n+1})`` on S^1.
+    ``λ_n = 2π I_n(κ)``, ``λ_n' = π (I_{n-1} + I_{n+1})`` on S^1, and λ_l'' by applying the same recurrence twice
+    (no division by κ, so it holds down to κ = 0).
     """
     if dim not in (2, 3):
         raise ValueError(f"dim must be 2 or 3 for a spectral grid, got {dim}")
     kappa = float(kappa)
     if not np.isfinite(kappa):
         raise ValueError(f"kappa must be finite, got {kappa}")
-    b = _scaled_bessel(dim, kappa, lmax + 1)
+    b = _scaled_bessel(dim, kappa, lmax + 2)
+    # b_{l-1}, b_{l-2} at negative indices: i_{-1}, i_{-2} enter only with the factor l = 0 (S^2); I_{-n} = I_n (S^1)
+    ext = np.concatenate([b[2:0:-1], b])  # ext[l + 2] = b_l for l ≥ 0, ext[0] = b_2, ext[1] = b_1
+
+    def deriv(ell: np.ndarray, values) -> np.ndarray:
+        """λ_l' from ``values(l ± 1)``: (l λ_{l-1} + (l+1) λ_{l+1})/(2l+1) on S^2, (λ_{l-1} + λ_{l+1})/2 on S^1."""
+        if dim == 3:
+            return (ell * values(ell - 1) + (ell + 1) * values(ell + 1)) / (2 * ell + 1)
+        return 0.5 * (values(ell - 1) + values(ell + 1))
+
+    def scaled(ell: np.ndarray) -> np.ndarray:
+        return ext[ell + 2]
+
     ell = np.arange(lmax + 1)
-    b_minus = np.empty(lmax + 1)
-    if dim == 3:
-        area = 4.0 * np.pi
-        b_minus[1:] = b[:-2]
-        b_minus[0] = 0.0  # i_0' = i_1: the l i_{l-1} term vanishes at l = 0
-        deriv = (ell * b_minus + (ell + 1) * b[1:]) / (2 * ell + 1)
-    else:
-        area = 2.0 * np.pi
-        b_minus[1:] = b[:-2]
-        b_minus[0] = b[1]  # I_{-1} = I_1
-        deriv = 0.5 * (b_minus + b[1:])
+    first = deriv(ell, scaled)
+    second = deriv(ell, lambda k: deriv(k, scaled))
+    area = 4.0 * np.pi if dim == 3 else 2.0 * np.pi
     value = b[: lmax + 1]
     if kappa == 0.0:
         over = np.zeros(lmax + 1)
@@ -83,7 +90,7 @@ def zonal_weights(dim: int, kappa: float, lmax: int) -> ZonalWeights:
             over[1] = 1.0 / 3.0 if dim == 3 else 0.5
     else:
         over = value / kappa
-    return ZonalWeights(area * value, area * deriv, area * over, abs(kappa))
+    return ZonalWeights(area * value, area * first, area * over, area * second, abs(kappa))
 
 
 def resolving_degree(dim: int, kappa: float, tol: float = 1e-16) -> int:

@@ -207,3 +207,43 @@ class SphereGrid(Grid):
         """Y_lm(x_i) = P̄_l^m(cos θ_i) e^{i m φ_i}, complex array (N, n_coeff)."""
         p, unit = self._legendre_table(points)
         return (p[self.degrees, self.orders] * self._phases(unit)[self.orders]).T
+
+    def real_basis(self, points: np.ndarray) -> np.ndarray:
+        """Re Y_lm(x_i) and Im Y_lm(x_i) in rows, shape (2 n_coeff, N), for unit vectors ``points`` (N, 3).
+
+        The same values as :meth:`_basis_block` (P̄_l^m(cos θ) cos mφ and P̄_l^m(cos θ) sin mφ), built order by order
+        with the three-term recurrence on contiguous rows (shtns' m-major order), about ten times faster: the
+        Lagrangian engine evaluates it at every stage. No checks: ``points`` must be unit vectors.
+        """
+        pts = np.asarray(points, dtype=float)
+        x = np.clip(pts[:, 2], -1.0, 1.0)
+        s = np.hypot(pts[:, 0], pts[:, 1])
+        with np.errstate(invalid="ignore", divide="ignore"):
+            unit = np.where(s > 0, (pts[:, 0] + 1j * pts[:, 1]) / s, 1.0)
+        out = np.empty((2 * self.n_coeff, x.size))
+        re, im = out[: self.n_coeff], out[self.n_coeff:]
+        sectoral = np.full(x.size, 1.0 / np.sqrt(4.0 * np.pi))
+        phase = np.ones(x.size, dtype=complex)
+        row = 0
+        for m in range(self.lmax + 1):
+            if m > 0:
+                sectoral = -np.sqrt((2 * m + 1) / (2.0 * m)) * s * sectoral
+                phase = phase * unit
+            n = self.lmax + 1 - m  # degrees m … lmax
+            block = re[row: row + n]
+            block[0] = sectoral
+            if n > 1:
+                np.multiply(np.sqrt(2 * m + 3.0) * x, sectoral, out=block[1])
+            for k in range(2, n):
+                ell = m + k
+                a, b = self._rec_a[ell, m], self._rec_b[ell, m]
+                np.multiply(x, block[k - 1], out=block[k])
+                block[k] -= b * block[k - 2]
+                block[k] *= a
+            if m == 0:
+                im[row: row + n] = 0.0
+            else:
+                np.multiply(block, phase.imag, out=im[row: row + n])
+                block *= phase.real
+            row += n
+        return out
