@@ -110,6 +110,8 @@ def _flags(ds) -> list[str]:
     from spde_tokens.density import TAIL_WARNING
     from spde_tokens.initial import NEGATIVE_TOLERANCE
 
+    if "engine" in ds:  # the Lagrangian records are a smoothed projection of positive masses, resolved by design
+        ds = ds.isel(time=ds.engine.values == "spectral")
     t, flags = ds.time.values, []
     if "spectral_tail" in ds:
         tail = ds.spectral_tail.values
@@ -132,6 +134,11 @@ def _flags(ds) -> list[str]:
 def _summary(ds, path: str, seconds: float) -> str:
     last = ds.isel(time=-1)
     extra = f"mass error {abs(float(ds.mass[-1]) - 1):.1e}" if "mass" in ds else f"{ds.sizes['token']} tokens"
+    import numpy as np
+
+    handover = ds.attrs.get("handover_time")
+    if isinstance(handover, (int, float, np.floating)):
+        extra += f", Lagrangian engine from t = {float(handover):g} (hand-over)"
     return "; ".join([f"wrote {path}: {ds.sizes['time']} records to t = {float(last.time):g} in {seconds:.1f} s, "
                       f"energy {float(ds.energy[0]):.4f} -> {float(last.energy):.4f}, dispersion "
                       f"{float(ds.dispersion[0]):.4f} -> {float(last.dispersion):.4f}, {extra}", *_flags(ds)])

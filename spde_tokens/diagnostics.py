@@ -249,3 +249,41 @@ def wasserstein2(tokens, grid: Grid, coeffs: np.ndarray, max_points: int = 2000,
     keep = p > 0
     x = _w2_subsample(x, max_points, np.random.default_rng(seed))
     return _w2_exact(x, np.full(x.shape[0], 1.0), nodes[keep], p[keep])
+
+
+def clusters(points: np.ndarray, weights: np.ndarray, radius: float = 0.15, min_mass: float = 0.01,
+             block_bytes: int = 64 * 2**20) -> list[tuple[np.ndarray, float]]:
+    """Clusters of a weighted measure Σ_i w_i δ_{x_i} on S^{d−1}: (centre, mass) pairs, heaviest first.
+
+    Greedy, by local mass: M_i = Σ_{j : ∠(x_i, x_j) ≤ radius} w_j; the node of largest M_i is a centre, nodes within
+    2 radius of a centre are suppressed as candidates, and so on; every node then joins the nearest centre within
+    2 radius. A centre is the mass-weighted mean direction of its members; clusters lighter than ``min_mass`` are
+    dropped. O(N²) in row blocks.
+    """
+    x = np.asarray(points, dtype=float)
+    w = np.asarray(weights, dtype=float)
+    n = x.shape[0]
+    cos_r, cos_2r = np.cos(radius), np.cos(min(2 * radius, np.pi))
+    local = np.empty(n)
+    rows = max(1, block_bytes // (8 * n))
+    for start in range(0, n, rows):
+        local[start:start + rows] = (x[start:start + rows] @ x.T >= cos_r) @ w
+    centres: list[int] = []
+    for i in np.argsort(-local):
+        if local[i] < min_mass:
+            break
+        if all(x[i] @ x[c] < cos_2r for c in centres):
+            centres.append(int(i))
+    if not centres:
+        return []
+    cosines = x @ x[centres].T  # (N, k)
+    nearest = np.argmax(cosines, axis=1)
+    member = cosines[np.arange(n), nearest] >= cos_2r
+    out = []
+    for k in range(len(centres)):
+        sel = member & (nearest == k)
+        mass = float(w[sel].sum())
+        if mass >= min_mass:
+            centre = w[sel] @ x[sel]
+            out.append((centre / np.linalg.norm(centre), mass))
+    return sorted(out, key=lambda c: -c[1])

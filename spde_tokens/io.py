@@ -34,10 +34,13 @@ def append_history(history: str | None, line: str) -> str:
 
 def encoding(ds: xr.Dataset) -> dict[str, dict[str, Any]]:
     """The NetCDF encoding :func:`write_run` uses: coordinates without ``_FillValue``, data variables compressed
-    (zlib level :data:`COMPLEVEL` with the shuffle filter; scalars stay plain)."""
+    (zlib level :data:`COMPLEVEL` with the shuffle filter; scalars stay plain); text variables (a density run's
+    ``engine``) as character arrays, which CF knows, rather than NetCDF-4 variable-length strings, which it does not."""
     out: dict[str, dict[str, Any]] = {str(name): {"_FillValue": None} for name in ds.coords}
     for name, var in ds.data_vars.items():
         out[str(name)] = {"zlib": True, "complevel": COMPLEVEL, "shuffle": True} if var.ndim else {}
+        if var.dtype.kind in "USO":
+            out[str(name)]["dtype"] = "S1"
     return out
 
 
@@ -60,6 +63,8 @@ def write_run(ds: xr.Dataset, path: str | os.PathLike, history: str | None = Non
     out = ds.copy(deep=False)
     for var in out.variables.values():
         var.encoding = {}  # encodings read from other files (chunk sizes, a realization's layout) do not carry over
+    for name in [n for n, v in out.data_vars.items() if v.dtype.kind == "O"]:
+        out[name] = out[name].astype(str)  # text read back from a file (object dtype): fixed-width for the encoding
     if history:
         out.attrs["history"] = append_history(ds.attrs.get("history"), history)
     path = os.fspath(path)

@@ -35,6 +35,8 @@ kappas = [2.0, 2.0]
 t_end = 1.0
 dt = 0.01
 save_every = 0.1
+# the spectral engine alone: these tests are about its resolution warnings and flags
+engine = "spectral"
 """
 
 
@@ -138,7 +140,7 @@ def test_blow_up_saves_the_records_and_says_where(tmp_path, capsys):
     config.write_text('[model]\ndim = 3\nbeta = 8.0\nnormalization = "unnormalized"\n')
     out = tmp_path / "collapse.nc"
     code = main(["run", str(config), "-o", str(out), "--no-progress", "--set", "grid.lmax=16", "--set",
-                 "run.save_every=0.01"])
+                 "run.save_every=0.01", "--set", 'run.engine="spectral"'])  # "auto" would hand over instead
     err = capsys.readouterr().err.splitlines()
     assert code == 1
     blow = [line for line in err if "blow-up" in line]

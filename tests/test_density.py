@@ -29,7 +29,7 @@ def test_ott_antonsen_poisson_kernel(circle256, scheme, tol):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", st.ResolutionWarning)  # Heun is flagged as unstable for transport
         ds = st.solve_density(st.AttentionModel(2, 0.0), None, rho0, t_end=2.0, dt=1e-3, save_every=1.0,
-                              scheme=scheme)
+                              scheme=scheme, engine="spectral")
     exact = st.initial.poisson_kernel(circle256, [_oa_radius(2.0), 0.0]).values
     err = np.abs(ds.density.isel(time=-1).values - exact).max() / exact.max()
     # acceptance of the foundation issue: ≤ 1e-10 for RK4 (measured 3e-14), ≤ 1e-6 for a second-order stepper
@@ -53,7 +53,7 @@ def test_temporal_order_ott_antonsen(scheme):
         warnings.simplefilter("ignore", st.ResolutionWarning)
 
         def final(dt):
-            return st.solve_density(model, None, rho0, t_end=2.0, dt=dt, save_every=2.0,
+            return st.solve_density(model, None, rho0, t_end=2.0, dt=dt, save_every=2.0, engine="spectral",
                                     scheme=scheme).density.isel(time=-1).values
 
         ref = final(1e-3)
@@ -138,7 +138,8 @@ def test_blow_up_keeps_last_good_state():
         warnings.simplefilter("ignore", st.ResolutionWarning)
         with pytest.raises(st.BlowUpError, match=r"∫\|ρ\| exceeded 10 times its mass") as info:
             # λ = 64 · 0.8 · 1 ≫ 2√2: the top mode grows ~λ⁴/24 per step until ∫|ρ| passes 10 × the mass
-            st.solve_density(st.AttentionModel(2, 0.0), None, rho0, t_end=500.0, dt=1.0, save_every=1.0)
+            st.solve_density(st.AttentionModel(2, 0.0), None, rho0, t_end=500.0, dt=1.0, save_every=1.0,
+                             engine="spectral")
     ds = info.value.dataset
     assert ds.sizes["time"] >= 2 and np.all(np.isfinite(ds.density.values))
     assert np.all(np.isfinite(info.value.state))

@@ -87,6 +87,9 @@ class _CountingEngine:
     def last_good(self, state):
         return state
 
+    def final_attrs(self, state):
+        return {}
+
 
 def test_warnings_are_shown_once_per_kind_with_a_count():
     from spde_tokens.records import Recorder, TimeGrid
