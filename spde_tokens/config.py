@@ -23,10 +23,11 @@ from spde_tokens.noise import NOISE_MODELS, NoiseSum, as_noise
 
 DEFAULT_CONFIG = """\
 # spde_tokens built-in run: tokens on S^2 cluster under softmax attention (beta = 4) while the common noise of
-# random MLP blocks (tanh, width 64) shakes them all with one random field; ~10 s on one core. The noise sharpens
-# the density (synchronization): at lmax 63 it stays resolved (spectral tail < 1e-10) up to t ≈ 1.1.
+# random MLP blocks (tanh, width 64) shakes them all with one random field; ~30 s on one core. The noise sharpens
+# the density: at lmax 31 the grid resolves it (spectral tail ≤ 1e-10) to t ≈ 0.14, then the Lagrangian engine
+# carries the measure through the collapse into clusters, to depth 10.
 [grid]
-lmax = 63
+lmax = 31
 
 [model]
 dim = 3
@@ -43,10 +44,11 @@ kappas = [3.0, 4.0, 5.0]
 mlp = { sigma = 0.25, activation = "tanh", width = 64 }
 
 [run]
-t_end = 1.1
-dt = 0.01
-save_every = 0.05
+t_end = 10.0
+dt = 0.02
+save_every = 0.1
 seed = 0
+handover_tail = 1e-10
 
 [particles]
 n = 2048

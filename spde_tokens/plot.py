@@ -41,6 +41,8 @@ NOISE_NAMES = {"mlp": "MLP", "quadratic_form": "quadratic-form"}
 NOISE_SYMBOLS = {"sigma": "σ", "gamma": "γ", "alpha": "α", "nu": "ν"}
 #: maps (or token panels) per row
 MAP_COLUMNS = 4
+#: clusters of a Lagrangian record lighter than this are not labelled
+CLUSTER_MASS = 0.05
 
 
 # ---- shared pieces ------------------------------------------------------------------------------------------------
@@ -275,6 +277,36 @@ def _lonlat(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return np.arctan2(x[..., 1], x[..., 0]), np.arcsin(np.clip(x[..., 2], -1.0, 1.0))
 
 
+def _lagrangian(ds: xr.Dataset, index: int) -> bool:
+    """True when record ``index`` of a density run comes from the Lagrangian engine (nodes, not the grid)."""
+    return "engine" in ds and str(ds["engine"].values[index]) == "lagrangian"
+
+
+def _node_clusters(ds: xr.Dataset, index: int) -> list[tuple[np.ndarray, float]]:
+    """The clusters (centre, mass ≥ 5%) of the nodes' measure at record ``index``, at most six."""
+    from spde_tokens.diagnostics import clusters
+
+    found = clusters(ds["nodes"].values[index], ds["weights"].values, min_mass=CLUSTER_MASS)
+    return found[:6]
+
+
+def _mark_clusters(ax, ds: xr.Dataset, index: int) -> None:
+    """Circles at the clusters of the nodes' measure on a Mollweide map, labelled with their masses."""
+    for centre, mass in _node_clusters(ds, index):
+        lon, lat = _lonlat(centre)
+        ax.plot(lon, lat, "o", mfc="none", mec="white", mew=1.2, ms=14)
+        ax.annotate(f"{100 * mass:.0f}%", (lon, lat), xytext=(9, 7), textcoords="offset points", color="white",
+                    fontsize=8, fontweight="bold")
+
+
+def _mark_handover(ds: xr.Dataset, *axes) -> None:
+    """A dotted vertical line at the hand-over to the Lagrangian engine on time axes."""
+    t = ds.attrs.get("handover_time")
+    if isinstance(t, (int, float, np.floating)):
+        for ax in axes:
+            ax.axvline(float(t), color="0.4", ls=":", lw=1, label=f"hand-over t = {float(t):g}")
+
+
 def _theta_axis(ax) -> None:
     ax.set_xlim(0.0, 2 * np.pi)
     ax.set_xticks(np.linspace(0.0, 2 * np.pi, 5), ["0", "π/2", "π", "3π/2", "2π"])
@@ -300,7 +332,9 @@ def plot_density(ds: xr.Dataset, path=None, times: int = 4) -> Figure:
     """The density at ``times`` evenly spaced records and its diagnostics (docs/mathematics.md, 'Diagnostics').
 
     Top: on S^2, Mollweide maps of ρ (per unit area, one colour scale and colorbar); on S^1, ρ against θ at those
-    times on one axis. Bottom: E_β(t); 1 − |m|² (log scale when it spans more than a factor 10); the power spectrum
+    times on one axis. Records of the Lagrangian engine show the heat-smoothed projection of the nodes' measure, with
+    its clusters (mass ≥ 5%) circled and labelled by their masses (S^1: the last record's, above their angles); the
+    hand-over is a dotted line on the time axes. Bottom: E_β(t); 1 − |m|² (log scale when it spans more than a factor 10); the power spectrum
     P_l at the first and last records (log y; the dotted line marks the tail degrees l ≥ ⌈0.9 l_max⌉); and
     ``spectral_tail`` (log) with the 1e-10 under-resolution alarm. Saved to ``path`` when given.
     """
@@ -312,18 +346,27 @@ def plot_density(ds: xr.Dataset, path=None, times: int = 4) -> Figure:
     fig = _new_figure(15.0, 3.4 + (2.2 * rows if sphere else 3.6))
     top, bottom = fig.subfigures(2, 1, height_ratios=[2.2 * rows if sphere else 3.6, 3.4])  # type: ignore[misc]
     if sphere:
-        _density_maps(top, ds, indices, [f"t = {t[i]:.4g}" for i in indices])
+        titles = [f"t = {t[i]:.4g}" + (" (Lagrangian)" if _lagrangian(ds, i) else "") for i in indices]
+        for ax, i in zip(_density_maps(top, ds, indices, titles), indices, strict=True):
+            if _lagrangian(ds, i):
+                _mark_clusters(ax, ds, i)
     else:
         ax = top.subplots()
         for color, i in zip(_time_colors(len(indices)), indices, strict=True):
             _circle_density(ax, ds, i, color=color, label=f"t = {t[i]:.4g}")
         ax.axhline(1 / (2 * np.pi), color="0.5", ls=":", lw=1, label="uniform 1/(2π)")
+        if _lagrangian(ds, indices[-1]):  # the masses of the last record's clusters above their angles
+            for centre, mass in _node_clusters(ds, indices[-1]):
+                angle = np.arctan2(centre[1], centre[0]) % (2 * np.pi)
+                ax.annotate(f"{100 * mass:.0f}%", (angle, 1.0), xycoords=("data", "axes fraction"),
+                            xytext=(0, -12), textcoords="offset points", ha="center", fontsize=8)
         _theta_axis(ax)
         ax.set_ylabel("density ρ (per unit length)")
         ax.legend(fontsize=8, ncols=2)
     ax_e, ax_d, ax_p, ax_s = bottom.subplots(1, 4)
     _energy_dispersion(ax_e, ax_d, ds)
     _log_if_decays(ax_d, ds["dispersion"].values)
+    _mark_handover(ds, ax_e, ax_d, ax_s)
 
     degree = ds["degree"].values.astype(float)
     spectra = ds["power_spectrum"].values[[0, -1]]
@@ -416,6 +459,11 @@ def plot_particles(ds: xr.Dataset, path=None, times: int = 4, density: xr.Datase
             if density is not None:
                 _circle_density(ax, density, _nearest(density["time"].values, t[i]), color=color, ls="--", lw=1)
         ax.axhline(1 / (2 * np.pi), color="0.5", ls=":", lw=1, label="uniform 1/(2π)")
+        if _lagrangian(ds, indices[-1]):  # the masses of the last record's clusters above their angles
+            for centre, mass in _node_clusters(ds, indices[-1]):
+                angle = np.arctan2(centre[1], centre[0]) % (2 * np.pi)
+                ax.annotate(f"{100 * mass:.0f}%", (angle, 1.0), xycoords=("data", "axes fraction"),
+                            xytext=(0, -12), textcoords="offset points", ha="center", fontsize=8)
         _theta_axis(ax)
         ax.set_ylabel("tokens per radian (histogram)" + (", dashed: density" if density is not None else ""))
         ax.legend(fontsize=8, ncols=2)
@@ -577,6 +625,11 @@ def animate_density(ds: xr.Dataset, path, fps: int = 10, *, max_frames: int = 20
         (line,) = ax.plot(theta, rho[0], color="C0")
         ax.set_ylim(min(0.0, float(np.nanmin(rho))), 1.05 * float(np.nanmax(rho)))
         ax.axhline(1 / (2 * np.pi), color="0.5", ls=":", lw=1, label="uniform 1/(2π)")
+        if _lagrangian(ds, indices[-1]):  # the masses of the last record's clusters above their angles
+            for centre, mass in _node_clusters(ds, indices[-1]):
+                angle = np.arctan2(centre[1], centre[0]) % (2 * np.pi)
+                ax.annotate(f"{100 * mass:.0f}%", (angle, 1.0), xycoords=("data", "axes fraction"),
+                            xytext=(0, -12), textcoords="offset points", ha="center", fontsize=8)
         _theta_axis(ax)
         ax.set_ylabel("density ρ (per unit length)")
         ax.legend(fontsize=8, loc="upper right")

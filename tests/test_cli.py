@@ -140,7 +140,7 @@ def test_blow_up_saves_the_records_and_says_where(tmp_path, capsys):
     config.write_text('[model]\ndim = 3\nbeta = 8.0\nnormalization = "unnormalized"\n')
     out = tmp_path / "collapse.nc"
     code = main(["run", str(config), "-o", str(out), "--no-progress", "--set", "grid.lmax=16", "--set",
-                 "run.save_every=0.01", "--set", 'run.engine="spectral"'])  # "auto" would hand over instead
+                 "run.save_every=0.01", "--set", "run.dt=0.01", "--set", 'run.engine="spectral"'])  # "auto" hands over
     err = capsys.readouterr().err.splitlines()
     assert code == 1
     blow = [line for line in err if "blow-up" in line]
@@ -317,7 +317,7 @@ def test_plot_animate_compare_commands(tmp_path, capsys):
     from PIL import Image
 
     config = tmp_path / "small.toml"
-    config.write_text(DEFAULT_CONFIG.replace("lmax = 63", "lmax = 16").replace("t_end = 1.1", "t_end = 0.1")
+    config.write_text(DEFAULT_CONFIG.replace("lmax = 31", "lmax = 16").replace("t_end = 10.0", "t_end = 0.1")
                       .replace("n = 2048", "n = 200"))
     dens, parts, cmp = tmp_path / "d.nc", tmp_path / "p.nc", tmp_path / "c.nc"
     assert main(["run", str(config), "-o", str(dens), "--no-progress"]) == 0

@@ -211,39 +211,43 @@ class SphereGrid(Grid):
     def real_basis(self, points: np.ndarray) -> np.ndarray:
         """Re Y_lm(x_i) and Im Y_lm(x_i) in rows, shape (2 n_coeff, N), for unit vectors ``points`` (N, 3).
 
-        The same values as :meth:`_basis_block` (P̄_l^m(cos θ) cos mφ and P̄_l^m(cos θ) sin mφ), built order by order
-        with the three-term recurrence on contiguous rows (shtns' m-major order), about ten times faster: the
-        Lagrangian engine evaluates it at every stage. No checks: ``points`` must be unit vectors.
+        The same values as :meth:`_basis_block` (P̄_l^m(cos θ) cos mφ and P̄_l^m(cos θ) sin mφ): the three-term
+        recurrence advances all orders of one degree at once (a Python loop over degrees only, on contiguous (m, N)
+        arrays), and cos mφ, sin mφ come from the powers of e^{iφ}; several times faster than :meth:`_basis_block`,
+        which the Lagrangian engine would otherwise call at every stage. No checks: ``points`` must be unit vectors.
         """
         pts = np.asarray(points, dtype=float)
+        n, lmax = pts.shape[0], self.lmax
         x = np.clip(pts[:, 2], -1.0, 1.0)
         s = np.hypot(pts[:, 0], pts[:, 1])
         with np.errstate(invalid="ignore", divide="ignore"):
             unit = np.where(s > 0, (pts[:, 0] + 1j * pts[:, 1]) / s, 1.0)
-        out = np.empty((2 * self.n_coeff, x.size))
-        re, im = out[: self.n_coeff], out[self.n_coeff:]
-        sectoral = np.full(x.size, 1.0 / np.sqrt(4.0 * np.pi))
-        phase = np.ones(x.size, dtype=complex)
-        row = 0
-        for m in range(self.lmax + 1):
-            if m > 0:
-                sectoral = -np.sqrt((2 * m + 1) / (2.0 * m)) * s * sectoral
-                phase = phase * unit
-            n = self.lmax + 1 - m  # degrees m … lmax
-            block = re[row: row + n]
-            block[0] = sectoral
-            if n > 1:
-                np.multiply(np.sqrt(2 * m + 3.0) * x, sectoral, out=block[1])
-            for k in range(2, n):
-                ell = m + k
-                a, b = self._rec_a[ell, m], self._rec_b[ell, m]
-                np.multiply(x, block[k - 1], out=block[k])
-                block[k] -= b * block[k - 2]
-                block[k] *= a
-            if m == 0:
-                im[row: row + n] = 0.0
-            else:
-                np.multiply(block, phase.imag, out=im[row: row + n])
-                block *= phase.real
-            row += n
+        out = np.empty((2 * self.n_coeff, n))
+        rows = self._cached("row_of_degree_order", self._row_table)  # (lmax+1, lmax+1): row of (l, m), -1 if m > l
+        phases = self._phases(unit)
+        cos, sin = np.ascontiguousarray(phases.real), np.ascontiguousarray(phases.imag)
+        sectoral = np.empty((lmax + 1, n))
+        sectoral[0] = 1.0 / np.sqrt(4.0 * np.pi)
+        for m in range(1, lmax + 1):
+            np.multiply(sectoral[m - 1], -np.sqrt((2 * m + 1) / (2.0 * m)) * s, out=sectoral[m])
+        # P̄_{l-2}^m, P̄_{l-1}^m and P̄_l^m for all orders m ≤ l, in three buffers that rotate
+        older, old, new = np.zeros((lmax + 1, n)), np.zeros((lmax + 1, n)), np.zeros((lmax + 1, n))
+        for ell in range(lmax + 1):
+            if ell >= 2:
+                k = ell - 1  # orders 0 … l − 2 by the three-term recurrence
+                np.multiply(x, old[:k], out=new[:k])
+                new[:k] -= self._rec_b[ell, :k, None] * older[:k]
+                new[:k] *= self._rec_a[ell, :k, None]
+            if ell >= 1:
+                np.multiply(np.sqrt(2 * ell + 1.0) * x, sectoral[ell - 1], out=new[ell - 1])
+            new[ell] = sectoral[ell]
+            row = rows[ell, : ell + 1]
+            out[row] = new[: ell + 1] * cos[: ell + 1]
+            out[self.n_coeff + row] = new[: ell + 1] * sin[: ell + 1]
+            older, old, new = old, new, older
         return out
+
+    def _row_table(self) -> np.ndarray:
+        table = np.full((self.lmax + 1, self.lmax + 1), -1)
+        table[self.degrees, self.orders] = np.arange(self.n_coeff)
+        return table
