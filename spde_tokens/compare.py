@@ -27,6 +27,7 @@ from numpy.typing import ArrayLike
 
 from spde_tokens import diagnostics as diag
 from spde_tokens.grids import Grid, grid_from_attrs
+from spde_tokens.lagrangian import project
 from spde_tokens.records import utc_stamp
 
 #: relative tolerance for two record times to be the same time
@@ -182,6 +183,10 @@ def compare(dens: xr.Dataset, parts: xr.Dataset, scale: float = diag.MMD_SCALE,
     * ``wasserstein2`` (if ``wasserstein``): :func:`diagnostics.wasserstein2` on at most 2000 points, with its
       discretization floor of about 0.04 rad on S^2.
 
+    Records of the Lagrangian engine (``engine`` = "lagrangian") are compared through the nodes' measure Σ w_k δ_{y_k}:
+    its projection onto the grid's degrees for the MMD (exact for the kernel up to its weights beyond lmax) and the
+    nodes themselves for W2 (:func:`diagnostics.wasserstein2_nodes`), not through the smoothed ``density``.
+
     Parameters
     ----------
     dens : density run (``solve_density`` or ``open_run``); its attributes identify the grid.
@@ -223,7 +228,12 @@ def compare(dens: xr.Dataset, parts: xr.Dataset, scale: float = diag.MMD_SCALE,
     n = int(parts.sizes["token"])
     rows: dict[str, list[float]] = {name: [] for name in _variables(wasserstein, scale)}
     for i, j in zip(i_dens, i_parts, strict=True):
-        coeffs = grid.analysis(np.asarray(dens["density"].isel(time=i).values, dtype=float))
+        nodes = "engine" in dens and str(dens["engine"].values[i]) == "lagrangian"
+        if nodes:  # the nodes' measure itself, not the smoothed field drawn from it
+            x_nodes, w_nodes = np.asarray(dens["nodes"].values[i], dtype=float), np.asarray(dens["weights"].values)
+            coeffs = project(grid, x_nodes, w_nodes)
+        else:
+            coeffs = grid.analysis(np.asarray(dens["density"].isel(time=i).values, dtype=float))
         tokens = np.asarray(parts["positions"].isel(time=j).values, dtype=float)
         m = tokens.mean(axis=0)
         rows["mmd"].append(diag.mmd(grid, grid.empirical_coefficients(tokens), coeffs, scale))
@@ -234,7 +244,8 @@ def compare(dens: xr.Dataset, parts: xr.Dataset, scale: float = diag.MMD_SCALE,
         rows["dispersion_particles"].append(float(parts["dispersion"].isel(time=j)))
         rows["dispersion_particles_unbiased"].append(n / (n - 1) * (1.0 - m @ m) if n > 1 else np.nan)
         if wasserstein:
-            rows["wasserstein2"].append(diag.wasserstein2(tokens, grid, coeffs))
+            rows["wasserstein2"].append(diag.wasserstein2_nodes(tokens, x_nodes, w_nodes) if nodes else
+                                        diag.wasserstein2(tokens, grid, coeffs))
 
     from spde_tokens._version import __version__
 

@@ -215,6 +215,28 @@ def wasserstein2_tokens(x, y, max_points: int = 2000, seed: int | None = 0) -> f
     return _w2_exact(x, np.full(x.shape[0], 1.0), y, np.full(y.shape[0], 1.0))
 
 
+def wasserstein2_nodes(tokens, nodes: np.ndarray, weights: np.ndarray, max_points: int = 2000,
+                       seed: int | None = 0) -> float:
+    """Wasserstein-2 distance between the empirical measure of tokens and a weighted measure Σ_k w_k δ_{y_k} (the
+    nodes of the Lagrangian engine), on S^1 or S^2.
+
+    Negative weights (rounding at the hand-over) are dropped. With more than ``max_points`` nodes, each node's mass
+    moves to the nearest node of the coarse Gauss grid of :func:`wasserstein2` (the same discretization error, at most
+    the cell radius h/√2); tokens beyond ``max_points`` are subsampled as there. Returns W2 in radians.
+    """
+    max_points = _w2_max_points(max_points)
+    y = np.asarray(nodes, dtype=float)
+    x = _w2_points("tokens", tokens, y.shape[1])
+    p = np.clip(np.asarray(weights, dtype=float), 0.0, None)
+    if y.shape[0] > max_points:
+        coarse = _w2_coarse_grid(y.shape[1], max_points).points().reshape(-1, y.shape[1])
+        nearest = np.concatenate([np.argmax(y[s:s + 4096] @ coarse.T, axis=1) for s in range(0, y.shape[0], 4096)])
+        y, p = coarse, np.bincount(nearest, weights=p, minlength=coarse.shape[0])
+    keep = p > 0
+    x = _w2_subsample(x, max_points, np.random.default_rng(seed))
+    return _w2_exact(x, np.full(x.shape[0], 1.0), y[keep], p[keep])
+
+
 def wasserstein2(tokens, grid: Grid, coeffs: np.ndarray, max_points: int = 2000, seed: int | None = 0) -> float:
     """Wasserstein-2 distance between the empirical measure of tokens and a density on S^1 or S^2.
 

@@ -334,9 +334,9 @@ def plot_density(ds: xr.Dataset, path=None, times: int = 4) -> Figure:
     Top: on S^2, Mollweide maps of ρ (per unit area, one colour scale and colorbar); on S^1, ρ against θ at those
     times on one axis. Records of the Lagrangian engine show the heat-smoothed projection of the nodes' measure, with
     its clusters (mass ≥ 5%) circled and labelled by their masses (S^1: the last record's, above their angles); the
-    hand-over is a dotted line on the time axes. Bottom: E_β(t); 1 − |m|² (log scale when it spans more than a factor 10); the power spectrum
-    P_l at the first and last records (log y; the dotted line marks the tail degrees l ≥ ⌈0.9 l_max⌉); and
-    ``spectral_tail`` (log) with the 1e-10 under-resolution alarm. Saved to ``path`` when given.
+    hand-over is a dotted line on the time axes. Bottom: E_β(t); 1 − |m|² (log scale when it spans more than a factor
+    10); the power spectrum P_l at the first and last records (log y; the dotted line marks the tail degrees
+    l ≥ ⌈0.9 l_max⌉); and ``spectral_tail`` (log) with the 1e-10 under-resolution alarm. Saved to ``path`` when given.
     """
     _require(ds, DENSITY_VARS, "plot_density")
     indices = _record_indices(ds.sizes["time"], times)

@@ -124,3 +124,34 @@ def test_spectral_tail_ignores_rounding_noise(grid):
     loud = c.copy()
     loud[top] += 1e-11 * abs(c[0])
     assert st.diagnostics.spectral_tail(grid, loud) == pytest.approx(1.0)  # all the non-constant power is at the top
+
+
+def test_clusters_of_two_caps_and_a_scatter():
+    """Two tight caps of masses 0.6 and 0.3 and 10% spread thinly: the caps are found with their masses and centres,
+    the scatter (no 1% within the radius anywhere) is not a cluster."""
+    rng = np.random.default_rng(5)
+
+    def cap(centre, n, spread):
+        x = np.asarray(centre, float) + spread * rng.standard_normal((n, 3))
+        return x / np.linalg.norm(x, axis=1, keepdims=True)
+
+    a, b = cap([0, 0, 1], 600, 0.02), cap([1, 0, 0], 300, 0.02)
+    scatter = rng.standard_normal((1000, 3))
+    scatter /= np.linalg.norm(scatter, axis=1, keepdims=True)
+    x = np.concatenate([a, b, scatter])
+    w = np.concatenate([np.full(600, 1e-3), np.full(300, 1e-3), np.full(1000, 1e-4)])
+    found = diag.clusters(x, w, radius=0.15, min_mass=0.01)
+    assert len(found) == 2
+    (c1, m1), (c2, m2) = found
+    # each cap also collects the scatter within 2 × 0.15 rad: a cap of area 2π(1 − cos 0.3) = 0.28, 2.2% of the
+    # sphere, 0.1 × 0.022 = 0.002 of mass (± its Poisson spread)
+    assert m1 == pytest.approx(0.6, abs=0.006) and m2 == pytest.approx(0.3, abs=0.006)
+    assert c1 @ [0, 0, 1] > 0.999 and c2 @ [1, 0, 0] > 0.999
+
+
+def test_w2_of_weighted_nodes():
+    """Tokens at the north pole against nodes carrying 0.25 at the pole and 0.75 at angle 0.5: W2 = 0.5 sqrt(0.75)."""
+    tokens = np.tile([0.0, 0.0, 1.0], (8, 1))
+    nodes = np.array([[0.0, 0.0, 1.0], [np.sin(0.5), 0.0, np.cos(0.5)], [0.0, 1.0, 0.0]])
+    w = np.array([0.25, 0.75, -1e-17])  # a rounding-negative weight is dropped
+    assert diag.wasserstein2_nodes(tokens, nodes, w) == pytest.approx(0.5 * np.sqrt(0.75), rel=1e-12)

@@ -269,3 +269,34 @@ def test_bad_arguments(sphere_run, tmp_path):
         plot.plot_density(sphere_run.isel(time=slice(0, 0)))
     with pytest.raises(ValueError, match="Dataset"):
         plot.plot_run(sphere_run["density"])
+
+
+# ---- runs of the Lagrangian engine --------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def collapsed_run():
+    """Two vMF bumps under attention (beta = 4, lmax 12) carried by the nodes to t = 4, where they are two clusters."""
+    grid = st.SphereGrid(12)
+    rho0 = st.initial.mixture(grid, [0.7, 0.3], [[0, 0, 1], [1, 0, -0.2]], [6.0, 6.0])
+    return _quiet(st.solve_density, st.AttentionModel(3, 4.0), None, rho0, t_end=4.0, dt=0.05, save_every=0.5)
+
+
+def test_a_lagrangian_run_shows_its_clusters_and_the_handover(collapsed_run, tmp_path):
+    from spde_tokens.diagnostics import clusters
+
+    ds = collapsed_run
+    assert ds.engine.values[-1] == "lagrangian" and float(ds.smoothing_time[-1]) > 0  # beyond the grid
+    fig = plot.plot_density(ds, tmp_path / "lag.png", times=2)
+    _check_image(tmp_path / "lag.png")
+    last = _mollweide(fig)[-1]
+    labels = sorted(float(t.get_text().rstrip("%")) for t in last.texts)
+    expected = sorted(100 * m for _, m in clusters(ds.nodes.values[-1], ds.weights.values, min_mass=0.05))
+    assert len(labels) == 2 and np.allclose(labels, np.round(expected))  # the two clusters and their masses
+    assert sum(labels) >= 95  # nearly all the mass is in them (2% still in transit at t = 4)
+    assert "Lagrangian" in last.get_title()
+    handover = [line for ax in fig.axes for line in ax.lines if "hand-over" in str(line.get_label())]
+    assert handover and handover[0].get_xdata()[0] == ds.attrs["handover_time"]
+
+
+def test_a_lagrangian_run_animates(collapsed_run, tmp_path):
+    plot.animate_density(collapsed_run, tmp_path / "lag.gif", fps=5)
+    assert _check_image(tmp_path / "lag.gif") == collapsed_run.sizes["time"]
