@@ -293,10 +293,12 @@ def assemble(out_dir: str, realizations: int, engine: str = "density") -> xr.Dat
     missing = [f for f in files if not os.path.exists(f)]
     if missing:
         raise ValueError(f"out_dir {out_dir!r} lacks {len(missing)} realization files, e.g. {missing[0]}")
-    seeds, settings = [], None
+    seeds, handovers, settings = [], [], None
     for f in files:
         with xr.open_dataset(f, engine="netcdf4", decode_timedelta=False) as one:
             seeds.append(int(one.attrs["seed"]))
+            handover = one.attrs.get("handover_time", "none")
+            handovers.append(np.nan if isinstance(handover, str) else float(handover))
             own = _ensemble_settings(one.attrs, engine)
             ensemble_seed = int(one.attrs["ensemble_seed"])
         if settings is not None and _numbers_as_floats(own) != _numbers_as_floats(settings):
@@ -307,14 +309,17 @@ def assemble(out_dir: str, realizations: int, engine: str = "density") -> xr.Dat
                            data_vars="all", coords="minimal", compat="override", join="override",
                            decode_timedelta=False, combine_attrs="drop_conflicts")
     for name in list(ds.data_vars):  # the matrices and the cell measure are the same for every realization
-        if "time" not in ds[name].dims and "realization" in ds[name].dims:
+        if "time" not in ds[name].dims and "realization" in ds[name].dims and name != "weights":
             ds[name] = ds[name].isel(realization=0)
     ds = ds.assign_coords(realization=xr.Variable("realization", np.arange(realizations),
                                                   {"long_name": "noise realization", "units": "1"}))
     ds["realization_seed"] = xr.Variable("realization", np.array(seeds), {"long_name": "seed of the realization",
                                                                           "units": "1"})
+    if "handover_time" in ds.attrs or np.isfinite(handovers).any():  # each realization hands over when it must
+        ds["handover_time"] = xr.Variable("realization", np.array(handovers), {
+            "long_name": "time of the hand-over to the Lagrangian engine (NaN: none)", "units": "1"})
     ds = ds.merge(ensemble_statistics(ds))
-    for name in ("realization", "part_fingerprint", "ensemble_seed", "history"):
+    for name in ("realization", "part_fingerprint", "ensemble_seed", "history", "handover_time"):
         ds.attrs.pop(name, None)
     ds.attrs.update({"title": "spde_tokens ensemble", "realizations": int(realizations), "seed": ensemble_seed,
                      "history": append_history(None, f"ensemble of {realizations} realizations assembled from "

@@ -17,7 +17,7 @@ import xarray as xr
 
 from spde_tokens.cli import main
 from spde_tokens.config import load_config
-from spde_tokens.ensemble import assemble, realization_seed, reusable, run_ensemble, run_realization
+from spde_tokens.ensemble import _part_path, assemble, realization_seed, reusable, run_ensemble, run_realization
 from spde_tokens.io import toml_text
 from spde_tokens.plot import plot_ensemble
 
@@ -270,3 +270,20 @@ def test_worker_warnings_reach_the_caller(tmp_path):
 
     with pytest.warns(ResolutionWarning, match=r"does not resolve the attention kernel .* \[realization 0\]"):
         run_ensemble(_changed("model", "beta", 8.0), 1, n_workers=1, out_dir=tmp_path, progress=False)
+
+
+def test_an_ensemble_of_lagrangian_runs_keeps_each_hand_over(tmp_path):
+    """Realizations hand over at their own times (the noise sharpens each differently): the ensemble keeps each time
+    and each realization's node weights, and its statistics run across the hand-over."""
+    config = {**CONFIG, "grid": {"n": 12}, "run": {**CONFIG["run"], "t_end": 1.0, "save_every": 0.1}}
+    ens = run_ensemble(config, 3, n_workers=1, out_dir=tmp_path / "parts", progress=False)
+    handover = ens.handover_time.values
+    assert np.all((handover > 0) & (handover < 1.0))
+    assert ens.weights.dims == ("realization", "node")
+    for r in range(3):
+        one = xr.open_dataset(_part_path(str(tmp_path / "parts"), "density", r), engine="netcdf4")
+        assert one.attrs["handover_time"] == handover[r]
+        np.testing.assert_array_equal(ens.weights.values[r], one.weights.values)
+        one.close()
+    assert np.all(np.isfinite(ens.energy_mean.values))
+    np.testing.assert_allclose(ens.mass.values, 1.0, rtol=0, atol=1e-12)
