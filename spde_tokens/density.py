@@ -366,7 +366,7 @@ def solve_density(model: AttentionModel, noise, rho0: xr.DataArray, t_end: float
         and finishes bit-identical to an uninterrupted run; a later t_end continues a finished run.
     checkpoint_every : records between checkpoints (default 1: at every record).
     engine : ``"auto"`` (default: spectral while the density is resolved, then the Lagrangian engine from the first
-        step whose spectral tail exceeds ``handover_tail``; spectral only with nu > 0, ValueNoise or hyperviscosity),
+        step whose spectral tail exceeds ``handover_tail``; spectral only with nu > 0 or hyperviscosity),
         ``"spectral"`` or ``"lagrangian"`` (from t = 0; nu > 0 is refused).
     handover_tail : the spectral tail at which ``"auto"`` hands over (default 1e-12, below the 1e-10 warning).
 
@@ -409,9 +409,8 @@ def solve_density(model: AttentionModel, noise, rho0: xr.DataArray, t_end: float
     if engine == "lagrangian" and hyperviscosity > 0:
         raise ValueError(f"hyperviscosity = {hyperviscosity} filters the grid's degrees; the Lagrangian engine has "
                          "none: use engine='spectral' or hyperviscosity=0")
-    if engine == "auto" and (hyperviscosity > 0 or (noise is not None and (noise.nu > 0 or noise.needs_context))):
-        # diffusion and the filter are not transport; ValueNoise's field depends on μ (docs/mathematics.md)
-        engine = "spectral"
+    if engine == "auto" and (hyperviscosity > 0 or (noise is not None and noise.nu > 0)):
+        engine = "spectral"  # diffusion and the filter are not transport (docs/mathematics.md)
     path = resolve_path(noise, path, seed, grid.dim, times.dt, times.n_steps, grid.degree_max)
     equation = DensityEquation(model, grid, attention, memory_budget, noise, float(hyperviscosity))
     if noise is None or not noise.common_models:

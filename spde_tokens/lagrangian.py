@@ -62,12 +62,14 @@ class AttentionAtPoints:
     jacobian : Da_μ(x_i), shape (N, d, d), or None when only ``trace`` was asked for.
     trace : tr(P_x Da_μ(x)) = tr(Da) − xᵀ Da x, shape (N,).
     unreliable : number of points where a was set to 0 (partition function below RELIABLE) or clipped to |a| = 1.
+    hessian : D²a_μ(x_i), ``hessian[i, k, m, n] = ∂_m ∂_n a_k``, shape (N, d, d, d), when asked for (ValueNoise).
     """
 
     output: np.ndarray
     jacobian: np.ndarray | None
     trace: np.ndarray
     unreliable: int
+    hessian: np.ndarray | None = None
 
 
 class HarmonicSums:
@@ -119,14 +121,18 @@ class WeightedAttention:
     degree : truncation degree of the harmonic sums (default :func:`spde_tokens.drift.harmonic_degree`).
     jacobian : compute the full Jacobian (needed for V ≠ cI and by ValueNoise); otherwise the harmonic path needs
         only tr(P_x Da) = κ (1 − |a|² − E_p[(x·y)²] + (x·a)²), one more evaluation instead of d(d + 1)/2.
+    hessian : also compute D²a from the third moments (ValueNoise's drift correction needs Δ_S|a|²):
+        ∂_m ∂_n a_k = beta² Σ_pq A_mp A_nq κ₃(y_k, y_p, y_q) (softmax: κ₃ the third joint cumulant of p; unnormalized:
+        the third moment Σ_j w_j e^{…} y_k y_p y_q).
     block_bytes : memory of one block of logits on the direct path.
     """
 
     def __init__(self, model: AttentionModel, method: str, degree: int | None = None, jacobian: bool = True,
-                 block_bytes: int = BLOCK_BYTES):
+                 block_bytes: int = BLOCK_BYTES, hessian: bool = False):
         self.model, self.method, self.block_bytes = model, method, block_bytes
+        self.third = hessian
         # the direct sums need the second-moment channels for the trace as well
-        self.full = jacobian or method == "direct" or model.beta == 0.0
+        self.full = jacobian or hessian or method == "direct" or model.beta == 0.0
         if method == "harmonic":
             if model.zonal_factor is None or model.dim not in (2, 3):
                 raise ValueError("attention='harmonic' needs Qᵀ K = a I on S^1 or S^2 (dim 2 or 3)")
@@ -142,6 +148,9 @@ class WeightedAttention:
         rows = [weights[None], weights[None] * keys.T]
         if self.full:
             rows.append((weights[None, None] * keys.T[:, None] * keys.T[None, :]).reshape(d * d, -1))
+        if self.third:
+            rows.append((weights * keys.T[:, None, None] * keys.T[None, :, None] * keys.T[None, None, :])
+                        .reshape(d**3, -1))
         rows.append(np.abs(weights)[None])
         return np.concatenate(rows)
 
@@ -156,7 +165,9 @@ class WeightedAttention:
             mean = weights @ keys
             a = mean / weights.sum() if model.softmax else mean
             out = np.broadcast_to(a, queries.shape).copy()
-            return AttentionAtPoints(out, np.zeros((queries.shape[0], d, d)), np.zeros(queries.shape[0]), 0)
+            n = queries.shape[0]
+            return AttentionAtPoints(out, np.zeros((n, d, d)), np.zeros(n), 0,
+                                     np.zeros((n, d, d, d)) if self.third else None)
         chans = self.channels(keys, weights)
         if self.method == "harmonic":
             basis_k = self.sums.basis(keys) if key_basis is None else key_basis
@@ -198,13 +209,19 @@ class WeightedAttention:
         scale = np.where(reliable, 1.0 / np.where(reliable, z, 1.0), 0.0) if model.softmax else \
             np.where(reliable, np.exp(shift), 0.0)
         a = first * scale[:, None]
-        jac = None
+        jac = hess = None
         if self.full:
-            moment = sums[:, 1 + d:1 + d + d * d].reshape(n, d, d) * scale[:, None, None]
-            if model.softmax:
-                moment = moment - a[:, :, None] * a[:, None, :]
+            second_moment = sums[:, 1 + d:1 + d + d * d].reshape(n, d, d) * scale[:, None, None]
+            moment = second_moment - a[:, :, None] * a[:, None, :] if model.softmax else second_moment
             jac = model.beta * moment @ model.A.T
             trace = np.einsum("nii->n", jac) - np.einsum("ni,nij,nj->n", x, jac, x)
+            if self.third:
+                m3 = sums[:, 1 + d + d * d:1 + d + d * d + d**3].reshape(n, d, d, d) * scale[:, None, None, None]
+                if model.softmax:  # the third joint cumulant E[y_k y_p y_q] − 3 sym(E[y y] E[y]) + 2 a a a
+                    m3 = (m3 - np.einsum("nkp,nq->nkpq", second_moment, a) - np.einsum("nkq,np->nkpq", second_moment, a)
+                          - np.einsum("npq,nk->nkpq", second_moment, a)
+                          + 2 * np.einsum("nk,np,nq->nkpq", a, a, a))
+                hess = model.beta**2 * np.einsum("nkpq,mp,lq->nkml", m3, model.A, model.A)
         else:
             assert second is not None  # the harmonic path without the full Jacobian
             xa = np.einsum("ni,ni->n", x, a)
@@ -219,7 +236,7 @@ class WeightedAttention:
             if over.any():
                 a[over] /= norm[over, None]
                 unreliable += int(np.count_nonzero(over))
-        return AttentionAtPoints(a, jac, trace, unreliable)
+        return AttentionAtPoints(a, jac, trace, unreliable, hess)
 
 
 class NodeFlow:
@@ -246,14 +263,13 @@ class NodeFlow:
         if noise is not None and noise.nu > 0:
             raise ValueError(f"the Lagrangian engine moves the measure by transport only; nu = {noise.nu} "
                              "(IdiosyncraticNoise) is diffusion: use engine='spectral'")
-        if noise is not None and noise.needs_context:
-            raise ValueError("the Lagrangian engine does not support ValueNoise (its field depends on μ, and the "
-                             "divergence of its Itô correction needs third moments); use engine='spectral' or "
-                             "particles with scheme='layer'")
         self.model, self.noise = model, noise
         self.value_factor = model.value_factor
         self.attention = WeightedAttention(model, method, degree, jacobian=self.value_factor is None,
                                            block_bytes=block_bytes)
+        # ValueNoise: a_μ of the measure at the start of the step, its Jacobian and second derivatives at the stages
+        self.context = (WeightedAttention(model, method, degree, jacobian=True, block_bytes=block_bytes, hessian=True)
+                        if noise is not None and noise.needs_context else None)
         self.unreliable_fraction = 0.0
 
     def drift(self, x: np.ndarray, weights: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -278,21 +294,45 @@ class NodeFlow:
         d = state.shape[1] - 1
         common = increments is not None and self.noise is not None and bool(self.noise.common_models)
 
-        def rates(y: np.ndarray) -> np.ndarray:
+        def rates_without_noise(y: np.ndarray) -> np.ndarray:
             # stages are evaluated at their projection on the sphere, as for the tokens' flow
             x = y[:, :d] / np.linalg.norm(y[:, :d], axis=1, keepdims=True)
             v, div = self.drift(x, weights)
             out = np.empty_like(y)
             out[:, :d] = dt * v
             out[:, d] = dt * div
+            return out
+
+        def rates(y: np.ndarray) -> np.ndarray:
+            out = rates_without_noise(y)
             if common:
+                x = y[:, :d] / np.linalg.norm(y[:, :d], axis=1, keepdims=True)
                 assert self.noise is not None and increments is not None
                 field, div_noise = self.noise.field_and_divergence(x, increments)
                 out[:, :d] += tangent_projection(x, field)
                 out[:, d] += div_noise
             return out
 
-        new = scheme.step(rates, state, 1.0)
+        if self.context is not None and common:
+            frozen = state[:, :d] / np.linalg.norm(state[:, :d], axis=1, keepdims=True)  # μ_n, frozen over the step
+            key_basis = self.context.sums.basis(frozen) if self.context.method == "harmonic" else None
+
+            def rates_with_context(y: np.ndarray) -> np.ndarray:
+                assert self.noise is not None and self.context is not None and increments is not None
+                out = rates_without_noise(y)
+                x = y[:, :d] / np.linalg.norm(y[:, :d], axis=1, keepdims=True)
+                att = self.context(x, frozen, weights, key_basis=key_basis)
+                out[:, :d] += tangent_projection(x, self.noise.field(x, increments, att.output))
+                out[:, d] += self.noise.divergence(x, increments, att.output, att.jacobian)
+                correction = self.noise.drift_correction_points(x, att.output, att.jacobian, att.hessian)
+                if correction is not None:
+                    out[:, :d] += dt * correction[0]
+                    out[:, d] += dt * correction[1]
+                return out
+
+            new = scheme.step(rates_with_context, state, 1.0)
+        else:
+            new = scheme.step(rates, state, 1.0)
         new[:, :d] /= np.linalg.norm(new[:, :d], axis=1, keepdims=True)
         return new
 

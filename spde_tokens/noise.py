@@ -139,6 +139,13 @@ class NoiseModel:
         μ); a model overrides it when both share work (MLPNoise: one evaluation of the hidden layer)."""
         return self.field(points, increments), self.divergence(points, increments)
 
+    def drift_correction_points(self, points: np.ndarray, context: np.ndarray, jacobian: np.ndarray,
+                                hessian: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+        """The drift of :meth:`drift_correction` at unit ``points`` (N, d) as Cartesian tangent vectors, with its
+        surface divergence (N,), from the attention output a_μ, its Jacobian and its second derivatives there (the
+        Lagrangian engine); None for the models without one."""
+        return None
+
     def drift_correction(self, grid: Grid, context: np.ndarray | None) -> np.ndarray | None:
         """A drift (tangent components on ``grid``) the frozen-increment step must add to reach the layer update's
         limit, or None (every model but ValueNoise, whose field depends on x through a_μ)."""
@@ -280,6 +287,19 @@ class ValueNoise(NoiseModel):
         x = points
         trace = np.einsum("...ii->...", m) - np.einsum("...i,...ij,...j->...", x, m, x)
         return self.sigma * (trace - (x.shape[-1] - 1) * np.einsum("...i,ij,...j->...", x, dw, context))
+
+    def drift_correction_points(self, points, context, jacobian, hessian):
+        """c_n = −(sigma²/4) ∇_S|a|² at points and its divergence −(sigma²/4) Δ_S|a|², with f = |a|² on R^d:
+        ∇f = 2 Daᵀ a, D²f = 2 (Daᵀ Da + Σ_k a_k D²a_k), ∇_S f = P_x ∇f, Δ_S f = tr(P_x D²f P_x) − (d − 1) x·∇f."""
+        if self.sigma == 0:
+            return None
+        x = points
+        grad = 2.0 * np.einsum("nki,nk->ni", jacobian, context)
+        hess = 2.0 * (np.einsum("nki,nkj->nij", jacobian, jacobian) + np.einsum("nk,nkij->nij", context, hessian))
+        lap = (np.einsum("nii->n", hess) - np.einsum("ni,nij,nj->n", x, hess, x)
+               - (x.shape[-1] - 1) * np.einsum("ni,ni->n", x, grad))
+        tangent = grad - np.einsum("ni,ni->n", x, grad)[:, None] * x
+        return -0.25 * self.sigma**2 * tangent, -0.25 * self.sigma**2 * lap
 
     def drift_correction(self, grid, context):
         """c_n = −(sigma²/4) ∇_S|a_μ|²: the frozen field sigma ΔW a_μ(x) misses the Itô term of the layer update
@@ -570,6 +590,12 @@ class NoiseSum(NoiseModel):
             field += f
             div += d
         return field, div
+
+    def drift_correction_points(self, points, context, jacobian, hessian):
+        parts = [c for m in self if (c := m.drift_correction_points(points, context, jacobian, hessian)) is not None]
+        if not parts:
+            return None
+        return sum(p[0] for p in parts), sum(p[1] for p in parts)
 
     def drift_correction(self, grid, context):
         corrections = [c for m in self if (c := m.drift_correction(grid, context)) is not None]
