@@ -55,3 +55,4 @@ typecheck: install
 
 bench: install
 	$(PY) benchmarks/bench_density.py
+	$(PY) benchmarks/bench_lagrangian.py
