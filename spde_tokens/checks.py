@@ -6,42 +6,44 @@ configuration and the command line (``--set model.beta=...``) all refuse them wi
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 
-def describe(value) -> str:
+def describe(value: object) -> str:
     """``value`` as the user wrote it, with a hint when it is a string standing for a number."""
     if isinstance(value, str):
         return f"the string {value!r} (write numbers without quotes)"
     return repr(value)
 
 
-def is_integer(value) -> bool:
+def is_integer(value: object) -> bool:
     """True for Python and NumPy integers (not bool)."""
     return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
 
 
-def is_real(value) -> bool:
+def is_real(value: object) -> bool:
     """True for Python and NumPy real numbers and 0-d real arrays (not bool, not str, not complex)."""
     return (isinstance(value, (int, float, np.number, np.ndarray)) and np.ndim(value) == 0
             and np.asarray(value).dtype.kind in "iuf")
 
 
-def integer(name: str, value, minimum: int) -> int:
+def integer(name: str, value: Any, minimum: int) -> int:
     """An integer ≥ minimum."""
     if not is_integer(value) or value < minimum:
         raise ValueError(f"{name} must be an integer ≥ {minimum}, got {describe(value)}")
     return int(value)
 
 
-def boolean(name: str, value) -> bool:
+def boolean(name: str, value: Any) -> bool:
     """True or False (Python or NumPy booleans); strings such as "no", numbers and None are refused."""
     if not isinstance(value, (bool, np.bool_)):
         raise ValueError(f"{name} must be True or False, got {value!r}")
     return bool(value)
 
 
-def real(name: str, value, minimum: float = 0.0, strict: bool = False) -> float:
+def real(name: str, value: Any, minimum: float = 0.0, strict: bool = False) -> float:
     """A finite real number ≥ minimum (> minimum when ``strict``)."""
     if not is_real(value):
         raise ValueError(f"{name} must be a real number, got {describe(value)}")
@@ -51,7 +53,7 @@ def real(name: str, value, minimum: float = 0.0, strict: bool = False) -> float:
     return x
 
 
-def real_array(name: str, value, ndim: int) -> np.ndarray:
+def real_array(name: str, value: Any, ndim: int) -> np.ndarray:
     """A finite real array with ``ndim`` dimensions (a vector for 1, a matrix for 2); strings, booleans and ragged
     nestings are refused."""
     try:
@@ -67,6 +69,6 @@ def real_array(name: str, value, ndim: int) -> np.ndarray:
     return arr
 
 
-def seed(value) -> int | None:
+def seed(value: Any) -> int | None:
     """None or a non-negative integer."""
     return None if value is None else integer("seed", value, 0)

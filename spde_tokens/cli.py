@@ -20,9 +20,13 @@ import time
 import warnings
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from typing import Any, NoReturn
+from types import FrameType
+from typing import TYPE_CHECKING, Any, NoReturn, TextIO
 
 from spde_tokens._version import __version__
+
+if TYPE_CHECKING:
+    import xarray as xr
 
 PROG = "spde-tokens"
 #: exit status of a run stopped by Ctrl-C (128 + SIGINT, as shells report it)
@@ -48,7 +52,7 @@ class _CaseHelp(argparse.HelpFormatter):
         return text
 
 
-def _same(a: str | os.PathLike | None, b: str | os.PathLike | None) -> bool:
+def _same(a: str | os.PathLike[str] | None, b: str | os.PathLike[str] | None) -> bool:
     """True when two paths name the same file (through links too), whether or not it exists yet."""
     return a is not None and b is not None and os.path.realpath(a) == os.path.realpath(b)
 
@@ -103,7 +107,7 @@ def write_atomic(path: str, write: Callable[[str], Any]) -> str:
     return path
 
 
-def _flags(ds) -> list[str]:
+def _flags(ds: xr.Dataset) -> list[str]:
     """UNDER-RESOLVED and NEGATIVE DENSITY, with where they occur (docs/guide.md, 'Command line')."""
     import numpy as np
 
@@ -131,7 +135,7 @@ def _flags(ds) -> list[str]:
     return flags
 
 
-def _summary(ds, path: str, seconds: float) -> str:
+def _summary(ds: xr.Dataset, path: str, seconds: float) -> str:
     last = ds.isel(time=-1)
     extra = f"mass error {abs(float(ds.mass[-1]) - 1):.1e}" if "mass" in ds else f"{ds.sizes['token']} tokens"
     import numpy as np
@@ -144,7 +148,7 @@ def _summary(ds, path: str, seconds: float) -> str:
                       f"{float(ds.dispersion[0]):.4f} -> {float(last.dispersion):.4f}, {extra}", *_flags(ds)])
 
 
-def _write_run(ds, path: str, args: argparse.Namespace) -> str:
+def _write_run(ds: xr.Dataset, path: str, args: argparse.Namespace) -> str:
     """``ds`` written atomically to ``path``, with the command line appended to its ``history``."""
     from spde_tokens.io import write_run
 
@@ -352,7 +356,8 @@ class _TqdmHandler(logging.Handler):
         tqdm.write(self.format(record), file=sys.stderr)
 
 
-def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+def _show_warning(message: Warning | str, category: type[Warning], filename: str, lineno: int,
+                  file: TextIO | None = None, line: str | None = None) -> None:
     """A warning as one line, ``Category: message``, above any progress bar (no source line)."""
     from tqdm.auto import tqdm
 
@@ -383,7 +388,7 @@ _DEFER_IN = (os.path.join("xarray", "backends", ""), os.path.join("netCDF4", "")
 _DEFER_POLL = 0.02
 
 
-def _in_file_access(frame) -> bool:
+def _in_file_access(frame: FrameType | None) -> bool:
     while frame is not None:
         if any(part in frame.f_code.co_filename for part in _DEFER_IN):
             return True
@@ -403,7 +408,7 @@ def _interruptible() -> Iterator[None]:
         yield
         return
 
-    def on_signal(signum, frame) -> None:
+    def on_signal(signum: int, frame: FrameType | None) -> None:
         if _in_file_access(frame):
             signal.setitimer(signal.ITIMER_REAL, _DEFER_POLL)  # SIGALRM: look again
             return

@@ -54,7 +54,7 @@ def sampling_floor(grid: Grid, coeffs: np.ndarray, n_tokens: int, scale: float =
     return float(np.sqrt(max(trace - lam @ grid.power_spectrum(coeffs), 0.0) / n_tokens))
 
 
-def _attr_text(value) -> str:
+def _attr_text(value: object) -> str:
     if isinstance(value, np.ndarray):
         return repr(value.tolist())
     if isinstance(value, (np.integer, np.floating)):
@@ -62,7 +62,7 @@ def _attr_text(value) -> str:
     return repr(value)
 
 
-def _differ(name: str, a, b, hint: str) -> ValueError:
+def _differ(name: str, a: object, b: object, hint: str) -> ValueError:
     return ValueError(f"{name}: the density run has {name} = {_attr_text(a)} but the particle run has {name} = "
                       f"{_attr_text(b)}; {hint}")
 

@@ -15,11 +15,17 @@ import difflib
 import os
 import re
 import tomllib
-from collections.abc import Callable, Sequence
-from typing import Any
+from collections.abc import Callable, Iterable, Sequence
+from typing import TYPE_CHECKING, Any
 
 from spde_tokens import checks
 from spde_tokens.noise import NOISE_MODELS, NoiseSum, as_noise
+
+if TYPE_CHECKING:
+    import xarray as xr
+
+    from spde_tokens.grids import CircleGrid, Grid, SphereGrid
+    from spde_tokens.model import AttentionModel
 
 DEFAULT_CONFIG = """\
 # spde_tokens built-in run: tokens on S^2 cluster under softmax attention (beta = 4) while the common noise of
@@ -88,7 +94,7 @@ _KINDS: dict[str, tuple[Callable[[Any], bool], str]] = {
 _NETCDF_MAGIC = (b"\x89HDF", b"CDF\x01", b"CDF\x02", b"CDF\x05")
 
 
-def _unknown(key: str, where: str, valid) -> ValueError:
+def _unknown(key: str, where: str, valid: Iterable[str]) -> ValueError:
     near = difflib.get_close_matches(key, sorted(valid), n=1)
     hint = f"; did you mean {near[0]!r}?" if near else f"; valid keys: {', '.join(sorted(valid))}"
     return ValueError(f"unknown key {key!r} in {where}{hint}")
@@ -113,7 +119,7 @@ def _read(path: str) -> dict[str, Any]:
         raise ValueError(f"config file {path!r} is not valid TOML: {exc}") from None
 
 
-def _toml_value(text: str, setting: str):
+def _toml_value(text: str, setting: str) -> Any:
     """The right-hand side of ``--set key=value`` as a TOML value; a bare word is a string."""
     try:
         return tomllib.loads(f"v = {text}")["v"]
@@ -183,7 +189,8 @@ def _check_types(data: dict[str, Any]) -> None:
                 raise ValueError(f"[{section}] {key} must be {what}, got {checks.describe(value)}")
 
 
-def load_config(config: str | os.PathLike | dict | None = None, settings: Sequence[str] = ()) -> dict[str, Any]:
+def load_config(config: str | os.PathLike[str] | dict[str, Any] | None = None,
+                settings: Sequence[str] = ()) -> dict[str, Any]:
     """Parse and validate a configuration (docs/guide.md, 'Configuration files').
 
     Parameters
@@ -244,7 +251,7 @@ def load_config(config: str | os.PathLike | dict | None = None, settings: Sequen
     return data
 
 
-def build_grid(config: dict):
+def build_grid(config: dict[str, Any]) -> SphereGrid | CircleGrid:
     from spde_tokens.grids import CircleGrid, SphereGrid
 
     g = config["grid"]
@@ -252,19 +259,19 @@ def build_grid(config: dict):
     return SphereGrid(g["lmax"], **opts) if config["model"]["dim"] == 3 else CircleGrid(g["n"], **opts)
 
 
-def build_model(config: dict):
+def build_model(config: dict[str, Any]) -> AttentionModel:
     from spde_tokens.model import AttentionModel
 
     return AttentionModel(**config["model"])
 
 
-def build_noise(config: dict) -> NoiseSum | None:
+def build_noise(config: dict[str, Any]) -> NoiseSum | None:
     """The sum of the [noise] models (None without any: a deterministic run), built through the registry."""
     models = [NOISE_MODELS[kind](**params) for kind, params in config.get("noise", {}).items()]
     return as_noise(NoiseSum(*models)) if models else None
 
 
-def build_initial(config: dict, grid):
+def build_initial(config: dict[str, Any], grid: Grid) -> xr.DataArray:
     from spde_tokens import initial
 
     params = dict(config["initial"])
@@ -272,7 +279,8 @@ def build_initial(config: dict, grid):
     return getattr(initial, kind)(grid, **params)
 
 
-def run_density(config: dict, progress: bool | None = None, checkpoint=None):
+def run_density(config: dict[str, Any], progress: bool | None = None,
+                checkpoint: str | os.PathLike[str] | None = None) -> xr.Dataset:
     """Solve the density equation described by a validated configuration; the Dataset (and the records of a
     BlowUpError) carries the configuration as TOML text and the initial condition (``io.provenance``)."""
     from spde_tokens.density import solve_density
@@ -285,7 +293,8 @@ def run_density(config: dict, progress: bool | None = None, checkpoint=None):
                       provenance(config))
 
 
-def run_particles(config: dict, progress: bool | None = None, checkpoint=None):
+def run_particles(config: dict[str, Any], progress: bool | None = None,
+                  checkpoint: str | os.PathLike[str] | None = None) -> xr.Dataset:
     """Simulate the tokens of ``[particles]`` (drawn from the initial density) on the run's noise path; the Dataset
     carries the configuration, the initial condition and the seed of the draw, ``particles_seed``."""
     from spde_tokens.initial import sample

@@ -33,7 +33,7 @@ from spde_tokens.lagrangian import (
     smoothing_time,
 )
 from spde_tokens.model import AttentionModel
-from spde_tokens.noise import NoisePath, as_noise, resolve_path
+from spde_tokens.noise import NoiseModel, NoisePath, as_noise, resolve_path
 from spde_tokens.records import Recorder, TimeGrid, fingerprint_hash
 from spde_tokens.runner import State, run
 from spde_tokens.steppers import Scheme, get_scheme
@@ -68,7 +68,8 @@ class DensityEquation:
     """
 
     def __init__(self, model: AttentionModel, grid: Grid, attention: str = "auto",
-                 memory_budget: float | None = None, noise=None, hyperviscosity: float = 0.0):
+                 memory_budget: float | None = None, noise: NoiseModel | None = None,
+                 hyperviscosity: float = 0.0) -> None:
         self.model, self.grid = model, grid
         self.noise = as_noise(noise)
         self.attention = GridAttention(model, grid, attention, memory_budget)
@@ -133,7 +134,7 @@ class DensityEquation:
             n_sub = max(1, int(np.ceil(lam / (cfl * scheme.imaginary_stability))))
         h = dt / n_sub
 
-        def f(c):
+        def f(c: np.ndarray) -> np.ndarray:
             return self.tendency(c, frozen)
 
         for _ in range(n_sub):
@@ -309,7 +310,7 @@ class HandoverEngine:
         if values["engine"] == "spectral":
             self.spectral.after_record(t, values)
 
-    def last_good(self, state: State):
+    def last_good(self, state: State) -> np.ndarray:
         return self.spectral.last_good(state) if "coeffs" in state else state["nodes"]
 
     def final_attrs(self, state: State) -> dict:
@@ -334,11 +335,11 @@ def _check_transport_stability(stepper: Scheme, grid: Grid, model: AttentionMode
                       f"λ ≤ {stepper.imaginary_stability:.3g}); lower dt", ResolutionWarning, stacklevel=3)
 
 
-def solve_density(model: AttentionModel, noise, rho0: xr.DataArray, t_end: float, dt: float, *,
+def solve_density(model: AttentionModel, noise: NoiseModel | None, rho0: xr.DataArray, t_end: float, dt: float, *,
                   path: NoisePath | None = None, seed: int | None = None, save_every: float | None = None,
                   scheme: str = "rk4", cfl: float = 0.5, hyperviscosity: float = 0.0, attention: str = "auto",
                   memory_budget: float | None = None, progress: bool | None = None, threads: int | None = None,
-                  checkpoint: str | os.PathLike | None = None, checkpoint_every: int = 1, engine: str = "auto",
+                  checkpoint: str | os.PathLike[str] | None = None, checkpoint_every: int = 1, engine: str = "auto",
                   handover_tail: float = HANDOVER_TAIL) -> xr.Dataset:
     """Solve the density equation from ``rho0`` to ``t_end`` with fixed step ``dt``.
 

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
+import numpy.typing as npt
 
 from spde_tokens import checks
 
 NORMALIZATIONS = ("softmax", "unnormalized")
 
 
-def _matrix(name: str, value, dim: int) -> np.ndarray:
+def _matrix(name: str, value: npt.ArrayLike | None, dim: int) -> np.ndarray:
     """A finite real dim × dim matrix; strings, booleans, objects and ragged nestings are refused by name."""
     if value is None:
         return np.eye(dim)
@@ -41,7 +44,8 @@ class AttentionModel:
     normalization : ``"softmax"`` or ``"unnormalized"``.
     """
 
-    def __init__(self, dim: int, beta: float = 1.0, Q=None, K=None, V=None, normalization: str = "softmax"):
+    def __init__(self, dim: int, beta: float = 1.0, Q: npt.ArrayLike | None = None, K: npt.ArrayLike | None = None,
+                 V: npt.ArrayLike | None = None, normalization: str = "softmax") -> None:
         dim = checks.integer("dim", dim, 2)
         beta = checks.real("beta", beta)
         if normalization not in NORMALIZATIONS:
@@ -79,7 +83,7 @@ class AttentionModel:
     def softmax(self) -> bool:
         return self.normalization == "softmax"
 
-    def attrs(self) -> dict:
+    def attrs(self) -> dict[str, Any]:
         """Scalar parameters as NetCDF attributes (matrices go in :meth:`matrices`)."""
         return {"model_dim": self.dim, "beta": self.beta, "normalization": self.normalization}
 

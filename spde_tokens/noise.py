@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Callable, Iterator, Mapping
+from typing import Any, TypeAlias
 
 import numpy as np
 
@@ -47,13 +48,16 @@ from spde_tokens.activations import (
 )
 from spde_tokens.grids import Grid, grid_from_attrs
 
+#: the increments of one step of a path, keyed as in ``NoisePath.dW``
+Increments: TypeAlias = dict[str, np.ndarray]
+
 #: the registry: kind → model class (filled by defining a subclass of NoiseModel with a ``kind``)
 NOISE_MODELS: dict[str, type[NoiseModel]] = {}
 #: bytes of one block of hidden features φ(W₁ x) in the finite-width MLP field
 MLP_BLOCK_BYTES = 2 * 2**20  # small blocks stay in cache: 1.6x faster than 32 MiB (bench_noise)
 
 
-def _brownian(rng: np.random.Generator, shape, dt: float) -> np.ndarray:
+def _brownian(rng: np.random.Generator, shape: int | tuple[int, ...], dt: float) -> np.ndarray:
     return rng.standard_normal(shape) * np.sqrt(dt)
 
 
@@ -69,7 +73,7 @@ class NoiseModel:
     #: one field shared by all tokens (False for idiosyncratic noise)
     common = True
 
-    def __init_subclass__(cls, **kwargs):
+    def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
         if cls.kind:
             taken = {other.code: name for name, other in NOISE_MODELS.items() if name != cls.kind}
@@ -83,16 +87,17 @@ class NoiseModel:
         """The constructor's parameters: the keys of the model's table in a configuration."""
         return tuple(name for name in inspect.signature(cls.__init__).parameters if name != "self")
 
-    def __add__(self, other) -> NoiseSum:
+    def __add__(self, other: NoiseModel) -> NoiseSum:
         return NoiseSum(self) + other
 
-    def __radd__(self, other) -> NoiseSum:
+    def __radd__(self, other: object) -> NoiseSum:
         if other == 0 or other is None:  # sum([...]) starts from 0
             return NoiseSum(self)
         return NotImplemented
 
-    def __eq__(self, other) -> bool:
-        return type(self) is type(other) and self.parameters() == other.parameters()
+    def __eq__(self, other: object) -> bool:
+        return (type(self) is type(other) and isinstance(other, NoiseModel)
+                and self.parameters() == other.parameters())
 
     def __hash__(self) -> int:
         return hash((type(self).__name__, tuple(sorted(self.parameters().items()))))
@@ -101,31 +106,31 @@ class NoiseModel:
         args = ", ".join(f"{k}={v!r}" for k, v in self.parameters().items())
         return f"{type(self).__name__}({args})"
 
-    def parameters(self) -> dict:
+    def parameters(self) -> dict[str, Any]:
         raise NotImplementedError
 
     def increment_keys(self) -> tuple[str, ...]:
         """Keys of ``NoisePath.dW`` that this model draws."""
         return (self.kind,)
 
-    def sample(self, rng: np.random.Generator, dim: int, dt: float, lmax: int | None) -> dict[str, np.ndarray]:
+    def sample(self, rng: np.random.Generator, dim: int, dt: float, lmax: int | None) -> Increments:
         """Increments of one step (without the amplitude), keyed as in ``NoisePath.dW``."""
         raise NotImplementedError
 
     @staticmethod
-    def combine(increments: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
+    def combine(increments: list[Increments]) -> Increments:
         """Increments of k consecutive steps merged into those of one step of length k·dt (Brownian: summed)."""
         return {key: np.sum([inc[key] for inc in increments], axis=0) for key in increments[0]}
 
-    def field(self, points: np.ndarray, increments: dict, context: np.ndarray | None = None) -> np.ndarray:
+    def field(self, points: np.ndarray, increments: Increments, context: np.ndarray | None = None) -> np.ndarray:
         """ΔN at ``points`` (..., d) as Cartesian vectors (..., d), amplitude included."""
         raise NotImplementedError
 
-    def grid_field(self, grid: Grid, increments: dict, context: np.ndarray | None = None) -> np.ndarray:
+    def grid_field(self, grid: Grid, increments: Increments, context: np.ndarray | None = None) -> np.ndarray:
         """ΔN at the nodes of ``grid``, shape (*grid.shape, d)."""
         return self.field(grid.points(), increments, context)
 
-    def divergence(self, points: np.ndarray, increments: dict, context: np.ndarray | None = None,
+    def divergence(self, points: np.ndarray, increments: Increments, context: np.ndarray | None = None,
                    jacobian: np.ndarray | None = None) -> np.ndarray:
         """div_S(P_x ΔN)(x) at unit ``points`` (..., d), shape (...): tr(P_x DF P_x) − (d − 1) x·F(x), F = ΔN.
 
@@ -134,13 +139,13 @@ class NoiseModel:
         """
         raise NotImplementedError
 
-    def field_and_divergence(self, points: np.ndarray, increments: dict) -> tuple[np.ndarray, np.ndarray]:
+    def field_and_divergence(self, points: np.ndarray, increments: Increments) -> tuple[np.ndarray, np.ndarray]:
         """:meth:`field` and :meth:`divergence` at the same points together (models whose field does not depend on
         μ); a model overrides it when both share work (MLPNoise: one evaluation of the hidden layer)."""
         return self.field(points, increments), self.divergence(points, increments)
 
-    def drift_correction_points(self, points: np.ndarray, context: np.ndarray, jacobian: np.ndarray,
-                                hessian: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+    def drift_correction_points(self, points: np.ndarray, context: np.ndarray, jacobian: np.ndarray | None,
+                                hessian: np.ndarray | None) -> tuple[np.ndarray, np.ndarray] | None:
         """The drift of :meth:`drift_correction` at unit ``points`` (N, d) as Cartesian tangent vectors, with its
         surface divergence (N,), from the attention output a_μ, its Jacobian and its second derivatives there (the
         Lagrangian engine); None for the models without one."""
@@ -151,7 +156,8 @@ class NoiseModel:
         limit, or None (every model but ValueNoise, whose field depends on x through a_μ)."""
         return None
 
-    def covariance(self, x: np.ndarray, y: np.ndarray, context_x=None, context_y=None) -> np.ndarray:
+    def covariance(self, x: np.ndarray, y: np.ndarray, context_x: np.ndarray | None = None,
+                   context_y: np.ndarray | None = None) -> np.ndarray:
         """E[ΔN(x) ΔN(y)ᵀ]/dt for two points (d,) (docs/mathematics.md, 'Common noise')."""
         raise NotImplementedError
 
@@ -159,8 +165,8 @@ class NoiseModel:
         """g with E[P_x ΔN(x) (P_x ΔN(x))ᵀ]/dt = g P_x (for the value noise it depends on a_μ: not defined)."""
         raise NotImplementedError
 
-    def attrs(self) -> dict:
-        out = {}
+    def attrs(self) -> dict[str, Any]:
+        out: dict[str, Any] = {}
         for key, value in self.parameters().items():
             out[f"noise_{self.kind}_{key}"] = "none" if value is None else value
         return out
@@ -172,27 +178,29 @@ class RotationNoise(NoiseModel):
     kind = "rotation"
     code = 1
 
-    def __init__(self, sigma: float):
+    def __init__(self, sigma: float) -> None:
         self.sigma = checks.real("sigma", sigma)
 
-    def parameters(self) -> dict:
+    def parameters(self) -> dict[str, Any]:
         return {"sigma": self.sigma}
 
-    def sample(self, rng, dim, dt, lmax):
+    def sample(self, rng: np.random.Generator, dim: int, dt: float, lmax: int | None) -> Increments:
         upper = np.triu(_brownian(rng, (dim, dim), dt), 1)
         return {"rotation": upper - upper.T}
 
-    def field(self, points, increments, context=None):
+    def field(self, points: np.ndarray, increments: Increments, context: np.ndarray | None = None) -> np.ndarray:
         return self.sigma * points @ increments["rotation"].T
 
-    def divergence(self, points, increments, context=None, jacobian=None):
+    def divergence(self, points: np.ndarray, increments: Increments, context: np.ndarray | None = None,
+                   jacobian: np.ndarray | None = None) -> np.ndarray:
         """0: DF = sigma ΔΩ is antisymmetric (tr(P ΔΩ P) = 0) and x·ΔΩx = 0 — rotations preserve area."""
         return np.zeros(points.shape[:-1])
 
-    def covariance(self, x, y, context_x=None, context_y=None):
+    def covariance(self, x: np.ndarray, y: np.ndarray, context_x: np.ndarray | None = None,
+                   context_y: np.ndarray | None = None) -> np.ndarray:
         return self.sigma**2 * ((x @ y) * np.eye(x.size) - np.outer(y, x))
 
-    def one_point_rate(self, dim):
+    def one_point_rate(self, dim: int) -> float:
         return self.sigma**2
 
 
@@ -202,26 +210,28 @@ class BiasNoise(NoiseModel):
     kind = "bias"
     code = 2
 
-    def __init__(self, gamma: float):
+    def __init__(self, gamma: float) -> None:
         self.gamma = checks.real("gamma", gamma)
 
-    def parameters(self) -> dict:
+    def parameters(self) -> dict[str, Any]:
         return {"gamma": self.gamma}
 
-    def sample(self, rng, dim, dt, lmax):
+    def sample(self, rng: np.random.Generator, dim: int, dt: float, lmax: int | None) -> Increments:
         return {"bias": _brownian(rng, dim, dt)}
 
-    def field(self, points, increments, context=None):
+    def field(self, points: np.ndarray, increments: Increments, context: np.ndarray | None = None) -> np.ndarray:
         return np.broadcast_to(self.gamma * increments["bias"], points.shape).copy()
 
-    def divergence(self, points, increments, context=None, jacobian=None):
+    def divergence(self, points: np.ndarray, increments: Increments, context: np.ndarray | None = None,
+                   jacobian: np.ndarray | None = None) -> np.ndarray:
         """−(d − 1) gamma ΔB·x (a constant field: DF = 0)."""
         return -(points.shape[-1] - 1) * self.gamma * (points @ increments["bias"])
 
-    def covariance(self, x, y, context_x=None, context_y=None):
+    def covariance(self, x: np.ndarray, y: np.ndarray, context_x: np.ndarray | None = None,
+                   context_y: np.ndarray | None = None) -> np.ndarray:
         return self.gamma**2 * np.eye(x.size)
 
-    def one_point_rate(self, dim):
+    def one_point_rate(self, dim: int) -> float:
         return self.gamma**2
 
 
@@ -231,28 +241,30 @@ class QuadraticFormNoise(NoiseModel):
     kind = "quadratic_form"
     code = 3
 
-    def __init__(self, alpha: float):
+    def __init__(self, alpha: float) -> None:
         self.alpha = checks.real("alpha", alpha)
 
-    def parameters(self) -> dict:
+    def parameters(self) -> dict[str, Any]:
         return {"alpha": self.alpha}
 
-    def sample(self, rng, dim, dt, lmax):
+    def sample(self, rng: np.random.Generator, dim: int, dt: float, lmax: int | None) -> Increments:
         b = _brownian(rng, (dim, dim), dt)
         return {"quadratic_form": (b + b.T) / np.sqrt(2.0)}
 
-    def field(self, points, increments, context=None):
+    def field(self, points: np.ndarray, increments: Increments, context: np.ndarray | None = None) -> np.ndarray:
         return self.alpha * points @ increments["quadratic_form"]
 
-    def divergence(self, points, increments, context=None, jacobian=None):
+    def divergence(self, points: np.ndarray, increments: Increments, context: np.ndarray | None = None,
+                   jacobian: np.ndarray | None = None) -> np.ndarray:
         """alpha (tr ΔS − d x·ΔS x): DF = alpha ΔS, tr(P ΔS P) = tr ΔS − x·ΔS x, x·F = alpha x·ΔS x."""
         ds = increments["quadratic_form"]
         return self.alpha * (np.trace(ds) - points.shape[-1] * np.einsum("...i,ij,...j->...", points, ds, points))
 
-    def covariance(self, x, y, context_x=None, context_y=None):
+    def covariance(self, x: np.ndarray, y: np.ndarray, context_x: np.ndarray | None = None,
+                   context_y: np.ndarray | None = None) -> np.ndarray:
         return self.alpha**2 * ((x @ y) * np.eye(x.size) + np.outer(y, x))
 
-    def one_point_rate(self, dim):
+    def one_point_rate(self, dim: int) -> float:
         return self.alpha**2
 
 
@@ -263,21 +275,22 @@ class ValueNoise(NoiseModel):
     code = 4
     needs_context = True
 
-    def __init__(self, sigma: float):
+    def __init__(self, sigma: float) -> None:
         self.sigma = checks.real("sigma", sigma)
 
-    def parameters(self) -> dict:
+    def parameters(self) -> dict[str, Any]:
         return {"sigma": self.sigma}
 
-    def sample(self, rng, dim, dt, lmax):
+    def sample(self, rng: np.random.Generator, dim: int, dt: float, lmax: int | None) -> Increments:
         return {"value": _brownian(rng, (dim, dim), dt)}
 
-    def field(self, points, increments, context=None):
+    def field(self, points: np.ndarray, increments: Increments, context: np.ndarray | None = None) -> np.ndarray:
         if context is None:
             raise ValueError("ValueNoise needs the attention output a_μ at the points (context=...)")
         return self.sigma * context @ increments["value"].T
 
-    def divergence(self, points, increments, context=None, jacobian=None):
+    def divergence(self, points: np.ndarray, increments: Increments, context: np.ndarray | None = None,
+                   jacobian: np.ndarray | None = None) -> np.ndarray:
         """sigma (tr(P ΔW J P) − (d − 1) x·ΔW a), J = Da_μ the Jacobian of the attention output at the points."""
         if context is None or jacobian is None:
             raise ValueError("ValueNoise's divergence needs the attention output a_μ (context=...) and its Jacobian "
@@ -288,11 +301,15 @@ class ValueNoise(NoiseModel):
         trace = np.einsum("...ii->...", m) - np.einsum("...i,...ij,...j->...", x, m, x)
         return self.sigma * (trace - (x.shape[-1] - 1) * np.einsum("...i,ij,...j->...", x, dw, context))
 
-    def drift_correction_points(self, points, context, jacobian, hessian):
+    def drift_correction_points(self, points: np.ndarray, context: np.ndarray, jacobian: np.ndarray | None,
+                                hessian: np.ndarray | None) -> tuple[np.ndarray, np.ndarray] | None:
         """c_n = −(sigma²/4) ∇_S|a|² at points and its divergence −(sigma²/4) Δ_S|a|², with f = |a|² on R^d:
         ∇f = 2 Daᵀ a, D²f = 2 (Daᵀ Da + Σ_k a_k D²a_k), ∇_S f = P_x ∇f, Δ_S f = tr(P_x D²f P_x) − (d − 1) x·∇f."""
         if self.sigma == 0:
             return None
+        if jacobian is None or hessian is None:
+            raise ValueError("ValueNoise's drift correction needs the Jacobian (jacobian=...) and the second "
+                             "derivatives (hessian=...) of the attention output at the points")
         x = points
         grad = 2.0 * np.einsum("nki,nk->ni", jacobian, context)
         hess = 2.0 * (np.einsum("nki,nkj->nij", jacobian, jacobian) + np.einsum("nk,nkij->nij", context, hessian))
@@ -301,17 +318,23 @@ class ValueNoise(NoiseModel):
         tangent = grad - np.einsum("ni,ni->n", x, grad)[:, None] * x
         return -0.25 * self.sigma**2 * tangent, -0.25 * self.sigma**2 * lap
 
-    def drift_correction(self, grid, context):
+    def drift_correction(self, grid: Grid, context: np.ndarray | None) -> np.ndarray | None:
         """c_n = −(sigma²/4) ∇_S|a_μ|²: the frozen field sigma ΔW a_μ(x) misses the Itô term of the layer update
         because a depends on x (docs/mathematics.md, 'The stochastic density step'); 0 at beta = 0."""
         if self.sigma == 0:
             return None
+        if context is None:
+            raise ValueError("ValueNoise's drift correction needs the attention output a_μ on the grid (context=...)")
         return -0.25 * self.sigma**2 * grid.gradient(grid.analysis(np.sum(context**2, axis=-1)))
 
-    def covariance(self, x, y, context_x=None, context_y=None):
+    def covariance(self, x: np.ndarray, y: np.ndarray, context_x: np.ndarray | None = None,
+                   context_y: np.ndarray | None = None) -> np.ndarray:
+        if context_x is None or context_y is None:
+            raise ValueError("ValueNoise's covariance needs the attention output a_μ at both points "
+                             "(context_x=..., context_y=...)")
         return self.sigma**2 * (context_x @ context_y) * np.eye(x.size)
 
-    def one_point_rate(self, dim):
+    def one_point_rate(self, dim: int) -> float:
         raise ValueError("the one-point rate of ValueNoise is sigma² |a_μ(x)|²: it depends on the measure")
 
 
@@ -331,36 +354,38 @@ class MLPNoise(NoiseModel):
     kind = "mlp"
     code = 5
 
-    def __init__(self, sigma: float, activation: str | Callable = "tanh", width: int | None = None):
+    def __init__(self, sigma: float, activation: str | Callable[[np.ndarray], np.ndarray] | Activation = "tanh",
+                 width: int | None = None) -> None:
         self.sigma = checks.real("sigma", sigma)
         self.activation: Activation = get_activation(activation)
         self.width = None if width is None else checks.integer("width (None: infinite width)", width, 1)
 
-    def parameters(self) -> dict:
+    def parameters(self) -> dict[str, Any]:
         return {"sigma": self.sigma, "activation": self.activation.name, "width": self.width}
 
-    def __eq__(self, other) -> bool:
-        return (super().__eq__(other) and (self.activation.builtin or self.activation.phi is other.activation.phi))
+    def __eq__(self, other: object) -> bool:
+        return (super().__eq__(other) and isinstance(other, MLPNoise)
+                and (self.activation.builtin or self.activation.phi is other.activation.phi))
 
     __hash__ = NoiseModel.__hash__
 
-    def increment_keys(self):
+    def increment_keys(self) -> tuple[str, ...]:
         return ("mlp_coeff",) if self.width is None else ("mlp_w1", "mlp_w2")
 
-    def sample(self, rng, dim, dt, lmax):
+    def sample(self, rng: np.random.Generator, dim: int, dt: float, lmax: int | None) -> Increments:
         if self.width is not None:
             return {"mlp_w1": rng.standard_normal((self.width, dim)),
                     "mlp_w2": _brownian(rng, (dim, self.width), dt)}
         return {"mlp_coeff": _brownian(rng, (dim, spectral_size(dim, lmax)), dt)}
 
     @staticmethod
-    def combine(increments):
+    def combine(increments: list[Increments]) -> Increments:
         if "mlp_w1" in increments[0]:  # the k steps' features side by side: the same field
             return {"mlp_w1": np.concatenate([inc["mlp_w1"] for inc in increments], axis=0),
                     "mlp_w2": np.concatenate([inc["mlp_w2"] for inc in increments], axis=1)}
         return NoiseModel.combine(increments)
 
-    def field(self, points, increments, context=None):
+    def field(self, points: np.ndarray, increments: Increments, context: np.ndarray | None = None) -> np.ndarray:
         if "mlp_coeff" in increments:
             grid = spectral_grid(points.shape[-1], increments["mlp_coeff"])
             coeffs = self._coefficients(grid, increments["mlp_coeff"])
@@ -368,6 +393,7 @@ class MLPNoise(NoiseModel):
             out = np.stack([grid.evaluate(c, flat) for c in coeffs], axis=-1)
             return out.reshape(points.shape)
         w1, w2 = increments["mlp_w1"], increments["mlp_w2"]
+        assert self.width is not None  # the increments mlp_w1, mlp_w2 are those of a finite width
         flat = points.reshape(-1, points.shape[-1])
         out = np.empty((flat.shape[0], w2.shape[0]))
         rows = max(1, MLP_BLOCK_BYTES // (8 * w1.shape[0]))
@@ -377,13 +403,14 @@ class MLPNoise(NoiseModel):
             out[start:start + rows] = scale * (hidden @ w2.T)
         return out.reshape(points.shape)
 
-    def divergence(self, points, increments, context=None, jacobian=None):
+    def divergence(self, points: np.ndarray, increments: Increments, context: np.ndarray | None = None,
+                   jacobian: np.ndarray | None = None) -> np.ndarray:
         """Finite width: (sigma/sqrt(width)) Σ_k φ'(w₁ₖ·x) (w₁ₖ·w₂ₖ − (w₁ₖ·x)(w₂ₖ·x)) − (d − 1) x·F(x), from
         DF = (sigma/sqrt(width)) W₂ diag(φ'(W₁x)) W₁. Infinite width: the band-limited field (degree L) on the grid of
         degree L + 2, where P_x F and its divergence are exact, evaluated at the points."""
         return self.field_and_divergence(points, increments)[1]
 
-    def field_and_divergence(self, points, increments):
+    def field_and_divergence(self, points: np.ndarray, increments: Increments) -> tuple[np.ndarray, np.ndarray]:
         """The field and :meth:`divergence` together; at finite width they share the hidden layer φ(W₁x)."""
         dim = points.shape[-1]
         flat = points.reshape(-1, dim)
@@ -396,6 +423,7 @@ class MLPNoise(NoiseModel):
             div = fine.divergence(fine.to_tangent(values))
             return self.field(points, increments), fine.evaluate(div, flat).reshape(points.shape[:-1])
         w1, w2 = increments["mlp_w1"], increments["mlp_w2"]
+        assert self.width is not None  # the increments mlp_w1, mlp_w2 are those of a finite width
         field = np.empty(flat.shape)
         out = np.empty(flat.shape[0])
         rows = max(1, MLP_BLOCK_BYTES // (8 * w1.shape[0]))
@@ -415,7 +443,7 @@ class MLPNoise(NoiseModel):
             out[start:start + rows] = scale * trace - (dim - 1) * np.einsum("nd,nd->n", x, f)
         return field.reshape(points.shape), out.reshape(points.shape[:-1])
 
-    def grid_field(self, grid, increments, context=None):
+    def grid_field(self, grid: Grid, increments: Increments, context: np.ndarray | None = None) -> np.ndarray:
         if "mlp_coeff" in increments and spectral_size(grid.dim, grid.degree_max) == increments["mlp_coeff"].shape[1]:
             coeffs = self._coefficients(grid, increments["mlp_coeff"])
             return np.stack([grid.synthesis(c) for c in coeffs], axis=-1)
@@ -439,10 +467,11 @@ class MLPNoise(NoiseModel):
         out[:, positive] = (out[:, positive] + 1j * xi[:, grid.n_coeff:]) / np.sqrt(2.0)
         return scale * out
 
-    def covariance(self, x, y, context_x=None, context_y=None):
+    def covariance(self, x: np.ndarray, y: np.ndarray, context_x: np.ndarray | None = None,
+                   context_y: np.ndarray | None = None) -> np.ndarray:
         return self.sigma**2 * float(dual_kernel(self.activation, np.clip(x @ y, -1.0, 1.0))) * np.eye(x.size)
 
-    def one_point_rate(self, dim, lmax: int | None = None):
+    def one_point_rate(self, dim: int, lmax: int | None = None) -> float:
         """sigma² κ_φ(1); for width=None and a truncation degree, the truncated sigma² Σ_{l ≤ L} c_l."""
         if self.width is None and lmax is not None:
             return self.sigma**2 * float(np.sum(self.spectral_weights(dim, lmax)))
@@ -459,22 +488,23 @@ class IdiosyncraticNoise(NoiseModel):
     code = 6
     common = False
 
-    def __init__(self, nu: float):
+    def __init__(self, nu: float) -> None:
         self.nu = checks.real("nu", nu)
 
-    def parameters(self) -> dict:
+    def parameters(self) -> dict[str, Any]:
         return {"nu": self.nu}
 
-    def increment_keys(self):
+    def increment_keys(self) -> tuple[str, ...]:
         return ()
 
-    def sample(self, rng, dim, dt, lmax):
+    def sample(self, rng: np.random.Generator, dim: int, dt: float, lmax: int | None) -> Increments:
         return {}
 
-    def field(self, points, increments, context=None):
+    def field(self, points: np.ndarray, increments: Increments, context: np.ndarray | None = None) -> np.ndarray:
         return np.zeros(points.shape)
 
-    def divergence(self, points, increments, context=None, jacobian=None):
+    def divergence(self, points: np.ndarray, increments: Increments, context: np.ndarray | None = None,
+                   jacobian: np.ndarray | None = None) -> np.ndarray:
         """0: no common field (a diffusion, not a transport)."""
         return np.zeros(points.shape[:-1])
 
@@ -482,10 +512,11 @@ class IdiosyncraticNoise(NoiseModel):
         """sqrt(2 nu) ΔB_i for n tokens."""
         return np.sqrt(2.0 * self.nu) * _brownian(rng, (n, dim), dt)
 
-    def covariance(self, x, y, context_x=None, context_y=None):
+    def covariance(self, x: np.ndarray, y: np.ndarray, context_x: np.ndarray | None = None,
+                   context_y: np.ndarray | None = None) -> np.ndarray:
         return 2.0 * self.nu * np.eye(x.size) if np.array_equal(x, y) else np.zeros((x.size, x.size))
 
-    def one_point_rate(self, dim):
+    def one_point_rate(self, dim: int) -> float:
         return 2.0 * self.nu
 
 
@@ -511,12 +542,12 @@ def spectral_grid(dim: int, xi: np.ndarray) -> Grid:
 class NoiseSum(NoiseModel):
     """A sum of noise models of distinct kinds; the field is the sum of the fields."""
 
-    def __init__(self, *models: NoiseModel):
+    def __init__(self, *models: NoiseModel) -> None:
         self.models: dict[str, NoiseModel] = {}
         for m in models:
             self._add(m)
 
-    def _add(self, model) -> None:
+    def _add(self, model: NoiseModel) -> None:
         parts = model.models.values() if isinstance(model, NoiseSum) else [model]
         for m in parts:
             if not isinstance(m, NoiseModel):
@@ -526,12 +557,12 @@ class NoiseSum(NoiseModel):
             self.models[m.kind] = m
         self.models = dict(sorted(self.models.items()))
 
-    def __add__(self, other) -> NoiseSum:
+    def __add__(self, other: NoiseModel) -> NoiseSum:
         out = NoiseSum(*self.models.values())
         out._add(other)
         return out
 
-    def __eq__(self, other) -> bool:
+    def __eq__(self, other: object) -> bool:
         other = as_noise(other) if isinstance(other, NoiseModel) else other
         return isinstance(other, NoiseSum) and self.models == other.models
 
@@ -543,7 +574,7 @@ class NoiseSum(NoiseModel):
     def __repr__(self) -> str:
         return " + ".join(repr(m) for m in self.models.values()) or "NoiseSum()"
 
-    def parameters(self) -> dict:
+    def parameters(self) -> dict[str, Any]:
         return {kind: m.parameters() for kind, m in self.models.items()}
 
     @property
@@ -565,25 +596,26 @@ class NoiseSum(NoiseModel):
         """True when a run with this noise needs random numbers."""
         return bool(self.models)
 
-    def field(self, points, increments, context=None):
+    def field(self, points: np.ndarray, increments: Increments, context: np.ndarray | None = None) -> np.ndarray:
         out = np.zeros(points.shape)
         for m in self.common_models:
             out += m.field(points, increments, context)
         return out
 
-    def grid_field(self, grid, increments, context=None):
+    def grid_field(self, grid: Grid, increments: Increments, context: np.ndarray | None = None) -> np.ndarray:
         out = np.zeros((*grid.shape, grid.dim))
         for m in self.common_models:
             out += m.grid_field(grid, increments, context)
         return out
 
-    def divergence(self, points, increments, context=None, jacobian=None):
+    def divergence(self, points: np.ndarray, increments: Increments, context: np.ndarray | None = None,
+                   jacobian: np.ndarray | None = None) -> np.ndarray:
         out = np.zeros(points.shape[:-1])
         for m in self.common_models:
             out += m.divergence(points, increments, context, jacobian)
         return out
 
-    def field_and_divergence(self, points, increments):
+    def field_and_divergence(self, points: np.ndarray, increments: Increments) -> tuple[np.ndarray, np.ndarray]:
         field, div = np.zeros(points.shape), np.zeros(points.shape[:-1])
         for m in self.common_models:
             f, d = m.field_and_divergence(points, increments)
@@ -591,30 +623,32 @@ class NoiseSum(NoiseModel):
             div += d
         return field, div
 
-    def drift_correction_points(self, points, context, jacobian, hessian):
+    def drift_correction_points(self, points: np.ndarray, context: np.ndarray, jacobian: np.ndarray | None,
+                                hessian: np.ndarray | None) -> tuple[np.ndarray, np.ndarray] | None:
         parts = [c for m in self if (c := m.drift_correction_points(points, context, jacobian, hessian)) is not None]
         if not parts:
             return None
-        return sum(p[0] for p in parts), sum(p[1] for p in parts)
+        return sum((p[0] for p in parts[1:]), parts[0][0]), sum((p[1] for p in parts[1:]), parts[0][1])
 
-    def drift_correction(self, grid, context):
+    def drift_correction(self, grid: Grid, context: np.ndarray | None) -> np.ndarray | None:
         corrections = [c for m in self if (c := m.drift_correction(grid, context)) is not None]
-        return sum(corrections) if corrections else None
+        return sum(corrections[1:], corrections[0]) if corrections else None
 
-    def covariance(self, x, y, context_x=None, context_y=None):
-        return sum(m.covariance(x, y, context_x, context_y) for m in self)
+    def covariance(self, x: np.ndarray, y: np.ndarray, context_x: np.ndarray | None = None,
+                   context_y: np.ndarray | None = None) -> np.ndarray:
+        return sum((m.covariance(x, y, context_x, context_y) for m in self), np.zeros((x.size, x.size)))
 
-    def one_point_rate(self, dim):
+    def one_point_rate(self, dim: int) -> float:
         return sum(m.one_point_rate(dim) for m in self)
 
-    def attrs(self) -> dict:
+    def attrs(self) -> dict[str, Any]:
         out = {"noise": repr(self) if self.models else "none"}
         for m in self:
             out.update(m.attrs())
         return out
 
 
-def as_noise(noise) -> NoiseSum | None:
+def as_noise(noise: NoiseModel | None) -> NoiseSum | None:
     """None, a model or a sum → None or a NoiseSum (an empty sum is None: a deterministic run)."""
     if noise is None:
         return None
@@ -625,10 +659,10 @@ def as_noise(noise) -> NoiseSum | None:
     raise ValueError(f"noise must be None or a noise model (e.g. st.BiasNoise(0.3)), got {type(noise).__name__}")
 
 
-class _LazyIncrements(Mapping):
+class _LazyIncrements(Mapping[str, np.ndarray]):
     """``path.dW``: key → array over all steps, produced only when asked for."""
 
-    def __init__(self, path: NoisePath):
+    def __init__(self, path: NoisePath) -> None:
         self._path = path
 
     def __getitem__(self, key: str) -> np.ndarray:
@@ -639,7 +673,7 @@ class _LazyIncrements(Mapping):
     def _keys(self) -> list[str]:
         return list(self._path.increments(0)) if self._path.n_steps else []
 
-    def __iter__(self):
+    def __iter__(self) -> Iterator[str]:
         return iter(self._keys())
 
     def __len__(self) -> int:
@@ -663,8 +697,8 @@ class NoisePath:
     lmax : truncation degree of the infinite-width MLP field (the density grid's degree).
     """
 
-    def __init__(self, noise, dim: int, dt: float, n_steps: int, seed: int, lmax: int | None = None,
-                 _factor: int = 1):
+    def __init__(self, noise: NoiseModel, dim: int, dt: float, n_steps: int, seed: int, lmax: int | None = None,
+                 _factor: int = 1) -> None:
         summed = as_noise(noise)
         if summed is None:
             raise ValueError("noise: a NoisePath needs at least one noise model")
@@ -684,22 +718,22 @@ class NoisePath:
         return (f"NoisePath({self.noise!r}, dim={self.dim}, dt={self.dt}, n_steps={self.n_steps}, seed={self.seed}"
                 f"{'' if self.factor == 1 else f', coarsened ×{self.factor}'})")
 
-    def _base_increments(self, step: int) -> dict[str, np.ndarray]:
+    def _base_increments(self, step: int) -> Increments:
         base_dt = self.dt / self.factor
-        out: dict[str, np.ndarray] = {}
+        out: Increments = {}
         for model in self.noise.common_models:
             seq = np.random.SeedSequence(self.seed, spawn_key=(model.code, step))
             out.update(model.sample(np.random.default_rng(seq), self.dim, base_dt, self.lmax))
         return out
 
-    def increments(self, step: int) -> dict[str, np.ndarray]:
+    def increments(self, step: int) -> Increments:
         """Increments of step ``step`` (0-based) of this path, keyed as in ``dW``."""
         if not 0 <= step < self.n_steps:
             raise ValueError(f"step must be in [0, {self.n_steps}), got {step}")
         if self.factor == 1:
             return self._base_increments(step)
         fine = [self._base_increments(step * self.factor + j) for j in range(self.factor)]
-        out: dict[str, np.ndarray] = {}
+        out: Increments = {}
         for model in self.noise.common_models:
             keys = model.increment_keys()
             out.update(model.combine([{k: inc[k] for k in keys} for inc in fine]))
@@ -724,10 +758,10 @@ class NoisePath:
         return NoisePath(self.noise, self.dim, self.dt * k, self.n_steps // k, self.seed, self.lmax,
                          _factor=self.factor * int(k))
 
-    def check(self, noise, dim: int, dt: float, n_steps: int, lmax: int | None = None) -> None:
+    def check(self, noise: NoiseModel | None, dim: int, dt: float, n_steps: int, lmax: int | None = None) -> None:
         """ValueError naming what differs when this path cannot drive a run with these settings."""
         noise = as_noise(noise)
-        if noise != self.noise:
+        if noise is None or noise != self.noise:
             raise ValueError(f"path: its noise {self.noise!r} differs from the run's noise {noise!r}")
         if dim != self.dim:
             raise ValueError(f"path: its dim = {self.dim} differs from the run's dim = {dim}")
@@ -736,11 +770,11 @@ class NoisePath:
         if n_steps > self.n_steps:
             raise ValueError(f"path: it has n_steps = {self.n_steps}, fewer than the {n_steps} steps of the run")
         mlp = noise.models.get("mlp")
-        if mlp is not None and mlp.width is None and lmax is not None and lmax != self.lmax:
+        if isinstance(mlp, MLPNoise) and mlp.width is None and lmax is not None and lmax != self.lmax:
             raise ValueError(f"path: its lmax = {self.lmax} (infinite-width MLP truncation) differs from the "
                              f"grid's degree {lmax}")
 
-    def attrs(self) -> dict:
+    def attrs(self) -> dict[str, Any]:
         return {"seed": self.seed, "path_dt": self.dt, "path_n_steps": self.n_steps,
                 "path_coarsening": self.factor, "path_lmax": -1 if self.lmax is None else self.lmax}
 
@@ -752,7 +786,7 @@ class AntitheticPath(NoisePath):
     draws, not Brownian): W₂ → −W₂ alone gives −ΔN, while negating both would give the same field for odd φ.
     """
 
-    def increments(self, step: int) -> dict[str, np.ndarray]:
+    def increments(self, step: int) -> Increments:
         return {key: value if key == "mlp_w1" else -value for key, value in super().increments(step).items()}
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 
 import numpy as np
+import numpy.typing as npt
 import xarray as xr
 
 from spde_tokens import checks
@@ -24,7 +25,7 @@ from spde_tokens.drift import (
     tangent_projection,
 )
 from spde_tokens.model import AttentionModel
-from spde_tokens.noise import NoisePath, NoiseSum, as_noise, resolve_path
+from spde_tokens.noise import NoiseModel, NoisePath, NoiseSum, as_noise, resolve_path
 from spde_tokens.records import Recorder, TimeGrid, fingerprint_hash
 from spde_tokens.runner import State, run
 from spde_tokens.steppers import SCHEMES, Scheme, get_scheme
@@ -34,7 +35,7 @@ from spde_tokens.steppers import SCHEMES, Scheme, get_scheme
 PARTICLE_SCHEMES = ("layer", "flow")
 
 
-def check_tokens(x0, dim: int) -> np.ndarray:
+def check_tokens(x0: npt.ArrayLike, dim: int) -> np.ndarray:
     """Tokens must be an (N, dim) array of finite unit vectors (|x| = 1 within 1e-8); they are refused otherwise."""
     x = np.array(x0, dtype=float)
     if x.ndim != 2 or x.shape[1] != dim or x.shape[0] < 1:
@@ -90,7 +91,7 @@ class TokenDynamics:
                   scheme: Scheme) -> np.ndarray:
         """``scheme`` on ẋ = P_x(X[μ](x) dt + ΔN_n(x) + ξ) over s ∈ [0, 1] (one interval), then normalize."""
 
-        def f(y):
+        def f(y: np.ndarray) -> np.ndarray:
             # stages are evaluated at their projection on the sphere: off the sphere P_y is not a projection and
             # the field would relax |y| at a rate 2 y·a unrelated to the motion on the sphere
             y = normalize(y)
@@ -152,11 +153,11 @@ def _variables() -> dict:
     }
 
 
-def simulate_particles(model: AttentionModel, noise, x0, t_end: float, dt: float, *, path: NoisePath | None = None,
-                       seed: int | None = None, save_every: float | None = None, scheme: str = "layer",
-                       lmax: int | None = None, attention: str = "auto", harmonic_degree: int | None = None,
-                       progress: bool | None = None, block_bytes: int = 64 * 2**20,
-                       checkpoint: str | os.PathLike | None = None, checkpoint_every: int = 1) -> xr.Dataset:
+def simulate_particles(model: AttentionModel, noise: NoiseModel | None, x0: npt.ArrayLike, t_end: float, dt: float,
+                       *, path: NoisePath | None = None, seed: int | None = None, save_every: float | None = None,
+                       scheme: str = "layer", lmax: int | None = None, attention: str = "auto",
+                       harmonic_degree: int | None = None, progress: bool | None = None, block_bytes: int = 64 * 2**20,
+                       checkpoint: str | os.PathLike[str] | None = None, checkpoint_every: int = 1) -> xr.Dataset:
     """Simulate N tokens on S^{d−1} under attention and common noise.
 
     Parameters

@@ -18,15 +18,20 @@ from __future__ import annotations
 
 import os
 import textwrap
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+import numpy.typing as npt
 import xarray as xr
 
 from spde_tokens.density import TAIL_WARNING
 
 if TYPE_CHECKING:
-    from matplotlib.figure import Figure
+    from matplotlib.axes import Axes
+    from matplotlib.collections import QuadMesh
+    from matplotlib.figure import Figure, FigureBase
+    from matplotlib.lines import Line2D
 
 #: resolution of saved raster figures
 DPI = 150
@@ -55,13 +60,13 @@ def _new_figure(width: float, height: float) -> Figure:
     return fig
 
 
-def _finish(fig: Figure, path) -> Figure:
+def _finish(fig: Figure, path: str | os.PathLike[str] | None) -> Figure:
     if path is not None:
         fig.savefig(os.fspath(path), dpi=DPI)
     return fig
 
 
-def _require(ds, names, what: str) -> None:
+def _require(ds: object, names: Sequence[str], what: str) -> None:
     """ValueError naming the missing variables (and the empty time axis) of a Dataset given to ``what``."""
     if not isinstance(ds, xr.Dataset):
         raise ValueError(f"{what} needs an xarray.Dataset, got {type(ds).__name__}")
@@ -73,7 +78,7 @@ def _require(ds, names, what: str) -> None:
         raise ValueError(f"{what}: the Dataset has no records (no 'time' dimension or an empty one)")
 
 
-def _record_indices(n: int, times) -> np.ndarray:
+def _record_indices(n: int, times: int) -> np.ndarray:
     """`times` evenly spaced record indices from the first to the last (fewer when there are fewer records)."""
     if isinstance(times, bool) or not isinstance(times, (int, np.integer)) or times < 1:
         raise ValueError(f"times must be a whole number ≥ 1, got {times!r}")
@@ -99,7 +104,7 @@ def _model_text(kind: str, parameters: dict[str, Any]) -> str:
     return " ".join([f"{NOISE_NAMES.get(kind, kind.replace('_', ' '))} noise", ", ".join(words)]).strip()
 
 
-def _models_from_attrs(attrs: dict) -> dict[str, dict[str, Any]]:
+def _models_from_attrs(attrs: dict[Any, Any]) -> dict[str, dict[str, Any]]:
     """kind → parameters, from the ``noise_<kind>_<parameter>`` attributes that ``NoiseModel.attrs()`` writes."""
     from spde_tokens.noise import NOISE_MODELS
 
@@ -139,7 +144,7 @@ def _models_from_repr(text: str) -> dict[str, dict[str, Any]] | None:
     return models
 
 
-def noise_text(attrs: dict) -> str:
+def noise_text(attrs: dict[Any, Any]) -> str:
     """The noise of a run in words, for a figure's title: ``"MLP noise σ = 0.25, tanh, width 64 + bias noise
     γ = 0.3"``, or ``"no noise"``.
 
@@ -163,7 +168,7 @@ def noise_text(attrs: dict) -> str:
     return " + ".join(_model_text(kind, parameters) for kind, parameters in models.items())
 
 
-def _title(attrs: dict, head: str) -> str:
+def _title(attrs: dict[Any, Any], head: str) -> str:
     parts = [head]
     if attrs.get("grid") == "sphere":
         parts.append(f"$S^2$, $l_{{max}}$ = {attrs.get('grid_lmax')} ({attrs.get('grid_nlat')}×"
@@ -180,13 +185,13 @@ def _title(attrs: dict, head: str) -> str:
     return textwrap.fill(" · ".join(parts), 130)
 
 
-def _line(ax, t, y, **kw):
+def _line(ax: Axes, t: npt.ArrayLike, y: npt.ArrayLike, **kw: Any) -> list[Line2D]:
     """A time series, with markers when the records are few."""
     t = np.asarray(t, dtype=float)
     return ax.plot(t, y, marker="o" if t.size <= 30 else None, ms=3, **kw)
 
 
-def _log_if_decays(ax, *series) -> None:
+def _log_if_decays(ax: Axes, *series: npt.ArrayLike) -> None:
     """Log y-axis when the positive values span more than a factor 10 (zeros and negatives are masked)."""
     values = np.concatenate([np.ravel(np.asarray(s, dtype=float)) for s in series])
     positive = values[np.isfinite(values) & (values > 0)]
@@ -194,7 +199,7 @@ def _log_if_decays(ax, *series) -> None:
         ax.set_yscale("log", nonpositive="mask")
 
 
-def _time_axis(ax, ylabel: str, title: str | None = None) -> None:
+def _time_axis(ax: Axes, ylabel: str, title: str | None = None) -> None:
     ax.set_xlabel(TIME_LABEL)
     ax.set_ylabel(ylabel)
     ax.grid(alpha=0.3)
@@ -202,7 +207,7 @@ def _time_axis(ax, ylabel: str, title: str | None = None) -> None:
         ax.set_title(title, fontsize=10)
 
 
-def _energy_dispersion(ax_e, ax_d, ds: xr.Dataset, **kw) -> None:
+def _energy_dispersion(ax_e: Axes, ax_d: Axes, ds: xr.Dataset, **kw: Any) -> None:
     t = ds["time"].values
     _line(ax_e, t, ds["energy"].values, **kw)
     _line(ax_d, t, ds["dispersion"].values, **kw)
@@ -210,14 +215,14 @@ def _energy_dispersion(ax_e, ax_d, ds: xr.Dataset, **kw) -> None:
     _time_axis(ax_d, "1 − |m|²", "dispersion")
 
 
-def _time_colors(n: int):
+def _time_colors(n: int) -> np.ndarray:
     from matplotlib import colormaps
 
     return colormaps["viridis"](np.linspace(0.0, 0.9, n))
 
 
 # ---- maps on S^2 --------------------------------------------------------------------------------------------------
-def _map_axes(sub, n: int, columns: int = MAP_COLUMNS, dark: bool = False) -> list:
+def _map_axes(sub: FigureBase, n: int, columns: int = MAP_COLUMNS, dark: bool = False) -> list[Axes]:
     """n Mollweide axes in rows of ``columns`` (unused cells removed); ``dark``: light longitude labels."""
     ncols = min(n, columns)
     axes = sub.subplots(-(-n // ncols), ncols, squeeze=False, subplot_kw={"projection": "mollweide"}).ravel()
@@ -239,7 +244,7 @@ class _SphereMesh:
     exactly ±180°. Latitude cells end at the poles.
     """
 
-    def __init__(self, ds: xr.Dataset):
+    def __init__(self, ds: xr.Dataset) -> None:
         lat, lon = ds["lat"].values.astype(float), (ds["lon"].values.astype(float) + 180.0) % 360.0 - 180.0
         self.lat_order, self.lon_order = np.argsort(lat), np.argsort(lon)
         lat, lon = lat[self.lat_order], lon[self.lon_order]
@@ -254,12 +259,12 @@ class _SphereMesh:
         f = np.asarray(values, dtype=float)[..., self.lat_order, :][..., self.lon_order]
         return np.concatenate([f[..., -1:], f, f[..., :1]], axis=-1)
 
-    def draw(self, ax, field: np.ndarray, vmin: float, vmax: float):
+    def draw(self, ax: Axes, field: np.ndarray, vmin: float, vmax: float) -> QuadMesh:
         return ax.pcolormesh(self.x, self.y, field, shading="flat", cmap="viridis", vmin=vmin, vmax=vmax,
                              rasterized=True)
 
 
-def _density_maps(sub, ds: xr.Dataset, indices: np.ndarray, titles: list[str]) -> list:
+def _density_maps(sub: FigureBase, ds: xr.Dataset, indices: np.ndarray, titles: list[str]) -> list[Axes]:
     """Mollweide maps of the density at ``indices`` with one colour scale and one colorbar."""
     mesh = _SphereMesh(ds)
     fields = mesh.field(ds["density"].transpose("time", "lat", "lon").values[indices])
@@ -290,7 +295,7 @@ def _node_clusters(ds: xr.Dataset, index: int) -> list[tuple[np.ndarray, float]]
     return found[:6]
 
 
-def _mark_clusters(ax, ds: xr.Dataset, index: int) -> None:
+def _mark_clusters(ax: Axes, ds: xr.Dataset, index: int) -> None:
     """Circles at the clusters of the nodes' measure on a Mollweide map, labelled with their masses."""
     for centre, mass in _node_clusters(ds, index):
         lon, lat = _lonlat(centre)
@@ -299,7 +304,7 @@ def _mark_clusters(ax, ds: xr.Dataset, index: int) -> None:
                     fontsize=8, fontweight="bold")
 
 
-def _mark_handover(ds: xr.Dataset, *axes) -> None:
+def _mark_handover(ds: xr.Dataset, *axes: Axes) -> None:
     """A dotted vertical line at the hand-over to the Lagrangian engine on time axes."""
     t = ds.attrs.get("handover_time")
     if isinstance(t, (int, float, np.floating)):
@@ -307,14 +312,14 @@ def _mark_handover(ds: xr.Dataset, *axes) -> None:
             ax.axvline(float(t), color="0.4", ls=":", lw=1, label=f"hand-over t = {float(t):g}")
 
 
-def _theta_axis(ax) -> None:
+def _theta_axis(ax: Axes) -> None:
     ax.set_xlim(0.0, 2 * np.pi)
     ax.set_xticks(np.linspace(0.0, 2 * np.pi, 5), ["0", "π/2", "π", "3π/2", "2π"])
     ax.set_xlabel("θ (rad)")
     ax.grid(alpha=0.3)
 
 
-def _circle_curves(ds: xr.Dataset, indices) -> tuple[np.ndarray, np.ndarray]:
+def _circle_curves(ds: xr.Dataset, indices: int | np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """θ sorted and closed at θ_0 + 2π, and the densities of the records ``indices`` on it (S^1 runs)."""
     theta = ds["theta"].values.astype(float)
     order = np.argsort(theta)
@@ -322,13 +327,13 @@ def _circle_curves(ds: xr.Dataset, indices) -> tuple[np.ndarray, np.ndarray]:
     return np.append(theta[order], theta[order][0] + 2 * np.pi), np.concatenate([rho, rho[:, :1]], axis=1)
 
 
-def _circle_density(ax, ds: xr.Dataset, index: int, **kw):
+def _circle_density(ax: Axes, ds: xr.Dataset, index: int, **kw: Any) -> list[Line2D]:
     theta, rho = _circle_curves(ds, index)
     return ax.plot(theta, rho[0], **kw)
 
 
 # ---- density runs -------------------------------------------------------------------------------------------------
-def plot_density(ds: xr.Dataset, path=None, times: int = 4) -> Figure:
+def plot_density(ds: xr.Dataset, path: str | os.PathLike[str] | None = None, times: int = 4) -> Figure:
     """The density at ``times`` evenly spaced records and its diagnostics (docs/mathematics.md, 'Diagnostics').
 
     Top: on S^2, Mollweide maps of ρ (per unit area, one colour scale and colorbar); on S^1, ρ against θ at those
@@ -396,7 +401,7 @@ def plot_density(ds: xr.Dataset, path=None, times: int = 4) -> Figure:
 
 
 # ---- particle runs ------------------------------------------------------------------------------------------------
-def _grid_axes(sub, n: int, columns: int = MAP_COLUMNS) -> list:
+def _grid_axes(sub: FigureBase, n: int, columns: int = MAP_COLUMNS) -> list[Axes]:
     ncols = min(n, columns)
     axes = sub.subplots(-(-n // ncols), ncols, squeeze=False).ravel()
     for ax in axes[n:]:
@@ -408,7 +413,8 @@ def _nearest(t_from: np.ndarray, t: float) -> int:
     return int(np.argmin(np.abs(np.asarray(t_from, dtype=float) - t)))
 
 
-def plot_particles(ds: xr.Dataset, path=None, times: int = 4, density: xr.Dataset | None = None) -> Figure:
+def plot_particles(ds: xr.Dataset, path: str | os.PathLike[str] | None = None, times: int = 4,
+                   density: xr.Dataset | None = None) -> Figure:
     """The tokens at ``times`` evenly spaced records, with E_β(t) and 1 − |m|²(t) below.
 
     d = 3: tokens on Mollweide maps (longitude, latitude of the positions), drawn over the density maps of
@@ -498,7 +504,7 @@ def plot_particles(ds: xr.Dataset, path=None, times: int = 4, density: xr.Datase
 
 
 # ---- comparisons and ensembles ------------------------------------------------------------------------------------
-def plot_comparison(cmp: xr.Dataset, path=None) -> Figure:
+def plot_comparison(cmp: xr.Dataset, path: str | os.PathLike[str] | None = None) -> Figure:
     """A density run against a particle run (``compare``): MMD(t) on log y with the i.i.d. sampling floor (if
     present), and the energies and dispersions of both engines side by side (plus the unbiased token dispersion
     and the Wasserstein-2 distance when present)."""
@@ -538,7 +544,7 @@ def plot_comparison(cmp: xr.Dataset, path=None) -> Figure:
     return _finish(fig, path)
 
 
-def plot_ensemble(ens: xr.Dataset, path=None) -> Figure:
+def plot_ensemble(ens: xr.Dataset, path: str | os.PathLike[str] | None = None) -> Figure:
     """``energy`` and ``dispersion`` (those present) over the ``realization`` dimension against depth: the median
     with the 25–75% and 5–95% bands from 20 realizations on, else the median and every realization drawn alone
     (an empirical 5–95% band needs a realization beyond each edge, 0.05 R ≥ 1). The title names the ensemble's
@@ -574,7 +580,7 @@ def plot_ensemble(ens: xr.Dataset, path=None) -> Figure:
     return _finish(fig, path)
 
 
-def plot_run(ds: xr.Dataset, path=None, times: int = 4) -> Figure:
+def plot_run(ds: xr.Dataset, path: str | os.PathLike[str] | None = None, times: int = 4) -> Figure:
     """The figure that fits the Dataset: a comparison (``mmd``), an ensemble (a ``realization`` dimension), else by
     ``attrs["engine"]`` or the variables a density run (``density``) or a particle run (``positions``)."""
     if not isinstance(ds, xr.Dataset):
@@ -595,7 +601,8 @@ def plot_run(ds: xr.Dataset, path=None, times: int = 4) -> Figure:
 
 
 # ---- animation ----------------------------------------------------------------------------------------------------
-def animate_density(ds: xr.Dataset, path, fps: int = 10, *, max_frames: int = 200, dpi: int = 100) -> str:
+def animate_density(ds: xr.Dataset, path: str | os.PathLike[str], fps: int = 10, *, max_frames: int = 200,
+                    dpi: int = 100) -> str:
     """A GIF of the density over the records (at most ``max_frames``, evenly spaced), with a fixed colour scale
     (S^2: a Mollweide map and colorbar; S^1: ρ against θ with fixed limits); the title shows t. Returns the path."""
     _require(ds, ("density",), "animate_density")
@@ -617,7 +624,7 @@ def animate_density(ds: xr.Dataset, path, fps: int = 10, *, max_frames: int = 20
         image = mesh.draw(ax, fields[0], min(0.0, float(np.nanmin(fields))), float(np.nanmax(fields)))
         fig.colorbar(image, ax=ax, shrink=0.8, label=DENSITY_LABEL)
 
-        def update(k):
+        def update(k: int) -> None:
             image.set_array(fields[k].ravel())
     else:
         ax = fig.subplots()
@@ -634,7 +641,7 @@ def animate_density(ds: xr.Dataset, path, fps: int = 10, *, max_frames: int = 20
         ax.set_ylabel("density ρ (per unit length)")
         ax.legend(fontsize=8, loc="upper right")
 
-        def update(k):
+        def update(k: int) -> None:
             line.set_ydata(rho[k])
     ax.set_title(f"t = {t[indices[0]]:.4g}")
     fig.suptitle(_title(ds.attrs, "density run"), fontsize=9)

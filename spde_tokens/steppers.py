@@ -46,7 +46,7 @@ class Scheme:
              linear: np.ndarray | None = None) -> np.ndarray:
         """One step of size h of y' = f(y) + L y (L diagonal with eigenvalues ``linear``, or absent)."""
 
-        def factor(tau: float):
+        def factor(tau: float) -> float | np.ndarray:
             return 1.0 if linear is None or tau == 0.0 else np.exp(tau * h * linear)
 
         k: list[np.ndarray] = []
