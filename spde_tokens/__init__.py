@@ -18,7 +18,7 @@ from spde_tokens._version import __version__
 from spde_tokens.compare import compare
 from spde_tokens.density import solve_density
 from spde_tokens.ensemble import run_ensemble
-from spde_tokens.grids import CircleGrid, ResolutionWarning, SphereGrid
+from spde_tokens.grids import CircleGrid, ResolutionWarning, SphereGrid, ZonalGrid
 from spde_tokens.io import open_run, write_run
 from spde_tokens.model import AttentionModel
 from spde_tokens.noise import NOISE_MODELS, NoisePath
@@ -29,7 +29,8 @@ from spde_tokens.records import BlowUpError
 # registering it in spde_tokens.noise, nothing else
 globals().update({cls.__name__: cls for cls in NOISE_MODELS.values()})
 
-__all__ = ["AttentionModel", "BlowUpError", "CircleGrid", "NoisePath", "ResolutionWarning", "SphereGrid", "__version__",
+__all__ = ["AttentionModel", "BlowUpError", "CircleGrid", "NoisePath", "ResolutionWarning", "SphereGrid", "ZonalGrid",
+           "__version__",
            *sorted(cls.__name__ for cls in NOISE_MODELS.values()),
            "compare", "diagnostics", "initial", "io", "open_run", "run_ensemble", "simulate_particles", "solve_density",
            "write_run"]
