@@ -5,7 +5,9 @@ The formulas are those of docs/mathematics.md, 'Attention drift'.
 Three evaluations of the same formula:
 
 * **zonal path** (grids, Qᵀ K = a I): Funk–Hecke multipliers, ``∇_v Z̃ = (1/κ) ∇_S(G̃_κ ρ) + x ∂_κ G̃_κ ρ`` with
-  ``G̃_κ`` the convolution with ``exp(κ x·y)`` scaled by ``e^{-|κ|}`` (:mod:`spde_tokens.grids.funk_hecke`);
+  ``G̃_κ`` the convolution with ``exp(κ x·y)`` scaled by the weights' ``e^{-log_scale}`` (``e^{-|κ|}`` on S^1 and
+  S^2, ``1/μ_0(|κ|)`` on a ZonalGrid, :mod:`spde_tokens.grids.funk_hecke`); on a ZonalGrid only this path, and only
+  with V = c I, keeps a density symmetric about e_d;
 * **quadrature path** (grids, any A): the dense kernel ``exp(beta xᵀ A y - M_x)`` on the grid nodes, max-shifted
   per row and precomputed once;
 * **points** (tokens): the same max-shifted sums over a measure Σ ω_j δ_{y_j}, in row blocks of bounded memory.
@@ -25,6 +27,7 @@ import numpy as np
 from spde_tokens import checks
 from spde_tokens.grids.base import Grid, ResolutionWarning, available_memory
 from spde_tokens.grids.funk_hecke import resolving_degree
+from spde_tokens.grids.zonal import ZonalGrid
 from spde_tokens.model import AttentionModel
 
 #: relative size below which the scaled partition function is not trusted
@@ -196,6 +199,22 @@ def drift_points(model: AttentionModel, tokens: np.ndarray, keys: np.ndarray | N
     return tangent_projection(tokens, a @ model.V.T)
 
 
+def _check_zonal_symmetry(model: AttentionModel, method: str) -> None:
+    """Refuse, on a ZonalGrid, what its densities cannot carry (docs/mathematics.md, 'The zonal grid (any dimension)').
+
+    A ZonalGrid holds densities symmetric about e_d, and only the zonal path keeps a symmetric density symmetric:
+    Qᵀ K = a I and V = c I commute with every rotation fixing e_d. The quadrature path would sum over the nodes as
+    if they covered the sphere (they lie on one meridian).
+    """
+    if model.zonal_factor is None or model.value_factor is None:
+        raise ValueError("a ZonalGrid holds densities symmetric about e_d, and this model breaks the symmetry: the "
+                         "zonal grid needs Qᵀ K = a I and V = c I (other Q, K or V move the density off its axis); "
+                         "simulate the tokens instead (spde_tokens.simulate_particles, any Q, K, V)")
+    if method == "quadrature":
+        raise ValueError("attention='quadrature' sums over the grid nodes as points of the sphere, but a ZonalGrid's "
+                         "nodes lie on one meridian; use attention='zonal' or 'auto' on a ZonalGrid")
+
+
 class GridAttention:
     """Attention output and drift of a density on a grid (docs/mathematics.md, 'Attention drift'): zonal or quadrature.
 
@@ -226,6 +245,8 @@ class GridAttention:
             raise ValueError("memory_budget must be a positive number of bytes (None: 25% of available memory), "
                              f"got {checks.describe(memory_budget)}")
         a = model.zonal_factor
+        if isinstance(grid, ZonalGrid):
+            _check_zonal_symmetry(model, method)
         if method == "zonal" and a is None:
             raise ValueError("attention='zonal' needs Qᵀ K = a I; use 'quadrature' or 'auto' for this model")
         self.model, self.grid = model, grid

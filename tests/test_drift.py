@@ -6,11 +6,12 @@ import numpy as np
 import pytest
 
 from spde_tokens.drift import GridAttention, attention_output_points, drift_points, tangent_projection
-from spde_tokens.grids import CircleGrid, ResolutionWarning, SphereGrid
+from spde_tokens.grids import CircleGrid, ResolutionWarning, SphereGrid, ZonalGrid
 from spde_tokens.model import AttentionModel
 
 RNG = np.random.default_rng(1)
 V_RANDOM = {2: RNG.standard_normal((2, 2)), 3: RNG.standard_normal((3, 3))}
+EPS = np.finfo(float).eps
 
 
 def _density(grid, kappa=2.0):
@@ -167,3 +168,81 @@ def test_tangent_projection():
     p = tangent_projection(x, v)
     np.testing.assert_allclose(np.sum(p * x, axis=1), 0.0, atol=1e-14)
     np.testing.assert_allclose(tangent_projection(x, p), p, atol=1e-14)
+
+
+# ---- the zonal grid (docs/mathematics.md, 'The zonal grid (any dimension)') ----------------------------------------
+@pytest.mark.parametrize("normalization", ["softmax", "unnormalized"])
+@pytest.mark.parametrize("beta", [0.0, 1.0, 4.0])
+@pytest.mark.parametrize("value", [1.0, -0.7])
+def test_zonal_grid_drift_equals_the_sphere_drift(normalization, beta, value):
+    """d = 3: ZonalGrid(3, 20) has the latitudes of SphereGrid(20); on a zonal density (4π times the sphere's: the
+    zonal grid's measure is normalized) the drift is the sphere's along u = −e_θ, and the output is the same vector."""
+    zonal, sphere = ZonalGrid(3, 20), SphereGrid(20)
+    model = AttentionModel(3, beta, V=value * np.eye(3), normalization=normalization)
+    z = sphere.points()[..., 2]
+    rho = np.exp(2.0 * z + 0.5 * z**2)
+    rho_s = rho / sphere.integrate(rho)
+    cs = sphere.analysis(rho_s)
+    cz = zonal.analysis(4 * np.pi * rho_s[::-1, 0])
+    att_z, att_s = GridAttention(model, zonal), GridAttention(model, sphere)
+    drift_s = att_s.drift(cs, sphere.synthesis(cs))
+    # the same quadrature sums (same latitudes) in other orders and normalizations: each grid rounds its transforms'
+    # sums of nlat + nlon + lmax + 1 terms (Higham's γ_n) of the drift's size (measured ≤ 0.05 of this)
+    tol = 2 * EPS * (sphere.nlat + sphere.nlon + 21)
+    scale = max(1.0, np.abs(drift_s).max())
+    np.testing.assert_allclose(att_z.drift(cz, zonal.synthesis(cz))[0], -drift_s[0][::-1, 0], rtol=0,
+                               atol=tol * scale)
+    np.testing.assert_allclose(drift_s[1], 0.0, rtol=0, atol=tol * scale)
+    out_s = att_s.output(cs, sphere.synthesis(cs))
+    np.testing.assert_allclose(att_z.output(cz, zonal.synthesis(cz)), out_s[::-1, 0], rtol=0,
+                               atol=tol * max(1.0, np.abs(out_s).max()))
+
+
+@pytest.mark.parametrize("normalization", ["softmax", "unnormalized"])
+@pytest.mark.parametrize("beta", [1.0, 4.0])
+def test_zonal_grid_drift_in_eight_dimensions_against_the_softmax_sum(normalization, beta):
+    """d = 8: a(x) = ∫ e^{β x·y} y ρ(y) dσ(y) / ∫ e^{β x·y} ρ(y) dσ(y) (softmax; the numerator alone unnormalized),
+    written out as a double quadrature over S^7: y = (√(1 − t²) ω, t) with t on the grid's Gauss nodes and ω_1 = u of
+    law ∝ (1 − u²)^{(d−4)/2} = (1 − u²)² by Gauss–Legendre; by symmetry only y_1 = √(1 − t²) u and y_8 = t survive
+    the ω-average. The drift along u_x = (−s, 0, …, 0, √(1 − s²)) is −s a_1 + √(1 − s²) a_8."""
+    dim = 8
+    grid = ZonalGrid(dim, 24)
+    model = AttentionModel(dim, beta, V=2.0 * np.eye(dim), normalization=normalization)
+    s = grid.s
+    c = grid.analysis(np.exp(3.0 * s + s**2))
+    c /= c[0]  # mass 1
+    rho = grid.synthesis(c)
+    u, wu = np.polynomial.legendre.leggauss(60)
+    wu = wu * (1 - u * u) ** 2
+    wu /= wu.sum()
+    si, tj = s[:, None, None], s[None, :, None]
+    kernel = np.exp(beta * (si * tj + np.sqrt(1 - si**2) * np.sqrt(1 - tj**2) * u))  # (x_i, t_j, u_k)
+    mass = grid.weights() * rho
+    z = kernel @ wu @ mass
+    a1 = (kernel * u) @ wu @ (mass * np.sqrt(1 - s**2))
+    a8 = kernel @ wu @ (mass * s)
+    if normalization == "softmax":
+        a1, a8 = a1 / z, a8 / z
+    expected = 2.0 * (-s * a1 + np.sqrt(1 - s**2) * a8)
+    att = GridAttention(model, grid)
+    # Funk–Hecke is exact for the band-limited density, and both Gauss rules integrate the entire kernel to its
+    # Taylor tail beyond degree ~50 (4^50/50! ≈ 1e-35); rounding: the direct sums have nodes × 60 terms of the
+    # size of the result (Higham's γ_n; measured ≤ 0.01 of this)
+    tol = EPS * grid.nodes * 60 * max(1.0, np.abs(expected).max())
+    np.testing.assert_allclose(att.drift(c, rho)[0], expected, rtol=0, atol=tol)
+    out = att.output(c, rho)
+    assert out.shape == (grid.nodes, dim) and np.all(out[:, 1:-1] == 0.0)
+    np.testing.assert_allclose(out[:, 0], a1, rtol=0, atol=tol)
+    np.testing.assert_allclose(out[:, -1], a8, rtol=0, atol=tol)
+
+
+def test_zonal_grid_refuses_models_that_break_the_symmetry():
+    grid = ZonalGrid(5, 12)
+    for model in (AttentionModel(5, 1.0, Q=np.diag([1.0, 2.0, 1.0, 1.0, 1.0])),
+                  AttentionModel(5, 1.0, V=np.diag([1.0, 1.0, 1.0, 1.0, 0.5]))):
+        with pytest.raises(ValueError, match="symmetry.*simulate_particles"):
+            GridAttention(model, grid)
+    with pytest.raises(ValueError, match="quadrature"):
+        GridAttention(AttentionModel(5, 1.0), grid, "quadrature")
+    with pytest.raises(ValueError, match="model.dim"):
+        GridAttention(AttentionModel(4, 1.0), grid)
