@@ -2,7 +2,9 @@
 
 The definitions are those of docs/mathematics.md, 'Diagnostics'.
 
-All density diagnostics take the grid and the coefficients of ρ (the convention of :mod:`spde_tokens.grids`).
+All density diagnostics take the grid and the coefficients of ρ (the convention of :mod:`spde_tokens.grids`). On a
+ZonalGrid (S^{d−1}, any d) integrals are against its normalized measure σ (area 1): the mass, mean vector (d components,
+zero off the axis e_d), dispersion, energy and MMD of a probability density are those of the same measure on any grid.
 """
 
 from __future__ import annotations
@@ -11,7 +13,8 @@ import numpy as np
 from scipy import special
 
 from spde_tokens.grids.base import Grid
-from spde_tokens.grids.funk_hecke import zonal_weights
+from spde_tokens.grids.funk_hecke import normalized_zonal_weights, zonal_weights
+from spde_tokens.grids.zonal import ZonalGrid
 
 #: default scale s of the MMD kernel exp(s x·y)
 MMD_SCALE = 2.0
@@ -23,7 +26,7 @@ def mass(grid: Grid, coeffs: np.ndarray) -> float:
 
 
 def mean_vector(grid: Grid, coeffs: np.ndarray) -> np.ndarray:
-    """m = ∫ x ρ(x) dA, from the degree-1 coefficients (exact)."""
+    """m = ∫ x ρ(x) dA, from the degree-1 coefficients (exact); on a ZonalGrid (0, …, 0, ρ_1/√d)."""
     cached = grid.__dict__.get("_coordinate_coefficients")
     if cached is None:
         cached = grid.__dict__["_coordinate_coefficients"] = grid.coordinate_coefficients()
@@ -36,11 +39,18 @@ def dispersion(grid: Grid, coeffs: np.ndarray) -> float:
     return float(mass(grid, coeffs) ** 2 - m @ m)
 
 
-def energy_weights(dim: int, beta: float, lmax: int) -> np.ndarray:
+def energy_weights(dim: int, beta: float, lmax: int, normalized: bool = False) -> np.ndarray:
     """Per-degree weights e_l with E_beta = Σ_l e_l P_l: e_l = (λ_l(beta) − area δ_l0) / (2 beta).
 
     λ_l are the Funk–Hecke weights of exp(beta x·y); at beta = 0 the limit is e_1 = area/(2 dim) (so E = ½|m|²).
+    Surface measure of S^1, S^2 (dim 2, 3) by default; ``normalized``: the normalized measure σ of S^{dim−1}, any
+    dim ≥ 2 (a ZonalGrid), with λ_l = μ_l(beta) = Γ(d/2)(2/beta)^ν I_{l+ν}(beta) and area 1, so that
+    E_beta = (1/(2 beta)) ∫∫ expm1(beta x·y) ρ(x) ρ(y) dσ dσ. There e_0 = (μ_0 − 1)/(2 beta) is summed as the series
+    Σ_{k≥1} (beta²/4)^k / (k! (d/2)_k) / (2 beta) while beta² ≤ 2d (μ_0 − 1 ≲ e − 1: no cancellation, terms
+    falling by half or more) and as expm1(log μ_0)/(2 beta) above, where μ_0 ≥ 1.6.
     """
+    if normalized:
+        return _normalized_energy_weights(dim, beta, lmax)
     w = zonal_weights(dim, beta, lmax)
     e = 0.5 * w.over_kappa * np.exp(w.log_scale)
     area = 4.0 * np.pi if dim == 3 else 2.0 * np.pi
@@ -53,9 +63,26 @@ def energy_weights(dim: int, beta: float, lmax: int) -> np.ndarray:
     return e
 
 
+def _normalized_energy_weights(dim: int, beta: float, lmax: int) -> np.ndarray:
+    """:func:`energy_weights` on the normalized measure of S^{dim−1} (``normalized=True``)."""
+    w = normalized_zonal_weights(dim, beta, lmax)
+    e = 0.5 * w.over_kappa * np.exp(w.log_scale)
+    if beta * beta <= 2.0 * dim:
+        q, term, total, k = 0.25 * beta * beta, 1.0, 0.0, 0
+        while term > 1e-17 * total or k == 0:
+            term *= q / ((k + 1) * (0.5 * dim + k))
+            total += term
+            k += 1
+        e[0] = 0.5 * total / beta if beta > 0 else 0.0
+    else:
+        e[0] = 0.5 * np.expm1(w.log_scale) / beta
+    return e
+
+
 def energy(grid: Grid, coeffs: np.ndarray, beta: float) -> float:
     """E_beta[ρ] = (1/(2 beta)) ∫∫ expm1(beta x·y) dρ(x) dρ(y) = Σ_l e_l P_l (Funk–Hecke; ½|m|² at beta = 0)."""
-    return float(energy_weights(grid.dim, beta, grid.degree_max) @ grid.power_spectrum(coeffs))
+    weights = energy_weights(grid.dim, beta, grid.degree_max, normalized=isinstance(grid, ZonalGrid))
+    return float(weights @ grid.power_spectrum(coeffs))
 
 
 def spectral_tail(grid: Grid, coeffs: np.ndarray) -> float:
@@ -81,7 +108,7 @@ def mmd(grid: Grid, coeffs_a: np.ndarray, coeffs_b: np.ndarray, scale: float = M
     is truncated at the grid's degree, which omits at most λ_{L+1}/λ_0 of the discrepancy's weight (< 1e-16 for
     scale 2 and L ≥ 14 on S^2).
     """
-    w = zonal_weights(grid.dim, scale, grid.degree_max)
+    w = grid.zonal_weights(scale)
     val = (w.value * np.exp(w.log_scale)) @ grid.power_spectrum(coeffs_a - coeffs_b)
     return float(np.sqrt(max(val, 0.0)))
 

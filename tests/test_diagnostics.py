@@ -155,3 +155,101 @@ def test_w2_of_weighted_nodes():
     nodes = np.array([[0.0, 0.0, 1.0], [np.sin(0.5), 0.0, np.cos(0.5)], [0.0, 1.0, 0.0]])
     w = np.array([0.25, 0.75, -1e-17])  # a rounding-negative weight is dropped
     assert diag.wasserstein2_nodes(tokens, nodes, w) == pytest.approx(0.5 * np.sqrt(0.75), rel=1e-12)
+
+
+# ---- the zonal grid in d dimensions (docs/mathematics.md, 'The zonal grid (any dimension)') -----------------------
+def _zonal_density(grid, kappa=3.0):
+    """A band-limited, non-symmetric zonal probability density on the ZonalGrid's normalized measure."""
+    s = grid.s
+    c = grid.analysis(np.exp(kappa * s + 0.5 * s**2))
+    return c / c[0]
+
+
+def test_zonal_grid_diagnostics_equal_the_sphere_ones():
+    """d = 3: a zonal density on ZonalGrid(3, 20) is 4π times the same density on SphereGrid(20) (same latitudes);
+    mass, mean, dispersion, energy, MMD and spectral tail are those of the measure, the same on both."""
+    zonal = st.ZonalGrid(3, 20)
+    z = S2.points()[..., 2]
+    rho = np.exp(2.5 * z + 0.5 * z**2)
+    rho_s = rho / S2.integrate(rho)
+    cs, cz = S2.analysis(rho_s), zonal.analysis(4 * np.pi * rho_s[::-1, 0])
+    us, uz = S2.analysis(st.initial.uniform(S2).values), zonal.analysis(np.ones(zonal.shape))
+    # the same quadrature sums in other orders and normalizations (area 4π against 1): 1e-14 relative
+    assert diag.mass(zonal, cz) == pytest.approx(diag.mass(S2, cs), rel=1e-14)
+    np.testing.assert_allclose(diag.mean_vector(zonal, cz), diag.mean_vector(S2, cs), rtol=0, atol=1e-14)
+    assert diag.dispersion(zonal, cz) == pytest.approx(diag.dispersion(S2, cs), rel=1e-14)
+    for beta in (0.0, 1e-3, 0.5, 3.0, 12.0):
+        # the Funk–Hecke weights of the two measures agree to 1e-13 relative (tests/grids/test_zonal.py)
+        assert diag.energy(zonal, cz, beta) == pytest.approx(diag.energy(S2, cs, beta), rel=1e-13, abs=1e-16)
+    assert diag.mmd(zonal, cz, uz) == pytest.approx(diag.mmd(S2, cs, us), rel=1e-13)
+    assert diag.spectral_tail(zonal, cz) == pytest.approx(diag.spectral_tail(S2, cs), rel=1e-12)
+    assert diag.spectral_tail(zonal, uz) == 0.0
+
+
+@pytest.mark.parametrize("dim", [4, 8, 64, 512])
+@pytest.mark.parametrize("kappa", [0.5, 4.0, 20.0])
+def test_zonal_mean_vector_of_von_mises_fisher_is_the_bessel_ratio(dim, kappa):
+    """vMF(κ) about e_d, ρ = e^{κ s}/μ_0(κ) on the normalized measure: m = A_d(κ) e_d, A_d = I_{d/2}(κ)/I_{d/2−1}(κ);
+    dispersion 1 − A_d², mass 1."""
+    grid = st.ZonalGrid(dim, 48)
+    c = grid.analysis(np.exp(kappa * (grid.s - 1.0)))
+    c /= c[0]  # mass 1 by the quadrature, exact for the band-limited part
+    # I_{d/2}/I_{d/2−1} by the backward recurrence of Bessel ratios r_v = 1/(2v/κ + r_{v+1}) (Gauss' continued
+    # fraction, contracting: the start r = 0 far above is forgotten); scipy's ive underflows at d = 512, κ = 0.5
+    bessel = 0.0
+    for v in np.arange(dim / 2 + 2 * kappa + 400, dim / 2 - 0.5, -1.0):
+        bessel = 1.0 / (2 * v / kappa + bessel)
+    expected = np.zeros(dim)
+    expected[-1] = bessel
+    # e^{κs} truncated at degree 48 (its Gegenbauer coefficients fall like μ_48(20)/μ_0 < 1e-17 here), the
+    # quadrature's rounding (n eps) and the continued fraction's (~κ + 400 steps of one rounding): 1e-13
+    np.testing.assert_allclose(diag.mean_vector(grid, c), expected, rtol=0, atol=1e-13)
+    assert diag.dispersion(grid, c) == pytest.approx(1 - bessel**2, abs=1e-13)
+    assert diag.mass(grid, c) == 1.0
+
+
+def _sphere_average(dim, s, t, kernel, nodes=60):
+    """⟨kernel(x·y)⟩ over y = (√(1 − t²) ω, t), ω uniform on S^{d−2}, for x = (√(1 − s²), 0, …, 0, s): x·y = s t +
+    √(1 − s²)√(1 − t²) u with u = ω_1 of law ∝ (1 − u²)^{(d−4)/2}, a polynomial weight for even d, by Gauss–Legendre
+    (exact for the entire kernel to its Taylor tail beyond degree 2·nodes − dim)."""
+    u, wu = np.polynomial.legendre.leggauss(nodes)
+    wu = wu * (1 - u * u) ** ((dim - 4) // 2)
+    wu /= wu.sum()
+    s, t = s[:, None, None], t[None, :, None]
+    return kernel(s * t + np.sqrt(1 - s * s) * np.sqrt(1 - t * t) * u) @ wu
+
+
+@pytest.mark.parametrize("dim", [4, 6, 8])
+@pytest.mark.parametrize("beta", [0.0, 1e-3, 0.5, 3.0, 12.0])
+def test_zonal_energy_and_mmd_equal_the_double_integrals(dim, beta):
+    """E_β = (1/2β) ∬ expm1(β x·y) ρρ dσdσ (½|m|² at β = 0) and MMD² = ∬ e^{2x·y} (ρ−1)(ρ−1) dσdσ, written out."""
+    grid = st.ZonalGrid(dim, 32)
+    c = _zonal_density(grid)
+    mass = grid.weights() * grid.synthesis(c)
+    if beta == 0.0:
+        direct = 0.5 * (mass @ grid.s) ** 2
+    else:
+        direct = mass @ _sphere_average(dim, grid.s, grid.s, lambda t: np.expm1(beta * t)) @ mass / (2 * beta)
+    # Funk–Hecke is exact for the band-limited density; the double quadrature (50 nodes in t, 60 in u) integrates the
+    # kernel to its Taylor tail beyond degree 67 (12^67/67! ≈ 1e-20); rounding of the n = 50² × 60 terms of the
+    # direct sum: Higham's γ_n = 3.3e-11 of Σ|terms|, at most 3 × the result here (|m| > 0.5); measured ≤ 2e-14
+    assert diag.energy(grid, c, beta) == pytest.approx(direct, rel=1e-10, abs=1e-16)
+    diff = mass - grid.weights()
+    mmd = np.sqrt(diff @ _sphere_average(dim, grid.s, grid.s, lambda t: np.exp(2.0 * t)) @ diff)
+    # the same sums for the MMD² of a positive kernel: γ_n of Σ|terms| ≤ e^4 MMD²-ish; measured ≤ 8e-16
+    assert diag.mmd(grid, c, grid.analysis(np.ones(grid.shape))) == pytest.approx(mmd, rel=1e-10)
+
+
+@pytest.mark.parametrize("dim", [8, 64, 512])
+def test_zonal_energy_is_continuous_in_beta(dim):
+    """E_β → ½|m|² as β → 0, and no step where the degree-0 weight changes formula (β² = 2d)."""
+    grid = st.ZonalGrid(dim, 32)
+    c = _zonal_density(grid, kappa=6.0)
+    e0 = diag.energy(grid, c, 0.0)
+    assert e0 == pytest.approx(0.5 * diag.mean_vector(grid, c)[-1] ** 2, rel=1e-14)
+    # E_β = ½|m|² + O(β): the series branch joins the limit
+    assert diag.energy(grid, c, 1e-9) == pytest.approx(e0, rel=1e-8)
+    edge = np.sqrt(2.0 * dim)
+    # the two formulas for e_0 at β² = 2d ± 1e-9: the slope of E (≤ 1) moves it by 2e-9, rounding 1e-12
+    assert diag.energy(grid, c, edge * (1 - 1e-10)) == pytest.approx(diag.energy(grid, c, edge * (1 + 1e-10)),
+                                                                       rel=1e-8)
