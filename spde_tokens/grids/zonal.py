@@ -133,31 +133,25 @@ class ZonalGrid(Grid):
         self._sqrt_w = np.exp(0.5 * self._log_weights)
         self._inv_sqrt_w = np.exp(-0.5 * self._log_weights)
         # √w_i Y_l(s_i) and √w_i Y_l'(s_i) by the recurrence started from √w_i (bounded: Σ_l w_i Y_l(s_i)² ≤ 1)
-        basis, deriv = self._recurrence(self._sqrt_w, derivative=True)
-        self._basis = basis
-        self._grad_basis = deriv * self._sine  # √w_i ∂_u Y_l(s_i)
+        rows = list(self._degrees(self._sqrt_w, self.s, derivative=True))
+        self._basis = np.array([y for y, _ in rows])
+        self._grad_basis = np.array([dy for _, dy in rows]) * self._sine  # √w_i ∂_u Y_l(s_i)
 
     def __repr__(self) -> str:
         return f"ZonalGrid(dim={self.dim}, lmax={self.lmax}, nodes={self.nodes})"
 
-    def _recurrence(self, start: np.ndarray, derivative: bool = False, s: np.ndarray | None = None):
-        """start · Y_l(s) for l = 0 … lmax (rows) at s (the nodes by default), and start · Y_l'(s) if asked."""
-        s = self.s if s is None else s
+    def _degrees(self, start: np.ndarray, s: np.ndarray, derivative: bool = False):
+        """(start · Y_l(s), start · Y_l'(s) or None) for l = 0 … lmax in turn, by the orthonormal recurrence
+        a_{l+1} Y_{l+1} = s Y_l − a_l Y_{l−1} and its derivative a_{l+1} Y_{l+1}' = Y_l + s Y_l' − a_l Y_{l−1}'."""
         a = self._a
-        out = np.empty((self.lmax + 1, s.size))
-        out[0] = start
-        dout = np.zeros_like(out) if derivative else None
+        y_old, y = np.zeros_like(s), start * np.ones_like(s)
+        dy_old, dy = np.zeros_like(s), np.zeros_like(s)
+        yield y, (dy if derivative else None)
         for k in range(1, self.lmax + 1):
-            out[k] = s * out[k - 1]
-            if k >= 2:
-                out[k] -= a[k - 1] * out[k - 2]
-            out[k] /= a[k]
-            if dout is not None:
-                dout[k] = out[k - 1] + s * dout[k - 1]
-                if k >= 2:
-                    dout[k] -= a[k - 1] * dout[k - 2]
-                dout[k] /= a[k]
-        return out, dout
+            if derivative:
+                dy_old, dy = dy, (y + s * dy - a[k - 1] * dy_old) / a[k]
+            y_old, y = y, (s * y - a[k - 1] * y_old) / a[k]
+            yield y, (dy if derivative else None)
 
     # ---- transforms and calculus ------------------------------------------------------------------------------
     def analysis(self, field: np.ndarray) -> np.ndarray:
@@ -236,12 +230,19 @@ class ZonalGrid(Grid):
         point range only for d and l both in the thousands.
         """
         s = np.clip(np.asarray(s, dtype=float).ravel(), -1.0, 1.0)
-        return self._recurrence(np.ones_like(s), s=s)[0]
+        return np.array([y for y, _ in self._degrees(np.ones(1), s)])
 
     def evaluate_zonal(self, coeffs: np.ndarray, s: np.ndarray) -> np.ndarray:
-        """The field Σ_l f_l Y_l(s) at values s of x·e_d (any shape; the result has that shape)."""
+        """The field Σ_l f_l Y_l(s) at values s ∈ [−1, 1] of x·e_d (any shape; the result has that shape).
+
+        The sum is accumulated along the recurrence, in O(N) memory (no (lmax + 1) × N basis block).
+        """
         s = np.asarray(s, dtype=float)
-        return (np.real(coeffs) @ self.basis_values(s)).reshape(s.shape)
+        c = np.real(coeffs)
+        total = np.zeros(s.size)
+        for k, (y, _) in enumerate(self._degrees(np.ones(1), np.clip(s.ravel(), -1.0, 1.0))):
+            total += c[k] * y
+        return total.reshape(s.shape)
 
     def _basis_block(self, points: np.ndarray) -> np.ndarray:
         """Y_l(x_i·e_d) at unit vectors (N, dim): real array (N, lmax + 1)."""
