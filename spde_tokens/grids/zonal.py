@@ -121,7 +121,7 @@ class ZonalGrid(Grid):
         self.shape = (self.nodes,)
         self.degrees = np.arange(self.lmax + 1)
         self.order_weight = np.ones(self.lmax + 1)
-        self._a = recurrence_coefficients(self.dim, max(self.nodes, self.lmax + 1))
+        self._a = recurrence_coefficients(self.dim, self.lmax)
         self.s, self._log_weights = gauss_nodes(self.dim, self.nodes)
         if self._log_weights.min() < _LOG_WEIGHT_MIN:
             # a field of degree lmax with O(1) coefficients reaches 1/√w there: grid values would overflow
