@@ -285,7 +285,7 @@ def density_symmetry(lmax: int = DENSITY_LMAX, t_end: float = DENSITY_T, half_to
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ResolutionWarning)  # the tail is judged by a row
         dens = solve_density(model, noise, rho0, t_end, DENSITY_DT, path=path, save_every=DENSITY_DT,
-                             progress=False)
+                             progress=False, engine="spectral")
     power = dens["power_spectrum"].values
     half = initial.sample(rho0, half_tokens, seed=TOKEN_SEED)
     parts = simulate_particles(model, noise, np.concatenate([half, -half]), t_end, DENSITY_DT, path=path,

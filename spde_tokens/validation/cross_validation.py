@@ -166,7 +166,8 @@ def sweep(noise: NoiseModel | None, model: AttentionModel, scheme: str, rho0: xr
     start = time.perf_counter()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ResolutionWarning)  # the tail is recorded and judged by the caller
-        dens = solve_density(model, noise, rho0, t_end, dt, path=path, save_every=t_end or None, progress=False)
+        dens = solve_density(model, noise, rho0, t_end, dt, path=path, save_every=t_end or None, progress=False,
+                             engine="spectral")
     density_seconds = time.perf_counter() - start
     mmd = np.empty((len(n_tokens), len(tokens[0])))
     mmd_initial = np.empty_like(mmd)

@@ -64,7 +64,7 @@ def measure(quick: bool) -> tuple[list[Row], xr.Dataset]:
         rho0 = st.initial.mixture(grid, WEIGHTS, MEANS[grid.dim], KAPPAS)
         for j, beta in enumerate(BETAS):
             ds = st.solve_density(st.AttentionModel(grid.dim, beta), None, rho0, t_end=t_end, dt=DT, save_every=DT,
-                                  progress=False)
+                                  progress=False, engine="spectral")
             time = ds["time"].values
             for name in ("energy", "mass", "spectral_tail", "min_density", "dispersion"):
                 series[name][i, j] = ds[name].values

@@ -77,7 +77,7 @@ def measure_rate(grid: st.CircleGrid | st.SphereGrid, beta: float, degree: int,
     rho0, idx, c0 = perturbed_uniform(grid, degree, order)
     t_end = min(1.0, GROWTH / rate)
     ds = st.solve_density(st.AttentionModel(grid.dim, beta), None, rho0, t_end=t_end, dt=t_end / STEPS,
-                          save_every=t_end, progress=False)
+                          save_every=t_end, progress=False, engine="spectral")
     c1 = grid.analysis(ds["density"].isel(time=-1).values)[idx]
     return float(np.log(abs(c1) / abs(c0)) / t_end), t_end
 

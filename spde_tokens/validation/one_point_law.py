@@ -114,7 +114,7 @@ def measure_setting(setting: dict, pairs: int) -> dict:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", ResolutionWarning)  # the tail is recorded and judged here
                 ds = solve_density(model, noise, rho0, t_end=t_end, dt=DT, path=path, save_every=SAVE_EVERY,
-                                   progress=False)
+                                   progress=False, engine="spectral")
             pair.append(ds["mean_vector"].values)
             tails.append(float(ds["spectral_tail"].max()))
             min_rel.append(float((ds["min_density"] / ds["density"].max(ds["density"].dims[1:])).min()))

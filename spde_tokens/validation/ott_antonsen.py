@@ -92,7 +92,7 @@ def token_radii(grid: st.CircleGrid, n_tokens: int, draws: int, seed: int) -> np
 def _solve(grid, scheme: str, dt: float, save_every: float) -> xr.Dataset:
     rho0 = st.initial.poisson_kernel(grid, [R0, 0.0])
     return st.solve_density(st.AttentionModel(2, 0.0), None, rho0, t_end=T_END, dt=dt, save_every=save_every,
-                            scheme=scheme, progress=False)
+                            scheme=scheme, progress=False, engine="spectral")
 
 
 def _beyond_stability(scheme: str, n: int, dt: float) -> bool:

@@ -109,7 +109,7 @@ def density_run(setup: Setup, path: NoisePath) -> xr.Dataset:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ResolutionWarning)
         return solve_density(model, noise, rho0, setup.t_end, setup.dt, path=path, save_every=setup.record_every,
-                             progress=False)
+                             progress=False, engine="spectral")
 
 
 def particle_statistics(setup: Setup, dens: xr.Dataset, path: NoisePath, tokens: list[np.ndarray]) -> dict:
