@@ -26,23 +26,12 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import time
 
 for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ.setdefault(_var, "1")
 
 import numpy as np  # noqa: E402
-
-
-def median_time(fn, repeat: int) -> float:
-    """Median wall time of ``fn()`` in seconds over ``repeat`` calls after one warm-up call."""
-    fn()
-    times = []
-    for _ in range(repeat):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return float(np.median(times))
+from timing import median_time  # noqa: E402
 
 
 def bench(lmax: int, repeat: int) -> dict:

@@ -30,12 +30,12 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import time
 
 for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ.setdefault(_var, "1")
 
 import numpy as np  # noqa: E402
+from timing import median_time  # noqa: E402
 
 
 def naive_attention(x: np.ndarray, beta: float) -> np.ndarray:
@@ -43,17 +43,6 @@ def naive_attention(x: np.ndarray, beta: float) -> np.ndarray:
     logits = beta * (x @ x.T)
     weights = np.exp(logits - logits.max(axis=1, keepdims=True))
     return (weights @ x) / weights.sum(axis=1, keepdims=True)
-
-
-def median_time(fn, repeat: int) -> float:
-    """Median wall time of ``fn()`` in seconds over ``repeat`` calls after one warm-up call."""
-    fn()
-    times = []
-    for _ in range(repeat):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return float(np.median(times))
 
 
 def bench(dim: int, n_tokens: int, repeat: int) -> dict:

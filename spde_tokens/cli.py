@@ -18,10 +18,10 @@ import shlex
 import sys
 import time
 import warnings
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from types import FrameType
-from typing import TYPE_CHECKING, Any, NoReturn, TextIO
+from typing import TYPE_CHECKING, NoReturn, TextIO
 
 from spde_tokens._version import __version__
 
@@ -87,26 +87,6 @@ def check_output(path: str, option: str, overwrite: bool, inputs: Sequence[str |
         raise ValueError(f"{option} {path} exists; pass --overwrite to replace it")
 
 
-def write_atomic(path: str, write: Callable[[str], Any]) -> str:
-    """Call ``write(temporary)`` on a temporary file beside ``path`` (same extension), fsync it, then rename it to
-    ``path`` (``os.replace``, atomic on POSIX): ``path`` is the old file or the whole new one, never a part."""
-    folder, name = os.path.split(os.path.abspath(path))
-    stem, ext = os.path.splitext(name)
-    tmp = os.path.join(folder, f".{stem}.{os.getpid()}.partial{ext}")
-    try:
-        write(tmp)
-        fd = os.open(tmp, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-    return path
-
-
 def _flags(ds: xr.Dataset) -> list[str]:
     """UNDER-RESOLVED and NEGATIVE DENSITY, with where they occur (docs/guide.md, 'Command line')."""
     import numpy as np
@@ -152,7 +132,7 @@ def _write_run(ds: xr.Dataset, path: str, args: argparse.Namespace) -> str:
     """``ds`` written atomically to ``path``, with the command line appended to its ``history``."""
     from spde_tokens.io import write_run
 
-    return write_atomic(path, lambda tmp: write_run(ds, tmp, history=args.history))
+    return write_run(ds, path, history=args.history)  # atomic itself
 
 
 def _progress(args: argparse.Namespace) -> bool | None:
@@ -223,6 +203,7 @@ def _figure(args: argparse.Namespace) -> int:
     """``plot`` (a figure of any output file) or ``animate`` (a GIF of a density run)."""
     from spde_tokens.io import open_run
     from spde_tokens.plot import animate_density, plot_run
+    from spde_tokens.records import atomic_write
 
     ext = ".png" if args.command == "plot" else ".gif"
     out = args.output or os.path.splitext(args.run)[0] + ext
@@ -231,9 +212,9 @@ def _figure(args: argparse.Namespace) -> int:
     check_output(out, "-o", args.overwrite, [args.run])
     ds = open_run(args.run)
     if args.command == "plot":
-        write_atomic(out, lambda tmp: plot_run(ds, tmp))
+        atomic_write(out, lambda tmp: plot_run(ds, tmp))
     else:
-        write_atomic(out, lambda tmp: animate_density(ds, tmp))
+        atomic_write(out, lambda tmp: animate_density(ds, tmp))
     print(f"wrote {out}")
     return 0
 

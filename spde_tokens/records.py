@@ -12,7 +12,7 @@ import os
 import signal
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -252,17 +252,17 @@ def deferred_sigint() -> Iterator[None]:
             signal.raise_signal(signal.SIGINT)
 
 
-def _atomic_netcdf(ds: xr.Dataset, path: str, encoding: dict[str, dict[str, Any]] | None = None) -> None:
-    """Write ``ds`` to ``path`` atomically: a temporary file in the same folder, fsync, ``os.replace``, fsync of the
-    folder, with Ctrl-C held back until the file is complete (:func:`deferred_sigint`).
-
-    A failed write removes the temporary file and leaves an existing ``path`` as it was; ``encoding`` is passed to
-    ``Dataset.to_netcdf``.
-    """
-    tmp = path + ".tmp"
+def atomic_write(path: str, write: Callable[[str], Any]) -> str:
+    """Call ``write(temporary)`` on a temporary file beside ``path`` (same extension, so writers that choose the format
+    by it work), fsync it, ``os.replace`` it over ``path`` and fsync the folder, with Ctrl-C held back until the file
+    is complete (:func:`deferred_sigint`): ``path`` is the old file or the whole new one, never a part. A failed write
+    removes the temporary file. Returns ``path``."""
+    folder, name = os.path.split(os.path.abspath(path))
+    stem, ext = os.path.splitext(name)
+    tmp = os.path.join(folder, f".{stem}.{os.getpid()}.partial{ext}")
     with deferred_sigint():
         try:
-            ds.to_netcdf(tmp, engine="netcdf4", format="NETCDF4", encoding=encoding)
+            write(tmp)
             fd = os.open(tmp, os.O_RDONLY)
             try:
                 os.fsync(fd)
@@ -273,11 +273,17 @@ def _atomic_netcdf(ds: xr.Dataset, path: str, encoding: dict[str, dict[str, Any]
             if os.path.exists(tmp):
                 os.remove(tmp)
             raise
-        directory = os.open(os.path.dirname(os.path.abspath(path)), os.O_RDONLY)
+        directory = os.open(folder, os.O_RDONLY)
         try:
             os.fsync(directory)
         finally:
             os.close(directory)
+    return path
+
+
+def _atomic_netcdf(ds: xr.Dataset, path: str, encoding: dict[str, dict[str, Any]] | None = None) -> None:
+    """Write ``ds`` to ``path`` as NetCDF-4 by :func:`atomic_write`; ``encoding`` is passed to ``Dataset.to_netcdf``."""
+    atomic_write(path, lambda tmp: ds.to_netcdf(tmp, engine="netcdf4", format="NETCDF4", encoding=encoding))
 
 
 class Checkpoint:

@@ -14,9 +14,9 @@ import pytest
 import xarray as xr
 
 import spde_tokens as st
-from spde_tokens import cli
 from spde_tokens.cli import main
 from spde_tokens.config import DEFAULT_CONFIG
+from spde_tokens.records import atomic_write
 
 #: a small S^1 run that clusters (beta = 4) beyond its grid (n = 16): the spectral tail passes 1e-10 at t = 1.4 and
 #: the density turns negative at t ≈ 2.6 (measured: min ρ = −0.0042 and tail 2.0e-4 at t = 3); about a second
@@ -201,9 +201,9 @@ def test_final_file_is_replaced_atomically(tmp_path):
         raise OSError("disk full")
 
     with pytest.raises(OSError, match="disk full"):
-        cli.write_atomic(str(target), fails_halfway)
+        atomic_write(str(target), fails_halfway)
     assert target.read_bytes() == b"old" and os.listdir(tmp_path) == ["run.nc"]  # old file intact, no temporary
-    cli.write_atomic(str(target), lambda tmp: open(tmp, "wb").write(b"new"))
+    atomic_write(str(target), lambda tmp: open(tmp, "wb").write(b"new"))
     assert target.read_bytes() == b"new" and os.listdir(tmp_path) == ["run.nc"]
 
 
