@@ -115,30 +115,55 @@ class DensityEquation:
 
     def step(self, coeffs: np.ndarray, dt: float, scheme: Scheme, cfl: float,
              increments: dict | None = None) -> tuple[np.ndarray, int]:
-        """Advance one step of length dt; returns the new coefficients and the number of sub-steps taken.
+        """Advance one step of length dt; returns the new coefficients and the largest number of sub-steps taken.
 
-        Sub-steps: λ = degree_max · (max|X| dt + max|u_n|) bounds the phase a mode turns through in the step; the
-        step is split into ⌈λ / (cfl · λ_stab)⌉ sub-steps, λ_stab the scheme's limit on the imaginary axis (none for a
-        scheme with no such limit, such as Heun, which is then plain — and unstable for transport). Stochastic steps
-        and unnormalized attention (whose speed, up to ‖V‖ e^{beta}, is measured at the start of every step) are
-        sub-stepped; deterministic softmax steps, whose speed is bounded by ‖V‖₂, are plain and checked once by
-        the solver.
+        With common noise the frozen-increment ODE is split (Strang; docs/mathematics.md, 'The stochastic density
+        step'): a half step of the attention drift (and of the linear terms), the frozen noise field over the whole
+        step, a second half step of the drift:
+
+            ρ ← D_{dt/2} ∘ N_dt ∘ D_{dt/2} ρ,   D: ∂_t ρ = −div_S(ρ X[ρ]) + L ρ,   N: ∂_t ρ = −div_S(ρ (u_n/dt + c_n)).
+
+        The noise transport is sub-stepped by its own CFL number and costs one synthesis and one vector analysis per
+        stage: the attention drift is evaluated only by the two half steps. Without common noise the step is the
+        drift alone. Sub-steps of a transport of speed |v| over a time h: ⌈λ / (cfl · λ_stab)⌉ with λ = degree_max ·
+        |v| h, λ_stab the scheme's limit on the imaginary axis (none for Heun, which is then plain — and unstable for
+        transport); the drift is sub-stepped only for unnormalized attention, whose speed (up to ‖V‖ e^{beta}) is
+        measured at the start of each half step (softmax speeds are bounded by ‖V‖₂ and checked once by the solver).
         """
-        frozen, n_sub = None, 1
-        noise_speed = 0.0
-        if increments is not None and self.noise is not None and self.noise.common_models:
-            frozen = self.frozen_field(coeffs, increments, dt)
-            noise_speed = float(np.sqrt(np.max(np.sum(frozen**2, axis=0))))
-        if (frozen is not None or self._speed_bound is None) and scheme.imaginary_stability > 0:
-            lam = self.grid.degree_max * (self.drift_speed(coeffs) + noise_speed) * dt
-            n_sub = max(1, int(np.ceil(lam / (cfl * scheme.imaginary_stability))))
-        h = dt / n_sub
+        if increments is None or self.noise is None or not self.noise.common_models:
+            return self._drift_step(coeffs, dt, scheme, cfl)
+        frozen = self.frozen_field(coeffs, increments, dt)
+        coeffs, first = self._drift_step(coeffs, 0.5 * dt, scheme, cfl)
+        coeffs, moved = self._transport_step(coeffs, frozen, dt, scheme, cfl)
+        coeffs, second = self._drift_step(coeffs, 0.5 * dt, scheme, cfl)
+        return coeffs, max(first, moved, second)
+
+    def _substeps(self, speed: float, h: float, scheme: Scheme, cfl: float) -> int:
+        if scheme.imaginary_stability <= 0:
+            return 1
+        return max(1, int(np.ceil(self.grid.degree_max * speed * h / (cfl * scheme.imaginary_stability))))
+
+    def _drift_step(self, coeffs: np.ndarray, h: float, scheme: Scheme, cfl: float) -> tuple[np.ndarray, int]:
+        """∂_t ρ = −div_S(ρ X[ρ]) + L ρ over a time h (L: nu Δ_S and the hyperviscosity, exact by Lawson)."""
+        if self._drift_off and self.linear is None:
+            return coeffs, 1
+        n_sub = 1 if self._speed_bound is not None else self._substeps(self.drift_speed(coeffs), h, scheme, cfl)
+        for _ in range(n_sub):
+            coeffs = scheme.step(self.tendency, coeffs, h / n_sub, self.linear)
+        return coeffs, n_sub
+
+    def _transport_step(self, coeffs: np.ndarray, velocity: np.ndarray, h: float, scheme: Scheme,
+                        cfl: float) -> tuple[np.ndarray, int]:
+        """∂_t ρ = −div_S(ρ v) for the frozen tangent field v over a time h (one synthesis and one vector analysis
+        per stage)."""
+        speed = float(np.sqrt(np.max(np.sum(velocity**2, axis=0))))
+        n_sub = self._substeps(speed, h, scheme, cfl)
 
         def f(c: np.ndarray) -> np.ndarray:
-            return self.tendency(c, frozen)
+            return -self.grid.divergence(self.grid.synthesis(c) * velocity)
 
         for _ in range(n_sub):
-            coeffs = scheme.step(f, coeffs, h, self.linear)
+            coeffs = scheme.step(f, coeffs, h / n_sub)
         return coeffs, n_sub
 
 

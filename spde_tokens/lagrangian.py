@@ -290,51 +290,60 @@ class NodeFlow:
 
     def step(self, state: np.ndarray, weights: np.ndarray, dt: float, increments: dict | None,
              scheme: Scheme) -> np.ndarray:
-        """One step of the frozen-increment ODE; ``state`` is (N, d + 1): the nodes, then the log-Jacobians."""
+        """One step of the frozen-increment ODE; ``state`` is (N, d + 1): the nodes, then the log-Jacobians.
+
+        Without common noise: ``scheme`` over s ∈ [0, 1] on the drift. With it, split as the density step (Strang):
+        a half step of the drift, the frozen noise field (and ValueNoise's correction, with μ_n the nodes' measure at
+        the start of the step, as on the grid) over the whole step, a half step of the drift.
+        """
         d = state.shape[1] - 1
-        common = increments is not None and self.noise is not None and bool(self.noise.common_models)
 
-        def rates_without_noise(y: np.ndarray) -> np.ndarray:
-            # stages are evaluated at their projection on the sphere, as for the tokens' flow
-            x = y[:, :d] / np.linalg.norm(y[:, :d], axis=1, keepdims=True)
-            v, div = self.drift(x, weights)
-            out = np.empty_like(y)
-            out[:, :d] = dt * v
-            out[:, d] = dt * div
-            return out
-
-        def rates(y: np.ndarray) -> np.ndarray:
-            out = rates_without_noise(y)
-            if common:
+        def drift(h: float):
+            def rates(y: np.ndarray) -> np.ndarray:
+                # stages are evaluated at their projection on the sphere, as for the tokens' flow
                 x = y[:, :d] / np.linalg.norm(y[:, :d], axis=1, keepdims=True)
-                assert self.noise is not None and increments is not None
-                field, div_noise = self.noise.field_and_divergence(x, increments)
-                out[:, :d] += tangent_projection(x, field)
-                out[:, d] += div_noise
-            return out
+                v, div = self.drift(x, weights)
+                out = np.empty_like(y)
+                out[:, :d] = h * v
+                out[:, d] = h * div
+                return out
 
-        if self.context is not None and common:
-            frozen = state[:, :d] / np.linalg.norm(state[:, :d], axis=1, keepdims=True)  # μ_n, frozen over the step
-            key_basis = self.context.sums.basis(frozen) if self.context.method == "harmonic" else None
+            return rates
 
-            def rates_with_context(y: np.ndarray) -> np.ndarray:
-                assert self.noise is not None and self.context is not None and increments is not None
-                out = rates_without_noise(y)
+        def normalized(y: np.ndarray) -> np.ndarray:
+            y[:, :d] /= np.linalg.norm(y[:, :d], axis=1, keepdims=True)
+            return y
+
+        if increments is None or self.noise is None or not self.noise.common_models:
+            return normalized(scheme.step(drift(dt), state, 1.0))
+        noise, inc = self.noise, increments
+        start = state[:, :d].copy()  # μ_n: ValueNoise's field a_{μ_n} and correction are frozen at the step's start
+        state = normalized(scheme.step(drift(0.5 * dt), state, 1.0))
+        if self.context is None:
+            def moved(y: np.ndarray) -> np.ndarray:
                 x = y[:, :d] / np.linalg.norm(y[:, :d], axis=1, keepdims=True)
-                att = self.context(x, frozen, weights, key_basis=key_basis)
-                out[:, :d] += tangent_projection(x, self.noise.field(x, increments, att.output))
-                out[:, d] += self.noise.divergence(x, increments, att.output, att.jacobian)
-                correction = self.noise.drift_correction_points(x, att.output, att.jacobian, att.hessian)
+                field, div = noise.field_and_divergence(x, inc)
+                return np.concatenate([tangent_projection(x, field), div[:, None]], axis=1)
+        else:
+            context = self.context
+            frozen = start / np.linalg.norm(start, axis=1, keepdims=True)
+            key_basis = context.sums.basis(frozen) if context.method == "harmonic" else None
+
+            def moved(y: np.ndarray) -> np.ndarray:
+                x = y[:, :d] / np.linalg.norm(y[:, :d], axis=1, keepdims=True)
+                att = context(x, frozen, weights, key_basis=key_basis)
+                out = np.empty_like(y)
+                out[:, :d] = tangent_projection(x, noise.field(x, inc, att.output))
+                out[:, d] = noise.divergence(x, inc, att.output, att.jacobian)
+                correction = noise.drift_correction_points(x, att.output, att.jacobian, att.hessian)
                 if correction is not None:
                     out[:, :d] += dt * correction[0]
                     out[:, d] += dt * correction[1]
                 return out
 
-            new = scheme.step(rates_with_context, state, 1.0)
-        else:
-            new = scheme.step(rates, state, 1.0)
-        new[:, :d] /= np.linalg.norm(new[:, :d], axis=1, keepdims=True)
-        return new
+        state = normalized(scheme.step(moved, state, 1.0))
+        return normalized(scheme.step(drift(0.5 * dt), state, 1.0))
+
 
 
 def project(grid: Grid, x: np.ndarray, weights: np.ndarray) -> np.ndarray:

@@ -89,16 +89,28 @@ class TokenDynamics:
 
     def flow_step(self, x: np.ndarray, dt: float, increments: dict | None, xi: np.ndarray,
                   scheme: Scheme) -> np.ndarray:
-        """``scheme`` on ẋ = P_x(X[μ](x) dt + ΔN_n(x) + ξ) over s ∈ [0, 1] (one interval), then normalize."""
+        """The frozen-increment step of the density, for the tokens: ``scheme`` on ẋ = dt X[μ](x) over s ∈ [0, 1]
+        without noise; with noise split like the density step (Strang: docs/mathematics.md, 'The stochastic density
+        step'), a half step of the drift, ẋ = P_x(ΔN_n(x) + ξ) over s ∈ [0, 1], a half step of the drift; each stage is
+        evaluated at its projection on the sphere and each part ends normalized."""
 
-        def f(y: np.ndarray) -> np.ndarray:
-            # stages are evaluated at their projection on the sphere: off the sphere P_y is not a projection and
-            # the field would relax |y| at a rate 2 y·a unrelated to the motion on the sphere
+        def drift(h: float):
+            def f(y: np.ndarray) -> np.ndarray:
+                # stages are evaluated at their projection on the sphere: off the sphere P_y is not a projection and
+                # the field would relax |y| at a rate 2 y·a unrelated to the motion on the sphere
+                return h * self.drift(normalize(y))
+
+            return f
+
+        def noise(y: np.ndarray) -> np.ndarray:
             y = normalize(y)
-            return dt * self.drift(y) + tangent_projection(y, (self.noise_field(y, increments) if increments else 0)
-                                                           + xi)
+            return tangent_projection(y, (self.noise_field(y, increments) if increments else 0) + xi)
 
-        return normalize(scheme.step(f, x, 1.0))
+        if not increments and not np.any(xi):
+            return normalize(scheme.step(drift(dt), x, 1.0))
+        x = normalize(scheme.step(drift(0.5 * dt), x, 1.0))
+        x = normalize(scheme.step(noise, x, 1.0))
+        return normalize(scheme.step(drift(0.5 * dt), x, 1.0))
 
 
 def harmonic_degree_of(model: AttentionModel, degree: int | None) -> int:
