@@ -318,3 +318,24 @@ def test_hyperviscosity_is_recorded_and_damps_the_top_degree():
     assert ds.attrs["hyperviscosity"] == 2.0
     top = grid.analysis(ds.density[-1].values)[-1]
     assert abs(top) == pytest.approx(1e-3 * np.exp(-2.0), rel=1e-12)  # rate 2 at the top degree, exact factor
+
+
+def test_noise_substeps_do_not_evaluate_the_attention(monkeypatch):
+    """The split step (docs/mathematics.md, 'Splitting'): the attention drift is evaluated by the two RK4 half steps
+    only (8 evaluations per step), whatever the number of noise sub-steps the CFL number asks for."""
+    from spde_tokens.drift import GridAttention
+
+    calls = {"n": 0}
+    original = GridAttention.drift
+
+    def counted(self, *args):
+        calls["n"] += 1
+        return original(self, *args)
+
+    monkeypatch.setattr(GridAttention, "drift", counted)
+    grid = st.SphereGrid(24)
+    rho0 = st.initial.von_mises_fisher(grid, [0, 0, 1], 3.0)
+    ds = st.solve_density(st.AttentionModel(3, 1.0), BiasNoise(0.6), rho0, t_end=0.1, dt=0.02, seed=2,
+                          save_every=0.02, engine="spectral")
+    assert ds.substeps.values[1:].min() >= 2 and ds.substeps.values.max() >= 4  # the noise asks for 2–4 sub-steps
+    assert calls["n"] == 8 * 5  # two half steps of four stages per step, five steps
