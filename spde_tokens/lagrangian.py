@@ -16,6 +16,7 @@ div_S X, comes from the second moments of the attention weights (docs/mathematic
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -298,7 +299,7 @@ class NodeFlow:
         """
         d = state.shape[1] - 1
 
-        def drift(h: float):
+        def drift(h: float) -> Callable[[np.ndarray], np.ndarray]:
             def rates(y: np.ndarray) -> np.ndarray:
                 # stages are evaluated at their projection on the sphere, as for the tokens' flow
                 x = y[:, :d] / np.linalg.norm(y[:, :d], axis=1, keepdims=True)

@@ -11,6 +11,7 @@ Two steppers, both using the tangential noise field u_n(x) = P_x ΔN_n(x) of the
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 
 import numpy as np
 import numpy.typing as npt
@@ -94,7 +95,7 @@ class TokenDynamics:
         step'), a half step of the drift, ẋ = P_x(ΔN_n(x) + ξ) over s ∈ [0, 1], a half step of the drift; each stage is
         evaluated at its projection on the sphere and each part ends normalized."""
 
-        def drift(h: float):
+        def drift(h: float) -> Callable[[np.ndarray], np.ndarray]:
             def f(y: np.ndarray) -> np.ndarray:
                 # stages are evaluated at their projection on the sphere: off the sphere P_y is not a projection and
                 # the field would relax |y| at a rate 2 y·a unrelated to the motion on the sphere
