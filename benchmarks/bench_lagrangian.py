@@ -36,13 +36,13 @@ from timing import median_time  # noqa: E402
 
 def bench(lmax: int, repeat: int) -> dict:
     import spde_tokens as st
-    from spde_tokens.lagrangian import NodeFlow, nodes_from_coefficients
+    from spde_tokens.lagrangian import NodeFlow, node_rule, nodes_from_coefficients
     from spde_tokens.noise import NoisePath, as_noise
     from spde_tokens.steppers import get_scheme
 
     grid = st.SphereGrid(lmax)
     rho0 = st.initial.mixture(grid, [0.6, 0.4], [[0, 0, 1], [1, 0, 0]], [8.0, 8.0])
-    x, w = nodes_from_coefficients(grid, grid.analysis(rho0.values))
+    x, w = nodes_from_coefficients(node_rule(grid), grid.analysis(rho0.values))
     model = st.AttentionModel(3, beta=4.0)
     plain = NodeFlow(model, None, "harmonic")
     sums = plain.attention.sums

@@ -280,11 +280,10 @@ class HandoverEngine:
         self.beta = spectral.equation.model.beta
         self.rule = node_rule(self.grid)
         self.n_nodes = int(np.prod(self.rule.shape))
-        self.handover_time: float | None = None
 
     def handover(self, coeffs: np.ndarray, t: float) -> State:
         """The Lagrangian state of the density ``coeffs`` at time t."""
-        x, w = nodes_from_coefficients(self.grid, coeffs)
+        x, w = nodes_from_coefficients(self.rule, coeffs)
         return {"nodes": x, "log_jacobian": np.zeros(x.shape[0]), "weights": w, "handover_time": np.array([t])}
 
     def step(self, state: State, step: int) -> State:
@@ -313,12 +312,10 @@ class HandoverEngine:
                           smoothing_time=0.0, engine="spectral")
             return values
         grid, x, w = self.grid, state["nodes"], state["weights"]
-        self.handover_time = float(state["handover_time"][0])
         coeffs = project(grid, x, w)
         spectrum = grid.power_spectrum(coeffs)
         tau = smoothing_time(grid, spectrum)
-        smooth = coeffs * np.exp(grid.per_degree(-np.arange(grid.degree_max + 1)
-                                                 * (np.arange(grid.degree_max + 1) + grid.dim - 2.0)) * tau)
+        smooth = coeffs * np.exp(grid.laplacian_eigenvalues * tau)  # the heat kernel e^{τ Δ_S}
         field = grid.synthesis(smooth)
         m = w @ x
         mass = float(w.sum())

@@ -45,11 +45,11 @@ def node_rule(grid: Grid) -> Grid:
     return grid_from_attrs(attrs)
 
 
-def nodes_from_coefficients(grid: Grid, coeffs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Nodes x_i (N, d) and weights w_i = ρ(x_i) A_i of the band-limited density ρ given by ``coeffs`` on ``grid``."""
-    rule = node_rule(grid)
+def nodes_from_coefficients(rule: Grid, coeffs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Nodes x_i (N, d) and weights w_i = ρ(x_i) A_i of the band-limited density ρ given by ``coeffs`` (the layout of
+    the run's grid), on the Gauss rule ``rule`` = :func:`node_rule` of that grid."""
     values = rule.synthesis(coeffs)
-    x = rule.points().reshape(-1, grid.dim).copy()
+    x = rule.points().reshape(-1, rule.dim).copy()
     return x, (values * rule.weights()).ravel()
 
 
