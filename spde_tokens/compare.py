@@ -27,7 +27,6 @@ from numpy.typing import ArrayLike
 
 from spde_tokens import diagnostics as diag
 from spde_tokens.grids import Grid, grid_from_attrs
-from spde_tokens.lagrangian import project
 from spde_tokens.records import utc_stamp
 
 #: relative tolerance for two record times to be the same time
@@ -231,7 +230,7 @@ def compare(dens: xr.Dataset, parts: xr.Dataset, scale: float = diag.MMD_SCALE,
         nodes = "engine" in dens and str(dens["engine"].values[i]) == "lagrangian"
         if nodes:  # the nodes' measure itself, not the smoothed field drawn from it
             x_nodes, w_nodes = np.asarray(dens["nodes"].values[i], dtype=float), np.asarray(dens["weights"].values)
-            coeffs = project(grid, x_nodes, w_nodes)
+            coeffs = grid.empirical_coefficients(x_nodes, w_nodes)
         else:
             coeffs = grid.analysis(np.asarray(dens["density"].isel(time=i).values, dtype=float))
         tokens = np.asarray(parts["positions"].isel(time=j).values, dtype=float)

@@ -29,7 +29,6 @@ from spde_tokens.lagrangian import (
     NodeFlow,
     node_rule,
     nodes_from_coefficients,
-    project,
     smoothing_time,
 )
 from spde_tokens.model import AttentionModel
@@ -312,7 +311,7 @@ class HandoverEngine:
                           smoothing_time=0.0, engine="spectral")
             return values
         grid, x, w = self.grid, state["nodes"], state["weights"]
-        coeffs = project(grid, x, w)
+        coeffs = grid.empirical_coefficients(x, w)
         spectrum = grid.power_spectrum(coeffs)
         tau = smoothing_time(grid, spectrum)
         smooth = coeffs * np.exp(grid.laplacian_eigenvalues * tau)  # the heat kernel e^{τ Δ_S}

@@ -347,17 +347,6 @@ class NodeFlow:
 
 
 
-def project(grid: Grid, x: np.ndarray, weights: np.ndarray) -> np.ndarray:
-    """Coefficients of the measure Σ_i w_i δ_{x_i} on ``grid``: μ_lm = Σ_i w_i conj(Y_lm(x_i)), in blocks of points."""
-    n_coeff = grid.n_coeff
-    out = np.zeros(2 * n_coeff)
-    rows = max(1, (32 * 2**20) // (16 * n_coeff))
-    for start in range(0, x.shape[0], rows):
-        sl = slice(start, start + rows)
-        out += grid.real_basis(x[sl]) @ weights[sl]
-    return out[:n_coeff] - 1j * out[n_coeff:]
-
-
 def smoothing_time(grid: Grid, spectrum: np.ndarray, level: float = SMOOTHING_TAIL) -> float:
     """The smallest τ ≥ 0 for which the heat-smoothed spectrum P_l e^{−2 l(l + d − 2) τ} has a spectral tail ≤ level.
 

@@ -9,7 +9,7 @@ from scipy.integrate import solve_ivp
 
 import spde_tokens as st
 from spde_tokens.drift import tangent_projection
-from spde_tokens.lagrangian import NodeFlow, WeightedAttention, node_rule, project, smoothing_time
+from spde_tokens.lagrangian import NodeFlow, WeightedAttention, node_rule, smoothing_time
 from spde_tokens.noise import NOISE_MODELS
 
 RNG = np.random.default_rng(11)
@@ -170,7 +170,8 @@ def test_ott_antonsen_radius_goes_to_one():
 def test_smoothing_time_is_the_smallest_that_resolves():
     grid = st.SphereGrid(15)
     x = np.array([[0.0, 0.0, 1.0]])
-    spectrum = grid.power_spectrum(project(grid, x, np.ones(1)))  # a point mass: P_l = (2l+1)/4π, never resolved
+    # a point mass: P_l = (2l+1)/4π, never resolved
+    spectrum = grid.power_spectrum(grid.empirical_coefficients(x, np.ones(1)))
     tau = smoothing_time(grid, spectrum)
     ell = np.arange(16)
     rate = 2 * ell * (ell + 1)

@@ -250,8 +250,10 @@ class Grid(ABC):
         return (weighted_coeffs @ self._basis_block(points).T).real
 
     def _empirical_block(self, weights: np.ndarray, points: np.ndarray) -> np.ndarray:
-        """Σ_i ω_i conj(Y_lm(x_i)) for one block of points; weights (K, N) give (K, n_coeff)."""
-        return weights @ self._basis_block(points).conj()
+        """Σ_i ω_i conj(Y_lm(x_i)) for one block of points; weights (K, N) give (K, n_coeff), as two real products
+        with :meth:`real_basis`: Σ ω Re Y − i Σ ω Im Y."""
+        basis = self.real_basis(points)
+        return weights @ basis[: self.n_coeff].T - 1j * (weights @ basis[self.n_coeff:].T)
 
     def evaluate(self, coeffs: np.ndarray, points: np.ndarray) -> np.ndarray:
         """Band-limited field f = Σ w_m Re(f_lm Y_lm) at arbitrary unit vectors ``points`` (N, dim).

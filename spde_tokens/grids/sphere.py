@@ -197,12 +197,6 @@ class SphereGrid(Grid):
         per_order = np.einsum("klm,lmn->kmn", table, p)  # Σ_l w_m f_lm P̄_l^m, shape (K, m, N)
         return np.einsum("kmn,mn->kn", per_order, self._phases(unit)).real
 
-    def _empirical_block(self, weights, points):
-        p, unit = self._legendre_table(points)
-        phases = self._phases(unit).conj()[None] * weights[:, None, :]  # (K, m, N)
-        table = np.einsum("lmn,kmn->klm", p, phases)
-        return table[:, self.degrees, self.orders]
-
     def _basis_block(self, points: np.ndarray) -> np.ndarray:
         """Y_lm(x_i) = P̄_l^m(cos θ_i) e^{i m φ_i}, complex array (N, n_coeff)."""
         p, unit = self._legendre_table(points)
