@@ -21,7 +21,7 @@ import xarray as xr
 
 from spde_tokens import diagnostics as diag
 from spde_tokens.drift import GridAttention
-from spde_tokens.grids import Grid, ResolutionWarning, grid_from_attrs
+from spde_tokens.grids import Grid, ResolutionWarning, ZonalGrid, grid_from_attrs
 from spde_tokens.grids.base import RUN_BYTES_PER_NODE, check_memory
 from spde_tokens.initial import check_density, grid_of
 from spde_tokens.lagrangian import (
@@ -32,7 +32,7 @@ from spde_tokens.lagrangian import (
     smoothing_time,
 )
 from spde_tokens.model import AttentionModel
-from spde_tokens.noise import NoiseModel, NoisePath, as_noise, resolve_path
+from spde_tokens.noise import IdiosyncraticNoise, NoiseModel, NoisePath, NoiseSum, as_noise, resolve_path
 from spde_tokens.records import Recorder, TimeGrid, fingerprint_hash
 from spde_tokens.runner import State, run
 from spde_tokens.steppers import Scheme, get_scheme
@@ -167,8 +167,9 @@ class DensityEquation:
 
 
 def _variables(grid: Grid) -> dict:
-    return {
-        "density": (grid.dims, {"long_name": "token density w.r.t. surface measure", "units": "1"}),
+    out = {
+        "density": (grid.dims, {"long_name": "token density w.r.t. " + ("normalized surface measure"
+                                if isinstance(grid, ZonalGrid) else "surface measure"), "units": "1"}),
         "power_spectrum": (("degree",), {"long_name": "power spectrum P_l = sum_m w_m |rho_lm|^2", "units": "1"}),
         "energy": ((), {"long_name": "interaction energy E_beta = (1/2beta) iint expm1(beta x.y) drho drho",
                         "units": "1"}),
@@ -182,6 +183,10 @@ def _variables(grid: Grid) -> dict:
         "substeps": ((), {"long_name": "largest number of sub-steps per step since the previous record",
                           "units": "1"}),
     }
+    if isinstance(grid, ZonalGrid):
+        out["law_s"] = (grid.dims, {"long_name": "probability density of s = x.e_d: c_d (1-s^2)^((d-3)/2) rho(s)",
+                                    "units": "1"})
+    return out
 
 
 class SpectralEngine:
@@ -227,6 +232,8 @@ class SpectralEngine:
             "attention_unreliable_fraction": self.equation.attention.unreliable_fraction,
             "substeps": self.substeps,
         }
+        if isinstance(grid, ZonalGrid):
+            values["law_s"] = grid.law_of_s(field)
         self.substeps = 1
         return values
 
@@ -356,12 +363,41 @@ def _check_transport_stability(stepper: Scheme, grid: Grid, model: AttentionMode
                       f"λ ≤ {stepper.imaginary_stability:.3g}); lower dt", ResolutionWarning, stacklevel=3)
 
 
+def _mean_density_rate(model: AttentionModel, noise: NoiseSum | None, dim: int) -> float:
+    """The one-point rate g of a ``mean_density`` run, after checking that its mean has a closed equation."""
+    if model.value_factor != 0.0:
+        raise ValueError("mean_density=True needs V = 0: with attention the mean over the noise of the density "
+                         "depends on its fluctuations (the drift is quadratic in ρ) and has no closed equation; "
+                         "average density runs over seeds (spde_tokens.ensemble) or simulate the tokens")
+    if noise is None or not noise.common_models:
+        raise ValueError("mean_density=True averages over a common noise; noise has none (a run without common "
+                         "noise is its own mean: use mean_density=False)")
+    context = [m for m in noise.common_models if m.needs_context]
+    if context:
+        raise ValueError(f"mean_density=True needs a noise field independent of the tokens; {context[0]!r} depends "
+                         "on their attention output, so the one-point law is not a heat equation")
+    return float(noise.one_point_rate(dim))
+
+
+def _zonal_engine(noise: NoiseSum | None, engine: str, mean_density: bool) -> str:
+    """The engine of a run on a ZonalGrid (spectral), after refusing what breaks the axial symmetry."""
+    if noise is not None and noise.common_models and not mean_density:
+        raise ValueError(f"noise: a ZonalGrid holds densities symmetric about e_d, and one realization of the common "
+                         f"noise {noise!r} moves the density off its axis; simulate the tokens "
+                         "(spde_tokens.simulate_particles), or solve for the mean density with mean_density=True "
+                         "(V = 0)")
+    if engine == "lagrangian":
+        raise ValueError("engine='lagrangian' moves nodes on S^1 or S^2; on a ZonalGrid use engine='spectral' (or "
+                         "'auto', which is spectral there), or simulate the tokens (spde_tokens.simulate_particles)")
+    return "spectral"
+
+
 def solve_density(model: AttentionModel, noise: NoiseModel | None, rho0: xr.DataArray, t_end: float, dt: float, *,
                   path: NoisePath | None = None, seed: int | None = None, save_every: float | None = None,
                   scheme: str = "rk4", cfl: float = 0.5, hyperviscosity: float = 0.0, attention: str = "auto",
                   memory_budget: float | None = None, progress: bool | None = None, threads: int | None = None,
                   checkpoint: str | os.PathLike[str] | None = None, checkpoint_every: int = 1, engine: str = "auto",
-                  handover_tail: float = HANDOVER_TAIL) -> xr.Dataset:
+                  handover_tail: float = HANDOVER_TAIL, mean_density: bool = False) -> xr.Dataset:
     """Solve the density equation from ``rho0`` to ``t_end`` with fixed step ``dt``.
 
     The equation and the step are those of docs/mathematics.md, 'The stochastic density step' and 'The Lagrangian
@@ -370,7 +406,8 @@ def solve_density(model: AttentionModel, noise: NoiseModel | None, rho0: xr.Data
 
     Parameters
     ----------
-    model : AttentionModel with ``dim`` 2 (CircleGrid) or 3 (SphereGrid).
+    model : AttentionModel with the ``dim`` of rho0's grid: 2 (CircleGrid), 3 (SphereGrid), any d (ZonalGrid, where
+        Qᵀ K = a I and V = c I are required: other matrices move the density off its axis).
     noise : None (deterministic), a noise model or a sum of models (:mod:`spde_tokens.noise`).
     rho0 : density DataArray from :mod:`spde_tokens.initial` (it carries its grid).
     t_end, dt : final time ≥ 0 and step > 0; t_end/dt must be a whole number.
@@ -391,6 +428,18 @@ def solve_density(model: AttentionModel, noise: NoiseModel | None, rho0: xr.Data
         step whose spectral tail exceeds ``handover_tail``; spectral only with nu > 0 or hyperviscosity),
         ``"spectral"`` or ``"lagrangian"`` (from t = 0; nu > 0 is refused).
     handover_tail : the spectral tail at which ``"auto"`` hands over (default 1e-12, below the 1e-10 warning).
+    mean_density : solve for the mean of the density over the realizations of the common noise instead of one
+        realization. Only for V = 0 (no attention drift: with attention the mean has no closed equation) and noises
+        whose field does not depend on the tokens (not ValueNoise): each token is then a Brownian motion of
+        generator (g/2) Δ_S, g = ``noise.one_point_rate(dim)`` (idiosyncratic noise included, g = 2 nu), and the mean
+        solves the heat equation ∂_t E ρ = (g/2) Δ_S E ρ (docs/mathematics.md, 'Common noise'), integrated exactly
+        in spectral space; no path is drawn.
+
+    On a ZonalGrid (docs/mathematics.md, 'The zonal grid (any dimension)') the run is deterministic, has
+    IdiosyncraticNoise, or is a ``mean_density`` run: a common noise field moves a zonal density off its axis (one
+    realization is not zonal) and is refused, as are matrices that break the symmetry; simulate the tokens instead
+    (:func:`spde_tokens.simulate_particles`). The engine is spectral (``"auto"`` stays spectral; ``"lagrangian"``,
+    whose nodes are points of S^1 or S^2, is refused). The record has ``law_s``, the density of s = x·e_d.
 
     Returns
     -------
@@ -425,6 +474,16 @@ def solve_density(model: AttentionModel, noise: NoiseModel | None, rho0: xr.Data
     if isinstance(handover_tail, bool) or not isinstance(handover_tail, (int, float)) or not 0 < handover_tail < 1:
         raise ValueError(f"handover_tail must be a number in (0, 1), got {handover_tail!r}")
     noise = as_noise(noise)
+    if not isinstance(mean_density, (bool, np.bool_)):
+        raise ValueError(f"mean_density must be True or False, got {mean_density!r}")
+    rate = _mean_density_rate(model, noise, grid.dim) if mean_density else None
+    if isinstance(grid, ZonalGrid):
+        engine = _zonal_engine(noise, engine, bool(mean_density))
+    if rate is not None:
+        if engine == "lagrangian":
+            raise ValueError("mean_density=True solves a heat equation, which is not transport: use "
+                             "engine='spectral' (or 'auto')")
+        engine = "spectral"
     if engine == "lagrangian" and noise is not None and noise.nu > 0:
         raise ValueError(f"engine='lagrangian' moves the density by transport only; nu = {noise.nu} "
                          "(IdiosyncraticNoise) needs engine='spectral' (or 'auto', which then stays spectral)")
@@ -433,8 +492,15 @@ def solve_density(model: AttentionModel, noise: NoiseModel | None, rho0: xr.Data
                          "none: use engine='spectral' or hyperviscosity=0")
     if engine == "auto" and (hyperviscosity > 0 or (noise is not None and noise.nu > 0)):
         engine = "spectral"  # diffusion and the filter are not transport (docs/mathematics.md)
-    path = resolve_path(noise, path, seed, grid.dim, times.dt, times.n_steps, grid.degree_max)
-    equation = DensityEquation(model, grid, attention, memory_budget, noise, float(hyperviscosity))
+    if rate is not None:
+        if path is not None:
+            raise ValueError("path: a mean_density run averages over all paths and takes none")
+        # the one-point law of every token is that of an idiosyncratic Brownian motion of diffusivity g/2
+        equation = DensityEquation(model, grid, attention, memory_budget, IdiosyncraticNoise(0.5 * rate),
+                                   float(hyperviscosity))
+    else:
+        path = resolve_path(noise, path, seed, grid.dim, times.dt, times.n_steps, grid.degree_max)
+        equation = DensityEquation(model, grid, attention, memory_budget, noise, float(hyperviscosity))
     if noise is None or not noise.common_models:
         _check_transport_stability(stepper, grid, model, times)
 
@@ -445,7 +511,11 @@ def solve_density(model: AttentionModel, noise: NoiseModel | None, rho0: xr.Data
                          "mass (spde_tokens.initial.from_function normalizes)")
     # |ρ_lm| ≤ max|Y_lm| ∫|ρ| with max|Y_lm| = sqrt((2l+1)/4π) = sqrt(2l+1) Y_00 on S^2 (Y_l0 at the poles) and
     # max|e^{inθ}/sqrt(2π)| = Y_0 on S^1: a coefficient beyond BLOW_UP times that bound means ∫|ρ| > BLOW_UP · mass
-    peak = np.sqrt(2 * grid.degrees + 1.0) if grid.dim == 3 else np.ones(grid.n_coeff)
+    # (on a ZonalGrid max|Y_l| = Y_l(1) = sqrt(number of degree-l harmonics of S^{d−1}), and ρ_l = ∫ ρ Y_l dσ)
+    if isinstance(grid, ZonalGrid):
+        peak = np.abs(grid.basis_values(np.ones(1))[:, 0])
+    else:
+        peak = np.sqrt(2 * grid.degrees + 1.0) if grid.dim == 3 else np.ones(grid.n_coeff)
     blow_up = BLOW_UP * abs(coeffs[0]) * peak
     spectral = SpectralEngine(equation, stepper, float(cfl), times.dt, path, blow_up)
     attrs = {"title": "spde_tokens density run", "engine": "density", "density_engine": engine, "scheme": scheme,
@@ -453,6 +523,8 @@ def solve_density(model: AttentionModel, noise: NoiseModel | None, rho0: xr.Data
              "seed": "none" if seed is None else seed,
              **(noise.attrs() if noise is not None else {"noise": "none"}),
              **(path.attrs() if path is not None else {}), **grid.attrs(), **times.attrs()}
+    if rate is not None:
+        attrs.update(mean_density=1, one_point_rate=rate)
     coords = {name: xr.Variable(*spec) for name, spec in grid.coords().items()}
     coords["degree"] = xr.Variable("degree", np.arange(grid.degree_max + 1), {"long_name": "harmonic degree",
                                                                               "units": "1"})
@@ -463,6 +535,8 @@ def solve_density(model: AttentionModel, noise: NoiseModel | None, rho0: xr.Data
                    "path_coarsening": 1 if path is None else path.factor, "scheme": scheme, "cfl": float(cfl),
                    "hyperviscosity": float(hyperviscosity), "attention": equation.attention.method,
                    "rho0": fingerprint_hash(rho0.values), "density_engine": engine, **grid.attrs()}
+    if rate is not None:
+        fingerprint["mean_density"] = 1
     variables = _variables(grid)
     state: State = {"coeffs": coeffs}
     run_engine: SpectralEngine | HandoverEngine = spectral

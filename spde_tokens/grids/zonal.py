@@ -215,6 +215,17 @@ class ZonalGrid(Grid):
         """Gauss weights w_i of the normalized measure: ∫ f dσ ≈ Σ w_i f(s_i), Σ w_i = 1."""
         return np.exp(self._log_weights)
 
+    def law_of_s(self, field: np.ndarray) -> np.ndarray:
+        """The probability density of s = x·e_d at the nodes, c_d (1 − s_i²)^{(d−3)/2} f(s_i), for a density f w.r.t. σ.
+
+        c_d = Γ(d/2)/(√π Γ((d − 1)/2)) (the law of s under σ), taken with (1 − s²)^{(d−3)/2} in log form (c_d grows
+        like √(d/2π); the power underflows to 0 towards s = ±1 in high d, as the law does). ∫ law ds = ∫ f dσ.
+        """
+        from scipy.special import gammaln
+
+        log_c = gammaln(0.5 * self.dim) - 0.5 * np.log(np.pi) - gammaln(0.5 * (self.dim - 1))
+        return np.asarray(field, dtype=float) * np.exp(log_c + (self.dim - 3) * np.log(self._sine))
+
     def coords(self) -> dict:
         return {"s": ("s", self.s, {"long_name": "cosine of the polar angle, x·e_d", "units": "1"})}
 
