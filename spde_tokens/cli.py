@@ -105,8 +105,11 @@ def _flags(ds: xr.Dataset) -> list[str]:
             flags.append(f"UNDER-RESOLVED (spectral tail {tail[worst]:.1e} > {TAIL_WARNING:g} at t = {t[worst]:g}, "
                          f"above since t = {t[over[0]]:g})")
     if "density" in ds:
-        space = [d for d in ds.density.dims if d != "time"]
-        low, high = ds.density.min(space).values, ds.density.max(space).values
+        # on a zonal grid the law of s: the density's values at the outer nodes of high d carry rounding seen
+        # through 1/√w_i (docs/guide.md, 'File format'), which the law weighs out
+        field = ds.law_s if "law_s" in ds else ds.density
+        space = [d for d in field.dims if d != "time"]
+        low, high = field.min(space).values, field.max(space).values
         below = np.flatnonzero(low < -NEGATIVE_TOLERANCE * high)
         if below.size:
             worst = below[np.argmin(low[below])]

@@ -26,7 +26,7 @@ import xarray as xr
 from numpy.typing import ArrayLike
 
 from spde_tokens import diagnostics as diag
-from spde_tokens.grids import Grid, grid_from_attrs
+from spde_tokens.grids import Grid, ZonalGrid, grid_from_attrs
 from spde_tokens.records import utc_stamp
 
 #: relative tolerance for two record times to be the same time
@@ -44,12 +44,22 @@ def sampling_floor(grid: Grid, coeffs: np.ndarray, n_tokens: int, scale: float =
     E MMD² = (1/N) (k_L(x, x) − Σ_l λ_l P_l(ρ)) with λ_l the Funk–Hecke weights of exp(scale x·y) and
     k_L(x, x) = Σ_{l ≤ L} λ_l n_l / area (n_l harmonics of degree l: 2l + 1 on S^2, 1 or 2 on S^1), which is
     e^{scale} up to the truncation at the grid's degree L, the same truncation as :func:`diagnostics.mmd`.
+
+    On a ZonalGrid the MMD is that of the tokens' zonal projection (coefficients (1/N) Σ_i Y_l(x_i·e_d), one per
+    degree, not the N(d, l) harmonics of degree l of S^{d−1}), and the trace is E_ρ Σ_l μ_l Y_l(s)² =
+    ∫ ρ(s) Σ_l μ_l Y_l(s)² dσ (:meth:`ZonalGrid.diagonal_integral`), with μ_l the normalized weights: below e^{scale},
+    which would count every harmonic.
     (By Jensen the mean MMD itself is slightly below this root mean square.)
     """
     w = grid.zonal_weights(scale)
     lam = w.value * np.exp(w.log_scale)
-    n_per_degree = np.bincount(grid.degrees, weights=grid.order_weight, minlength=grid.degree_max + 1)
-    trace = float(lam @ n_per_degree) / grid.area
+    if isinstance(grid, ZonalGrid):
+        # the tokens' coefficients are those of their zonal projection, (1/N) Σ_i Y_l(s_i): one harmonic per degree,
+        # so E (c_l − ρ_l)² = (∫ ρ Y_l² dσ − ρ_l²)/N and the trace is ∫ ρ Σ_l μ_l Y_l² dσ, not Σ_l μ_l N(d, l)
+        trace = grid.diagonal_integral(grid.synthesis(coeffs), lam)
+    else:
+        n_per_degree = np.bincount(grid.degrees, weights=grid.order_weight, minlength=grid.degree_max + 1)
+        trace = float(lam @ n_per_degree) / grid.area
     return float(np.sqrt(max(trace - lam @ grid.power_spectrum(coeffs), 0.0) / n_tokens))
 
 

@@ -24,7 +24,7 @@ from spde_tokens.noise import NOISE_MODELS, NoiseSum, as_noise
 if TYPE_CHECKING:
     import xarray as xr
 
-    from spde_tokens.grids import CircleGrid, Grid, SphereGrid
+    from spde_tokens.grids import Grid
     from spde_tokens.model import AttentionModel
 
 DEFAULT_CONFIG = """\
@@ -63,14 +63,15 @@ n = 2048
 #: the TOML type of every key of every table but [noise], whose tables hold the noise models' parameters (checked by
 #: the models); the ranges of the values are checked by the objects they build (docs/guide.md, 'Configuration files')
 TYPES: dict[str, dict[str, str]] = {
-    "grid": {"lmax": "integer", "n": "integer", "dealias": "boolean", "threads": "integer"},
+    "grid": {"kind": "string", "dim": "integer", "lmax": "integer", "n": "integer", "dealias": "boolean",
+             "threads": "integer"},
     "model": {"dim": "integer", "beta": "number", "normalization": "string", "Q": "matrix", "K": "matrix",
               "V": "matrix"},
     "initial": {"kind": "string", "mean": "vector", "kappa": "number", "weights": "vector", "means": "matrix",
                 "kappas": "vector", "center": "vector"},
     "run": {"t_end": "number", "dt": "number", "save_every": "number", "seed": "integer", "scheme": "string",
             "cfl": "number", "hyperviscosity": "number", "attention": "string", "memory_budget": "number",
-            "engine": "string", "handover_tail": "number"},
+            "engine": "string", "handover_tail": "number", "mean_density": "boolean"},
     "particles": {"n": "integer", "seed": "integer", "scheme": "string"},
 }
 SCHEMA: dict[str, set[str]] = {**{section: set(keys) for section, keys in TYPES.items()}, "noise": set()}
@@ -79,7 +80,9 @@ SCHEMA: dict[str, set[str]] = {**{section: set(keys) for section, keys in TYPES.
 OPTIONAL_TABLES = ("noise", "particles")
 REQUIRED = {"model": {"dim"}, "initial": {"kind"}, "run": {"t_end", "dt"}}
 INITIAL_KINDS = {"uniform": set(), "von_mises_fisher": {"mean", "kappa"}, "mixture": {"weights", "means", "kappas"},
-                 "poisson_kernel": {"center"}}
+                 "poisson_kernel": {"center"}, "mobius": {"center"}}
+#: [grid] kind → the grid's size key; without ``kind`` the grid is the circle (dim 2) or the sphere (dim 3)
+GRID_KINDS = {"circle": "n", "sphere": "lmax", "zonal": "lmax"}
 #: what each TOML type accepts, and how a message names it
 _KINDS: dict[str, tuple[Callable[[Any], bool], str]] = {
     "integer": (checks.is_integer, "an integer"),
@@ -238,25 +241,55 @@ def load_config(config: str | os.PathLike[str] | dict[str, Any] | None = None,
     if extra:
         raise ValueError(f"[initial] kind = {kind!r} takes no key {sorted(extra)[0]!r} "
                          f"(it takes {', '.join(sorted(INITIAL_KINDS[kind])) or 'none'})")
-    dim, grid = data["model"]["dim"], data["grid"]
-    if dim not in (2, 3):
-        raise ValueError(f"[model] dim must be 2 or 3 for the density solver, got {dim!r}")
-    need, other = ("lmax", "n") if dim == 3 else ("n", "lmax")
-    if need not in grid or other in grid:
-        origin = " (the built-in [grid] is for S^2: write a [grid] table)" if "grid" in taken else ""
-        raise ValueError(f"[grid] needs {need!r} and not {other!r} for dim = {dim} (S^{dim - 1}){origin}")
+    _check_grid(data["model"]["dim"], data["grid"], "grid" in taken)
     budget = data["run"].get("memory_budget")
     if budget is not None and not budget > 0:
         raise ValueError(f"[run] memory_budget must be a positive number of bytes, got {budget!r}")
     return data
 
 
-def build_grid(config: dict[str, Any]) -> SphereGrid | CircleGrid:
-    from spde_tokens.grids import CircleGrid, SphereGrid
+def grid_kind(config: dict[str, Any]) -> str:
+    """The [grid] kind: as written, else ``"sphere"`` for dim 3 and ``"circle"`` for dim 2."""
+    return str(config["grid"].get("kind", "sphere" if config["model"]["dim"] == 3 else "circle"))
+
+
+def _check_grid(dim: Any, grid: dict[str, Any], builtin: bool) -> None:
+    """[grid] fits [model] dim: circle (dim 2, key n), sphere (dim 3, lmax) or zonal (any dim, lmax, ``dim`` equal to
+    [model] dim)."""
+    kind = grid.get("kind", "sphere" if dim == 3 else "circle")
+    if kind not in GRID_KINDS:
+        raise ValueError(f"[grid] kind must be one of {sorted(GRID_KINDS)}, got {kind!r}")
+    if kind == "zonal":
+        if "dim" not in grid:
+            raise ValueError(f"[grid] kind = 'zonal' needs the key 'dim' (equal to [model] dim = {dim})")
+        if grid["dim"] != dim:
+            raise ValueError(f"[grid] dim = {grid['dim']} must equal [model] dim = {dim}: the zonal grid holds "
+                             "densities on the sphere of the tokens")
+    else:
+        if "dim" in grid:
+            raise ValueError(f"[grid] dim is a key of kind = 'zonal' only; the {kind} grid's dimension is that of "
+                             "[model] dim")
+        if dim != (2 if kind == "circle" else 3):
+            hint = " (densities in other dimensions: [grid] kind = 'zonal', dim, lmax)" if dim not in (2, 3) else ""
+            raise ValueError(f"[model] dim = {dim!r} does not fit [grid] kind = {kind!r} (dim "
+                             f"{2 if kind == 'circle' else 3}){hint}")
+    need = GRID_KINDS[kind]
+    other = "n" if need == "lmax" else "lmax"
+    if need not in grid or other in grid:
+        origin = " (the built-in [grid] is for S^2: write a [grid] table)" if builtin else ""
+        raise ValueError(f"[grid] needs {need!r} and not {other!r} for kind = {kind!r}, dim = {dim}{origin}")
+
+
+def build_grid(config: dict[str, Any]) -> Grid:
+    """The grid of [grid]: ``CircleGrid(n)``, ``SphereGrid(lmax)`` or ``ZonalGrid(dim, lmax)``."""
+    from spde_tokens.grids import CircleGrid, SphereGrid, ZonalGrid
 
     g = config["grid"]
     opts = {k: g[k] for k in ("dealias", "threads") if k in g}
-    return SphereGrid(g["lmax"], **opts) if config["model"]["dim"] == 3 else CircleGrid(g["n"], **opts)
+    kind = grid_kind(config)
+    if kind == "zonal":
+        return ZonalGrid(g["dim"], g["lmax"], **opts)
+    return SphereGrid(g["lmax"], **opts) if kind == "sphere" else CircleGrid(g["n"], **opts)
 
 
 def build_model(config: dict[str, Any]) -> AttentionModel:
@@ -276,6 +309,12 @@ def build_initial(config: dict[str, Any], grid: Grid) -> xr.DataArray:
 
     params = dict(config["initial"])
     kind = params.pop("kind")
+    if grid_kind(config) == "zonal":  # [r] stands for r e_d: the zonal grid's centres and means lie on its axis
+        for key in ("mean", "center"):
+            if key in params and len(params[key]) == 1:
+                params[key] = [0.0] * (grid.dim - 1) + list(params[key])
+        if "means" in params:
+            params["means"] = [[0.0] * (grid.dim - 1) + list(m) if len(m) == 1 else m for m in params["means"]]
     return getattr(initial, kind)(grid, **params)
 
 

@@ -332,6 +332,35 @@ def _circle_density(ax: Axes, ds: xr.Dataset, index: int, **kw: Any) -> list[Lin
     return ax.plot(theta, rho[0], **kw)
 
 
+def _zonal_density(sub: FigureBase, ds: xr.Dataset, indices: np.ndarray) -> None:
+    """Zonal runs (S^{d−1}): the law of the polar angle θ = arccos s over depth and angle (a map), and the law of s
+    (``law_s``, the density of s = x·e_d) at the records ``indices``. The law, not the density per unit of σ, is
+    drawn: in high d the density at the outermost nodes carries rounding seen through 1/√w_i, which the law weighs
+    out (docs/guide.md, 'File format')."""
+    ax_map, ax_law = sub.subplots(1, 2, width_ratios=[1.6, 1.0])
+    s = ds["s"].values.astype(float)
+    t = ds["time"].values.astype(float)
+    law = ds["law_s"].transpose("time", "s").values.astype(float)
+    # the law of θ: law_s(cos θ) sin θ
+    angle = np.degrees(np.arccos(np.clip(s, -1.0, 1.0)))
+    theta_law = law * np.sqrt((1.0 - s) * (1.0 + s))
+    image = ax_map.pcolormesh(t, angle, np.clip(theta_law, 0.0, None).T, shading="nearest", cmap="magma")
+    sub.colorbar(image, ax=ax_map, label="law of θ (per radian)")
+    ax_map.set_ylim(180.0, 0.0)
+    ax_map.set_ylabel("polar angle θ = arccos(x·e_d) (degrees)")
+    ax_map.set_xlabel(TIME_LABEL)
+    ax_map.set_title(f"depth–angle map on $S^{{{int(ds.attrs.get('grid_dim', ds.sizes['component'])) - 1}}}$",
+                     fontsize=10)
+    _mark_handover(ds, ax_map)
+    for color, i in zip(_time_colors(len(indices)), indices, strict=True):
+        ax_law.plot(s, law[i], color=color, label=f"t = {t[i]:.4g}")
+    ax_law.set_xlabel("s = x·e_d")
+    ax_law.set_ylabel("law of s (per unit s)")
+    ax_law.set_xlim(-1.0, 1.0)
+    ax_law.grid(alpha=0.3)
+    ax_law.legend(fontsize=8)
+
+
 # ---- density runs -------------------------------------------------------------------------------------------------
 def plot_density(ds: xr.Dataset, path: str | os.PathLike[str] | None = None, times: int = 4) -> Figure:
     """The density at ``times`` evenly spaced records and its diagnostics (docs/mathematics.md, 'Diagnostics').
@@ -350,7 +379,9 @@ def plot_density(ds: xr.Dataset, path: str | os.PathLike[str] | None = None, tim
     rows = -(-len(indices) // MAP_COLUMNS) if sphere else 1
     fig = _new_figure(15.0, 3.4 + (2.2 * rows if sphere else 3.6))
     top, bottom = fig.subfigures(2, 1, height_ratios=[2.2 * rows if sphere else 3.6, 3.4])  # type: ignore[misc]
-    if sphere:
+    if "s" in ds["density"].dims:
+        _zonal_density(top, ds, indices)
+    elif sphere:
         titles = [f"t = {t[i]:.4g}" + (" (Lagrangian)" if _lagrangian(ds, i) else "") for i in indices]
         for ax, i in zip(_density_maps(top, ds, indices, titles), indices, strict=True):
             if _lagrangian(ds, i):
@@ -382,8 +413,8 @@ def plot_density(ds: xr.Dataset, path: str | os.PathLike[str] | None = None, tim
     if positive.size:
         ax_p.set_ylim(max(positive.min(), positive.max() * 1e-40) / 3, positive.max() * 3)
     ax_p.axvline(np.ceil(0.9 * degree.max()), color="0.5", ls=":", lw=1, label="tail degrees")
-    ax_p.set_xlabel("degree l" if sphere else "wavenumber n")
-    ax_p.set_ylabel("$P_l$" if sphere else "$P_n$")
+    ax_p.set_xlabel("wavenumber n" if "theta" in ds["density"].dims else "degree l")
+    ax_p.set_ylabel("$P_n$" if "theta" in ds["density"].dims else "$P_l$")
     ax_p.set_title("power spectrum", fontsize=10)
     ax_p.grid(alpha=0.3)
     ax_p.legend(fontsize=8)

@@ -215,6 +215,16 @@ class ZonalGrid(Grid):
         """Gauss weights w_i of the normalized measure: ∫ f dσ ≈ Σ w_i f(s_i), Σ w_i = 1."""
         return np.exp(self._log_weights)
 
+    def diagonal_integral(self, field: np.ndarray, multipliers: np.ndarray) -> float:
+        """∫ f(s) K(s) dσ with K(s) = Σ_l m_l Y_l(s)², for f given at the nodes and m_l ≥ 0 (one per degree).
+
+        K is the diagonal of the zonal kernel Σ_l m_l Y_l(x·e_d) Y_l(y·e_d); it is bounded by K(1) = Σ_l m_l Y_l(1)²
+        (|Y_l| ≤ Y_l(1)). Computed as Σ_i f_i Σ_l m_l (√w_i Y_l(s_i))², each node's weight w_i K(s_i) a sum of
+        positive terms: the rounding of f at the outer nodes (up to eps ‖f‖/√w_i in high d) enters multiplied by
+        w_i K(s_i) ≤ w_i K(1). Exact for f of degree ≤ 2 nodes − 1 − 2 lmax (lmax with dealiasing).
+        """
+        return float(np.asarray(field, dtype=float) @ (np.asarray(multipliers, dtype=float) @ self._basis**2))
+
     def law_of_s(self, field: np.ndarray) -> np.ndarray:
         """The probability density of s = x·e_d at the nodes, c_d (1 − s_i²)^{(d−3)/2} f(s_i), for a density f w.r.t. σ.
 
