@@ -269,15 +269,17 @@ def _check_grid(dim: Any, grid: dict[str, Any], builtin: bool) -> None:
         if "dim" in grid:
             raise ValueError(f"[grid] dim is a key of kind = 'zonal' only; the {kind} grid's dimension is that of "
                              "[model] dim")
+        if dim not in (2, 3):
+            raise ValueError(f"[model] dim must be 2 or 3 for the {kind} grid, got {dim!r}; densities in other "
+                             "dimensions are zonal: [grid] kind = 'zonal' with dim and lmax")
         if dim != (2 if kind == "circle" else 3):
-            hint = " (densities in other dimensions: [grid] kind = 'zonal', dim, lmax)" if dim not in (2, 3) else ""
-            raise ValueError(f"[model] dim = {dim!r} does not fit [grid] kind = {kind!r} (dim "
-                             f"{2 if kind == 'circle' else 3}){hint}")
+            raise ValueError(f"[model] dim = {dim} does not fit [grid] kind = {kind!r} (dim "
+                             f"{2 if kind == 'circle' else 3})")
     need = GRID_KINDS[kind]
     other = "n" if need == "lmax" else "lmax"
     if need not in grid or other in grid:
         origin = " (the built-in [grid] is for S^2: write a [grid] table)" if builtin else ""
-        raise ValueError(f"[grid] needs {need!r} and not {other!r} for kind = {kind!r}, dim = {dim}{origin}")
+        raise ValueError(f"[grid] needs {need!r} and not {other!r} for dim = {dim} ({kind} grid){origin}")
 
 
 def build_grid(config: dict[str, Any]) -> Grid:

@@ -125,7 +125,8 @@ def cell_measure(attrs: dict[str, Any]) -> tuple[str, xr.Variable] | None:
     On S² the variable ``area`` (lat, lon): the area of each node's cell on the unit sphere, Σ area · f = ∫ f dA for
     band-limited f, linked to the fields by ``cell_measures = "area: area"``. CF 7.2 requires square metres for an
     area measure, so the radius counts as 1 m. On S¹ the variable ``arc_length`` (theta), 2π/n per node, in metres
-    likewise; CF has no length measure, so no ``cell_measures`` points to it.
+    likewise; CF has no length measure, so no ``cell_measures`` points to it. On a zonal grid ``gauss_weight`` (s),
+    the Gauss weights of the normalized measure σ (they sum to 1), units "1".
     """
     if "grid" not in attrs:
         return None
@@ -133,6 +134,10 @@ def cell_measure(attrs: dict[str, Any]) -> tuple[str, xr.Variable] | None:
 
     grid = grid_from_attrs(attrs)
     dims = tuple(grid.coords())
+    if attrs["grid"] == "zonal":  # a probability weight of the normalized measure, not a length or an area
+        return "gauss_weight", xr.Variable(dims, grid.weights(), {
+            "long_name": "Gauss weight of the node for the normalized surface measure sigma: sum(gauss_weight * f) "
+                         "= integral of f dsigma", "units": "1"})
     if grid.dim == 3:
         return "area", xr.Variable(dims, grid.weights(), {
             "long_name": "area of the quadrature cell on the unit sphere (radius 1 m): sum(area * f) = integral of f",

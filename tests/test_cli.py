@@ -346,3 +346,43 @@ def test_errors_are_one_line(tmp_path, capsys):
     assert err.count("\n") == 1 and "beta" in err
     assert main(["plot", str(tmp_path / "missing.nc")]) == 2
     assert "does not exist" in capsys.readouterr().err
+
+
+#: a zonal run on S^63 (docs/guide.md, 'Configuration files'): tokens of a vMF cap about e_d cluster; about a second
+ZONAL = """\
+[grid]
+kind = "zonal"
+dim = 64
+lmax = 63
+[model]
+dim = 64
+beta = 4.0
+[initial]
+kind = "von_mises_fisher"
+mean = [1.0]
+kappa = 8.0
+[run]
+t_end = 1.0
+dt = 0.025
+save_every = 0.25
+"""
+
+
+def test_zonal_run_file_and_plot(tmp_path, capsys):
+    """``spde-tokens run`` on a zonal configuration: density and law_s on the coordinate s (CF attributes), the Gauss
+    weights of σ, no flag; ``spde-tokens plot`` draws it."""
+    config = tmp_path / "zonal.toml"
+    config.write_text(ZONAL)
+    out = tmp_path / "zonal.nc"
+    assert main(["run", str(config), "-o", str(out), "--no-progress"]) == 0
+    summary = capsys.readouterr().out
+    assert "UNDER-RESOLVED" not in summary and "NEGATIVE" not in summary
+    ds = st.open_run(out)
+    assert ds.attrs["grid"] == "zonal" and ds.attrs["grid_dim"] == 64 and ds.attrs["grid_lmax"] == 63
+    assert ds.density.dims == ds.law_s.dims == ("time", "s") and ds.s.attrs["units"] == "1"
+    assert "normalized" in ds.density.attrs["long_name"] and {"long_name", "units"} <= set(ds.law_s.attrs)
+    # the law of s integrates to 1: Σ_i w_i ρ_i = ∫ ρ dσ (the Gauss weights of σ are in the file)
+    np.testing.assert_allclose((ds.gauss_weight * ds.density).sum("s").values, 1.0, rtol=1e-12)
+    assert ds.mean_vector.sizes["component"] == 64 and ds.energy.values[-1] > ds.energy.values[0]
+    assert main(["plot", str(out), "--overwrite"]) == 0
+    assert (tmp_path / "zonal.png").stat().st_size > 10_000

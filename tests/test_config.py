@@ -5,6 +5,9 @@ import tomllib
 
 import numpy as np
 import pytest
+from scipy.special import hyp2f1
+
+import spde_tokens as st
 
 from spde_tokens.config import DEFAULT_CONFIG, build_grid, build_initial, build_noise, load_config, run_density
 
@@ -100,3 +103,36 @@ def test_settings_are_toml_values_applied_last():
     assert build_noise(load_config(None, ["noise={}"])) is None  # an empty [noise]: deterministic
     with pytest.raises(ValueError, match="kind = 'uniform' takes no key 'kappas'"):  # the first, alphabetically
         load_config(None, ["initial.kind=uniform"])  # a setting is checked like a file
+
+
+# ---- the zonal grid (docs/guide.md, 'Configuration files') ------------------------------------------------------
+ZONAL = {"grid": {"kind": "zonal", "dim": 16, "lmax": 24}, "model": {"dim": 16, "beta": 2.0},
+         "initial": {"kind": "mobius", "center": [0.2]}, "run": {"t_end": 0.2, "dt": 0.02, "mean_density": False}}
+
+
+def test_zonal_configuration_builds_a_zonal_run():
+    """[grid] kind = "zonal": ZonalGrid(dim, lmax); [r] stands for r e_d; the run is the density's on that grid."""
+    config = load_config(ZONAL)
+    grid = build_grid(config)
+    assert isinstance(grid, st.ZonalGrid) and (grid.dim, grid.lmax) == (16, 24)
+    ds = run_density(config, progress=False)
+    assert ds.attrs["grid"] == "zonal" and ds.density.dims == ("time", "s") and "law_s" in ds
+    # the Möbius density of w = 0.2 e_d: mean h_16(0.2) along e_d (docs/mathematics.md), 0 off the axis
+    z = 0.4 / 1.04
+    h = 1.04 / 0.4 - 0.96**2 / (0.4 * 1.04) * hyp2f1(1.0, 0.5, 8.0, z * z)
+    np.testing.assert_allclose(ds.mean_vector.values[0], [0.0] * 15 + [h], atol=1e-13)
+
+
+@pytest.mark.parametrize(("change", "message"), [
+    ({"grid": {"kind": "zonal", "dim": 8, "lmax": 24}}, r"\[grid\] dim = 8 must equal \[model\] dim = 16"),
+    ({"grid": {"kind": "zonal", "lmax": 24}}, "needs the key 'dim'"),
+    ({"grid": {"kind": "zonal", "dim": 16, "n": 24}}, "needs 'lmax' and not 'n'"),
+    ({"grid": {"kind": "cube", "lmax": 24}}, "kind must be one of"),
+    ({"grid": {"kind": "sphere", "dim": 16, "lmax": 24}}, "dim is a key of kind = 'zonal' only"),
+    ({"grid": {"lmax": 24}}, "dim must be 2 or 3 for the circle grid.*kind = 'zonal'"),
+    ({"grid": {"kind": "zonal", "dim": 16, "lmax": 24}, "run": {"t_end": 0.1, "dt": 0.02, "mean_density": 1}},
+     "mean_density must be true or false"),
+])
+def test_bad_zonal_configuration_names_the_key(change, message):
+    with pytest.raises(ValueError, match=message):
+        load_config({**ZONAL, **change})
