@@ -330,7 +330,8 @@ def run_density(config: dict[str, Any], progress: bool | None = None,
     grid = build_grid(config)
     run = dict(config["run"])
     return with_attrs(lambda: solve_density(build_model(config), build_noise(config), build_initial(config, grid),
-                                            **run, progress=progress, checkpoint=checkpoint, threads=grid.threads),
+                                            **run, progress=progress, checkpoint=checkpoint,
+                                            threads=int(grid.attrs().get("grid_threads", 1))),
                       provenance(config))
 
 

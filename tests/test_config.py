@@ -8,7 +8,6 @@ import pytest
 from scipy.special import hyp2f1
 
 import spde_tokens as st
-
 from spde_tokens.config import DEFAULT_CONFIG, build_grid, build_initial, build_noise, load_config, run_density
 
 
