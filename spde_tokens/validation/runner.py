@@ -15,7 +15,7 @@ from spde_tokens.validation.common import Row, case_attrs, check, row_variables
 
 #: the cases in the order of the report; each is a module of this package following the contract
 CASE_NAMES = ("ott_antonsen", "equiangular", "energy_mass", "linear_growth", "one_point_law", "cross_validation",
-              "synchronization", "antipodal", "low_temperature")
+              "synchronization", "antipodal", "low_temperature", "high_dimension")
 
 
 def _run(name: str, out_dir: str, quick: bool) -> list[Row]:
