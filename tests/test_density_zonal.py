@@ -186,9 +186,10 @@ def test_tokens_in_d_dimensions_follow_the_zonal_solver(dim, kappa, lmax):
     MMD (kernel e^{x·y}, the tokens' zonal projection) at t = 0.5 for N = 16 … 256, 150 independent draws per N: the
     least-squares slope of log MMD against log N is −1/2 ± 0.1 (mean-field fluctuations O(N^{−1/2}); the solver's
     error is a floor far below the sampling MMD) with its standard error ≤ 0.03 (one log MMD has a spread of 0.6–0.8:
-    few degrees carry the zonal MMD, so 150 draws over a factor 16 in N are needed). The histogram of x·e_d (10 bins,
-    the draws of N = 256) matches the solver's law of s at the depths 0.1, 0.2 and 0.5: every bin within 4 standard
-    errors of the draw-to-draw spread (30 bins at 4 SE: a false alarm below 2e-3). A few minutes per d.
+    few degrees carry the zonal MMD, so 250 draws over a factor 16 in N are needed: 150 gave 0.034 at d = 64). The
+    histogram of x·e_d (10 bins, the draws of N = 256) matches the solver's law of s at the depths 0.1, 0.2 and 0.5:
+    every bin expected to hold ≥ 20 of the 64 000 tokens within 4 standard errors of the draw-to-draw spread (≤ 30
+    bins at 4 SE: a false alarm below 2e-3). A few minutes per d.
     """
     grid, e = st.ZonalGrid(dim, lmax), np.eye(dim)[-1]
     model = st.AttentionModel(dim, 1.0)
@@ -199,7 +200,7 @@ def test_tokens_in_d_dimensions_follow_the_zonal_solver(dim, kappa, lmax):
     edges = np.linspace(-1.0, 1.0, 11)
     expected = [_law_of_s_bins(grid, grid.analysis(dens.density.isel(time=k).values), edges) for k in depths]
     final = grid.analysis(dens.density.isel(time=-1).values)
-    sizes, draws = (16, 32, 64, 128, 256), 150
+    sizes, draws = (16, 32, 64, 128, 256), 250
     log_n, log_mmd, fractions = [], [], []
     for n in sizes:
         for k in range(draws):
@@ -218,5 +219,7 @@ def test_tokens_in_d_dimensions_follow_the_zonal_solver(dim, kappa, lmax):
     assert se <= 0.03 and abs(slope + 0.5) <= 0.1, (slope, se)
     fractions = np.asarray(fractions)  # (draw, depth, bin)
     mean, err = fractions.mean(axis=0), fractions.std(axis=0, ddof=1) / np.sqrt(draws)
-    z = np.abs(mean - np.asarray(expected)) / np.maximum(err, 1e-12)
-    assert np.all(z < 4), z
+    expected = np.asarray(expected)
+    counted = expected * sizes[-1] * draws >= 20  # bins of the far tail hold a handful of tokens: no normal law
+    z = np.abs(mean - expected)[counted] / err[counted]
+    assert counted.sum() >= 15 and np.all(z < 4), z
