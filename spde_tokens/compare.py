@@ -160,7 +160,8 @@ def _variables(wasserstein: bool, scale: float) -> dict:
         "mmd": {"long_name": f"maximum mean discrepancy between tokens and density, kernel exp({scale:g} x.y)",
                 "units": "1"},
         "mmd_sampling_floor": {"long_name": "root mean square MMD between the density and N i.i.d. samples of it, "
-                                            "sqrt((exp(s) - sum_l lambda_l P_l(rho))/N)", "units": "1"},
+                                            "sqrt((exp(s) - sum_l lambda_l P_l(rho))/N) (zonal grid: exp(s) "
+                                            "becomes int rho sum_l mu_l Y_l^2 dsigma)", "units": "1"},
         "energy_density": {"long_name": "interaction energy E_beta of the density", "units": "1"},
         "energy_particles": {"long_name": "interaction energy E_beta of the empirical measure (with the i = j "
                                           "terms)", "units": "1"},
