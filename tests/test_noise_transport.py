@@ -103,7 +103,7 @@ def test_rotation_substeps_converge_to_the_rotated_density(lmax):
 
 
 def test_no_transforms_in_the_spectral_substeps(monkeypatch):
-    """A linear field's sub-steps cost no transform; a grid field's stage costs one synthesis and one vector analysis."""
+    """A linear field's sub-steps cost no transform; a grid field's stage: one synthesis, one vector analysis."""
     grid = st.SphereGrid(24)
     calls = {"synthesis": 0, "analysis": 0, "divergence": 0, "gradient": 0}
     for name in calls:
@@ -157,7 +157,7 @@ def test_pathwise_the_same_run_as_the_grid_path(grid, noise, monkeypatch):
     np.testing.assert_allclose(new.mass.values, 1.0, rtol=0, atol=1e-13)
 
 
-@pytest.mark.filterwarnings("ignore::spde_tokens.ResolutionWarning")  # the QF run reaches a 1e-10 tail: both paths alike
+@pytest.mark.filterwarnings("ignore::spde_tokens.ResolutionWarning")  # the QF run reaches a 1e-10 tail
 @pytest.mark.parametrize("noise", [QuadraticFormNoise(0.5), BiasNoise(0.5) + QuadraticFormNoise(0.3)], ids=repr)
 def test_pathwise_within_the_time_discretization_error(noise, monkeypatch):
     """Where a step's speed (the maximum over the sphere; a bound |b| + ‖A‖ + spread(S)/2 for a sum) crosses a
