@@ -176,8 +176,9 @@ class CoordinateProducts:
     """Multiplication by x_i for the coefficients of one grid (degree L), in the grid's coefficient order.
 
     ``x[i]`` maps the real view of a coefficient vector of degree ≤ L + 1 to that of x_i f, truncated at degree
-    L + 1 (order-major, :attr:`extended_degrees`); ``embed`` places the grid's coefficients (degree ≤ L) in that
-    space, ``restrict`` keeps degree ≤ L in the grid's order. ``restrict @ x[i] @ embed`` is P_L(x_i f).
+    L + 1 (order-major: ``space.degrees``, ``space.orders``, ``space.index``); ``embed`` places the grid's
+    coefficients (degree ≤ L) in that space, ``restrict`` keeps degree ≤ L in the grid's order.
+    ``restrict @ x[i] @ embed`` is P_L(x_i f).
     """
 
     def __init__(self, grid: Grid) -> None:
@@ -185,7 +186,6 @@ class CoordinateProducts:
             raise ValueError(f"grid must be a SphereGrid or a CircleGrid, got {type(grid).__name__}")
         self.grid, self.dim = grid, grid.dim
         self.space = _Space(grid.dim, grid.degree_max + 1)
-        self.extended_degrees, self.extended_orders = self.space.degrees, self.space.orders
         self.x = coordinate_matrices(grid.dim, grid.degree_max + 1, grid.degree_max + 1)
         self.embed = _selection(_grid_rows(grid, self.space), self.space.size)
         self.restrict = self.embed.T.tocsr()
@@ -201,7 +201,7 @@ class SpectralTransport:
     an upper bound of max|u| over the sphere (|b| + ‖(M − Mᵀ)/2‖₂ + (λ_max − λ_min)((M + Mᵀ)/2)/2, the maximum
     itself for each model alone).
 
-    No transform: two to three sparse products on the real view per call (docs/mathematics.md, 'Spectral transport
+    No transform: one or two sparse products on the real view per call (docs/mathematics.md, 'Spectral transport
     of linear noise fields').
     """
 
