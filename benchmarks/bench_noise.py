@@ -24,7 +24,7 @@ the path, found by stepping the state once through the whole path before any tim
 
 Targets (docs/numerics.md, 'Performance'), per step, set-up excluded: BiasNoise ≤ 24 pairs, RotationNoise ≤ 12 pairs
 (the drift half steps are most of it: their low-degree transforms of G̃ρ are another change), MLPNoise(width=64) within
-1.5 × its own floor: the activation φ over nodes × width (``phi`` of the (N_nodes, 64) pre-activations, in the
+1.5 × its own floor: the activation φ over nodes × width (``phi`` of N_nodes × 64 pre-activations, in the
 package's cache-sized row blocks), measured in the same run; its field is compared with that floor. The other
 models have no target and are printed for reference.
 
@@ -196,14 +196,19 @@ def rotation_steps(subs: np.ndarray, n: int = N_ROTATE) -> list[int]:
 
 
 def activation_floor(grid: SphereGrid, noise: MLPNoise) -> Callable[[], object]:
-    """φ over the nodes × width pre-activations of one step, in the row blocks the package uses (cache-sized, as
-    ``MLPNoise.field``): the floor of the finite-width MLP field."""
+    """φ over the nodes × width pre-activations of one step: the floor of the finite-width MLP field.
+
+    In the row blocks the package uses (``MLP_BLOCK_BYTES``), each in cache as in ``MLPNoise.field`` (where φ reads the
+    block x W₁ᵀ just computed): φ of one cache-resident block, as many times as the nodes fill blocks (a floor over
+    150 MB of stored pre-activations at lmax 255 would time the memory instead).
+    """
     assert noise.width is not None
     w1 = np.random.default_rng(SEED).standard_normal((noise.width, grid.dim))
     flat = grid.points().reshape(-1, grid.dim)
     rows = max(1, MLP_BLOCK_BYTES // (8 * noise.width))
-    blocks = [flat[start:start + rows] @ w1.T for start in range(0, flat.shape[0], rows)]
-    return lambda: [noise.activation.phi(b) for b in blocks]
+    block = flat[:rows] @ w1.T
+    sizes = [min(rows, flat.shape[0] - start) for start in range(0, flat.shape[0], rows)]
+    return lambda: [noise.activation.phi(block[:size]) for size in sizes]
 
 
 def bench_row(grid: SphereGrid, plain: SphereGrid, label: str, noise) -> dict:
