@@ -23,6 +23,7 @@ from spde_tokens import diagnostics as diag
 from spde_tokens.drift import GridAttention
 from spde_tokens.grids import Grid, ResolutionWarning, ZonalGrid, grid_from_attrs
 from spde_tokens.grids.base import RUN_BYTES_PER_NODE, check_memory
+from spde_tokens.grids.multiply import SpectralTransport
 from spde_tokens.initial import check_density, grid_of
 from spde_tokens.lagrangian import (
     HANDOVER_TAIL,
@@ -94,15 +95,27 @@ class DensityEquation:
         rho, v = self.velocity(coeffs, frozen)
         return -self.grid.divergence(rho * v)
 
-    def frozen_field(self, coeffs: np.ndarray, increments: dict, dt: float) -> np.ndarray:
-        """u_n/dt + c_n at the start of a step: the noise's tangential velocity, frozen over the step."""
+    def frozen_field(self, coeffs: np.ndarray, increments: dict, dt: float) -> np.ndarray | SpectralTransport:
+        """u_n/dt + c_n at the start of a step: the noise's tangential velocity, frozen over the step.
+
+        For noise linear in x (rotation, bias, quadratic form and their sums) on a SphereGrid or CircleGrid, the
+        transport operator ρ ↦ −div_S(ρ u_n/dt) in spectral space instead (docs/mathematics.md, 'Spectral transport
+        of linear noise fields'): no grid field is built. Otherwise the tangent components on the grid, built in
+        place (one array from the model, projected once, scaled in place).
+        """
         assert self.noise is not None  # a frozen field exists only with common noise (see step)
+        transport = self.noise.spectral_transport(self.grid, increments, dt)
+        if transport is not None:
+            return transport
         context = None
         if self.noise.needs_context:
             context = self.attention.output(coeffs, self.grid.synthesis(coeffs))
-        u = self.grid.to_tangent(self.noise.grid_field(self.grid, increments, context)) / dt
+        u = self.grid.to_tangent(self.noise.grid_field(self.grid, increments, context))
+        u /= dt
         correction = self.noise.drift_correction(self.grid, context)  # ValueNoise's Itô term, owned by the model
-        return u if correction is None else u + correction
+        if correction is not None:
+            u += correction
+        return u
 
     def drift_speed(self, coeffs: np.ndarray) -> float:
         """An upper bound of |X[ρ]| (softmax: ‖V‖₂) or its measured maximum (unnormalized)."""
@@ -151,15 +164,26 @@ class DensityEquation:
             coeffs = scheme.step(self.tendency, coeffs, h / n_sub, self.linear)
         return coeffs, n_sub
 
-    def _transport_step(self, coeffs: np.ndarray, velocity: np.ndarray, h: float, scheme: Scheme,
+    def _transport_step(self, coeffs: np.ndarray, velocity: np.ndarray | SpectralTransport, h: float, scheme: Scheme,
                         cfl: float) -> tuple[np.ndarray, int]:
-        """∂_t ρ = −div_S(ρ v) for the frozen tangent field v over a time h (one synthesis and one vector analysis
-        per stage)."""
+        """∂_t ρ = −div_S(ρ v) for the frozen field v over a time h, in as many sub-steps as its CFL number asks for.
+
+        ``velocity`` is the tangent field on the grid (each stage: one synthesis, one product, one vector analysis)
+        or a :class:`~spde_tokens.grids.multiply.SpectralTransport` (each stage: sparse products on the
+        coefficients, no transform; its speed is the maximum of |v| over the sphere, an upper bound of the grid's).
+        """
+        if isinstance(velocity, SpectralTransport):
+            n_sub = self._substeps(velocity.speed, h, scheme, cfl)
+            for _ in range(n_sub):
+                coeffs = scheme.step(velocity, coeffs, h / n_sub)
+            return coeffs, n_sub
         speed = float(np.sqrt(np.max(np.sum(velocity**2, axis=0))))
         n_sub = self._substeps(speed, h, scheme, cfl)
+        negative = -velocity
+        flux = np.empty_like(negative)
 
         def f(c: np.ndarray) -> np.ndarray:
-            return -self.grid.divergence(self.grid.synthesis(c) * velocity)
+            return self.grid.divergence(np.multiply(self.grid.synthesis(c), negative, out=flux))
 
         for _ in range(n_sub):
             coeffs = scheme.step(f, coeffs, h / n_sub)

@@ -24,8 +24,11 @@ one model of each kind and its order does not matter.
 ``[noise]`` section, and its stream in a ``NoisePath``), its stream ``code``, its parameters (the constructor's
 arguments), its field at points (``field``) and on grids (``grid_field``), the surface divergence of its tangential
 field at points (``divergence``, for the Lagrangian engine: div_S(P_x F) = tr(P_x DF(x) P_x) − (d − 1) x·F(x) for a
-field F defined on R^d), its one-point rate g (``one_point_rate``) and the drift correction it needs, if any
-(``drift_correction``: ValueNoise's Itô term). Defining a subclass with a ``kind`` registers it in
+field F defined on R^d), its one-point rate g (``one_point_rate``), the drift correction it needs, if any
+(``drift_correction``: ValueNoise's Itô term), and, for the fields linear in x, ΔN(x) = M x + b (``linear_field``:
+rotation, bias, quadratic form), from which ``spectral_transport`` builds the density step's transport operator
+−div_S(ρ u) in spectral space, without transforms (docs/mathematics.md, 'Spectral transport of linear noise
+fields'); a sum has one when each of its common models has one. Defining a subclass with a ``kind`` registers it in
 :data:`NOISE_MODELS`, which the configuration reads: adding a model touches this module and its tests only.
 """
 
@@ -47,6 +50,7 @@ from spde_tokens.activations import (
     legendre_coefficients,
 )
 from spde_tokens.grids import Grid, grid_from_attrs
+from spde_tokens.grids.multiply import SpectralTransport, linear_transport
 
 #: the increments of one step of a path, keyed as in ``NoisePath.dW``
 Increments: TypeAlias = dict[str, np.ndarray]
@@ -144,6 +148,24 @@ class NoiseModel:
         μ); a model overrides it when both share work (MLPNoise: one evaluation of the hidden layer)."""
         return self.field(points, increments), self.divergence(points, increments)
 
+    def linear_field(self, increments: Increments) -> tuple[np.ndarray | None, np.ndarray | None] | None:
+        """(M, b) with ΔN(x) = M x + b (amplitude included; None for a zero part) for the fields linear in x, None for
+        the others (the density step then moves ρ by grid sub-steps)."""
+        return None
+
+    def spectral_transport(self, grid: Grid, increments: Increments, dt: float) -> SpectralTransport | None:
+        """ρ ↦ −div_S(ρ u_n/dt), u_n = P_x ΔN_n, on the coefficients of ``grid`` by sparse products (no transform),
+        for a linear field (:meth:`linear_field`) on a SphereGrid or CircleGrid; None otherwise.
+
+        docs/mathematics.md, 'Spectral transport of linear noise fields'.
+        """
+        linear = self.linear_field(increments)
+        transport = linear_transport(grid) if linear is not None else None
+        if linear is None or transport is None:
+            return None
+        matrix, vector = linear
+        return transport.operator(None if matrix is None else matrix / dt, None if vector is None else vector / dt)
+
     def drift_correction_points(self, points: np.ndarray, context: np.ndarray, jacobian: np.ndarray | None,
                                 hessian: np.ndarray | None) -> tuple[np.ndarray, np.ndarray] | None:
         """The drift of :meth:`drift_correction` at unit ``points`` (N, d) as Cartesian tangent vectors, with its
@@ -191,6 +213,10 @@ class RotationNoise(NoiseModel):
     def field(self, points: np.ndarray, increments: Increments, context: np.ndarray | None = None) -> np.ndarray:
         return self.sigma * points @ increments["rotation"].T
 
+    def linear_field(self, increments: Increments) -> tuple[np.ndarray | None, np.ndarray | None]:
+        """M = sigma ΔΩ, b = 0: a rotation."""
+        return self.sigma * increments["rotation"], None
+
     def divergence(self, points: np.ndarray, increments: Increments, context: np.ndarray | None = None,
                    jacobian: np.ndarray | None = None) -> np.ndarray:
         """0: DF = sigma ΔΩ is antisymmetric (tr(P ΔΩ P) = 0) and x·ΔΩx = 0 — rotations preserve area."""
@@ -221,6 +247,10 @@ class BiasNoise(NoiseModel):
 
     def field(self, points: np.ndarray, increments: Increments, context: np.ndarray | None = None) -> np.ndarray:
         return np.broadcast_to(self.gamma * increments["bias"], points.shape).copy()
+
+    def linear_field(self, increments: Increments) -> tuple[np.ndarray | None, np.ndarray | None]:
+        """M = 0, b = gamma ΔB: u = P_x b = ∇_S(b·x)."""
+        return None, self.gamma * increments["bias"]
 
     def divergence(self, points: np.ndarray, increments: Increments, context: np.ndarray | None = None,
                    jacobian: np.ndarray | None = None) -> np.ndarray:
@@ -253,6 +283,10 @@ class QuadraticFormNoise(NoiseModel):
 
     def field(self, points: np.ndarray, increments: Increments, context: np.ndarray | None = None) -> np.ndarray:
         return self.alpha * points @ increments["quadratic_form"]
+
+    def linear_field(self, increments: Increments) -> tuple[np.ndarray | None, np.ndarray | None]:
+        """M = alpha ΔS (symmetric), b = 0."""
+        return self.alpha * increments["quadratic_form"], None
 
     def divergence(self, points: np.ndarray, increments: Increments, context: np.ndarray | None = None,
                    jacobian: np.ndarray | None = None) -> np.ndarray:
@@ -603,10 +637,24 @@ class NoiseSum(NoiseModel):
         return out
 
     def grid_field(self, grid: Grid, increments: Increments, context: np.ndarray | None = None) -> np.ndarray:
-        out = np.zeros((*grid.shape, grid.dim))
-        for m in self.common_models:
+        """The sum of the models' fields, accumulated in the first one's (a fresh array from every model)."""
+        models = self.common_models
+        if not models:
+            return np.zeros((*grid.shape, grid.dim))
+        out = models[0].grid_field(grid, increments, context)
+        for m in models[1:]:
             out += m.grid_field(grid, increments, context)
         return out
+
+    def linear_field(self, increments: Increments) -> tuple[np.ndarray | None, np.ndarray | None] | None:
+        """The sums of the common models' M and b; None when one of them is not linear in x."""
+        parts = [m.linear_field(increments) for m in self.common_models]
+        if any(p is None for p in parts):
+            return None
+        matrices = [p[0] for p in parts if p is not None and p[0] is not None]
+        vectors = [p[1] for p in parts if p is not None and p[1] is not None]
+        return (sum(matrices[1:], matrices[0]) if matrices else None,
+                sum(vectors[1:], vectors[0]) if vectors else None)
 
     def divergence(self, points: np.ndarray, increments: Increments, context: np.ndarray | None = None,
                    jacobian: np.ndarray | None = None) -> np.ndarray:
