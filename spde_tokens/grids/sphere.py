@@ -9,7 +9,7 @@ import sys
 import numpy as np
 
 from spde_tokens import checks
-from spde_tokens.grids.base import GRID_BYTES_PER_NODE, Grid, check_memory
+from spde_tokens.grids.base import GRID_BYTES_PER_NODE, BandLimited, Grid, check_memory
 
 
 def _import_shtns():
@@ -30,6 +30,32 @@ def _import_shtns():
         os.close(devnull)
     shtns.set_verbosity(0)
     return shtns
+
+
+class _SphereBandLimited(BandLimited):
+    """A second shtns plan of lmax = mmax = ``degree`` on the same Gauss grid (nlat, nlon) as ``grid``.
+
+    shtns accepts a grid larger than its lmax needs; its Legendre sums then run over degree² instead of lmax² modes
+    per latitude (the FFTs along the longitudes keep their length).
+    """
+
+    def __init__(self, grid: SphereGrid, degree: int):
+        shtns = _import_shtns()
+        self._sh = shtns.sht(degree, degree, norm=shtns.sht_orthonormal, nthreads=grid.threads)
+        self._sh.set_grid(grid.nlat, grid.nlon, flags=shtns.sht_gauss | shtns.SHT_PHI_CONTIGUOUS, polar_opt=0.0)
+        rows = grid._cached("row_of_degree_order", grid._row_table)
+        super().__init__(grid, degree, rows[np.asarray(self._sh.l), np.asarray(self._sh.m)])
+
+    def synthesis(self, coeffs: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+        if out is None:
+            out = np.empty(self.grid.shape)
+        self._sh.SH_to_spat(np.ascontiguousarray(coeffs, dtype=complex), out)
+        return out
+
+    def gradient(self, coeffs: np.ndarray) -> np.ndarray:
+        out = np.empty((2, *self.grid.shape))
+        self._sh.SHsph_to_spat(np.ascontiguousarray(coeffs, dtype=complex), out[0], out[1])
+        return out
 
 
 class SphereGrid(Grid):
@@ -114,6 +140,16 @@ class SphereGrid(Grid):
         t = self._sh.spec_array()  # toroidal potential, discarded
         self._sh.spat_to_SHsphtor(np.ascontiguousarray(tangent[0]), np.ascontiguousarray(tangent[1]), s, t)
         return s * self._laplacian
+
+    def truncated(self, degree: int) -> BandLimited:
+        """Synthesis and gradient of fields of degree ≤ ``degree`` by a second shtns plan of that lmax on this grid.
+
+        Degrees below 2 use a plan of lmax 2; ``degree`` ≥ lmax gives this grid's own transforms.
+        """
+        degree = int(degree)
+        if degree >= self.lmax:
+            return super().truncated(degree)
+        return _SphereBandLimited(self, max(degree, 2))
 
     def points(self) -> np.ndarray:
         """Unit vectors (sin θ cos φ, sin θ sin φ, cos θ) of the nodes, shape (nlat, nlon, 3); cached, read-only."""
