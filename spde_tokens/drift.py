@@ -412,15 +412,19 @@ class GridAttention:
         sums = (self._moments @ coeffs[self._low]).real  # mass, m_1 … m_d
         z = self._buffer("z")
         z.fill(sums[0])
-        return z, self.grid.to_tangent(sums[1:]), self._radial(sums[1:]) if radial else None
+        return z, self._tangent(sums[1:]), self._radial(sums[1:]) if radial else None
+
+    def _tangent(self, vector: np.ndarray) -> np.ndarray:
+        """Tangent components e_i·v (k, *shape) of a constant vector v at the nodes: one matrix product over the
+        frame (several times faster than :meth:`Grid.to_tangent`'s elementwise sums, which broadcast v)."""
+        frame = self.grid._tangent_frame()  # (k, d, *shape), contiguous
+        k, d = frame.shape[:2]
+        return np.matmul(vector, frame.reshape(k, d, -1)).reshape(k, *self.grid.shape)
 
     def _radial(self, vector: np.ndarray) -> np.ndarray:
-        """x·v at the nodes for a constant vector v, in a work array."""
-        x = self.grid._point_components()
-        r = np.multiply(x[0], vector[0], out=self._buffer("r"))
-        for c in range(1, self.grid.dim):
-            r += x[c] * vector[c]
-        return r
+        """x·v at the nodes for a constant vector v (a new array)."""
+        x = self.grid._point_components()  # (d, *shape), contiguous
+        return (vector @ x.reshape(x.shape[0], -1)).reshape(self.grid.shape)
 
     def _moment_components(self, coeffs: np.ndarray, radial: bool):
         """κ = 0 and mass > 0: the attention output is one vector, ``a = m / ∫ρ`` (softmax) or ``m`` (unnormalized),
@@ -436,7 +440,7 @@ class GridAttention:
             if a @ a > 1.0:
                 return None
         self.unreliable_fraction = 0.0
-        return self.grid.to_tangent(a), self._radial(a) if radial else None
+        return self._tangent(a), self._radial(a) if radial else None
 
     def _zonal_components(self, coeffs: np.ndarray, radial: bool):
         """Tangent components ã (k, *shape; a new array) and, if ``radial``, the radial component ã_r of a (a work

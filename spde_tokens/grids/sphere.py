@@ -32,6 +32,34 @@ def _import_shtns():
     return shtns
 
 
+def _new_plan(shtns, lmax: int, nthreads: int):
+    """``shtns.sht(lmax, lmax, norm=sht_orthonormal, nthreads=nthreads)`` without its Python loop over the modes.
+
+    shtns' Python constructor fills the arrays ``l`` and ``m`` by one ``idx(l, m)`` call per coefficient (33 000 calls,
+    about 30 ms, at lmax 255). Here the C object is made the same way and ``l``, ``m`` come from the layout shtns uses
+    for mres = 1 (order-major: m = 0 … lmax, and l = m … lmax within each order); tests/grids/test_sphere.py checks them
+    against ``idx``. Falls back to the plain constructor if this shtns build lacks the SWIG entry points.
+    """
+    low = getattr(shtns, "_shtns", None)
+    if low is None or not hasattr(low, "sht_swiginit") or not hasattr(low, "new_sht"):
+        return shtns.sht(lmax, lmax, norm=shtns.sht_orthonormal, nthreads=nthreads)
+    plan = shtns.sht.__new__(shtns.sht)
+    low.sht_swiginit(plan, low.new_sht(lmax, lmax, 1, shtns.sht_orthonormal, nthreads))
+    orders = np.arange(lmax + 1)
+    counts = lmax + 1 - orders
+    m = np.repeat(orders, counts)
+    starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
+    ell = m + np.arange(m.size) - starts[m]
+    plan.l, plan.m = ell.astype(np.int32), m.astype(np.int32)
+    plan.l.flags.writeable = plan.m.flags.writeable = False
+    plan._cpu_synth_list = [plan.SH_to_spat, plan.SHsphtor_to_spat, plan.SHqst_to_spat]
+    plan._cpu_analys_list = [plan.spat_to_SH, plan.spat_to_SHsphtor, plan.spat_to_SHqst]
+    if getattr(shtns, "cupy", None) is not None:
+        plan._gpu_synth_list = [plan.cu_SH_to_spat, plan.cu_SHsphtor_to_spat, plan.cu_SHqst_to_spat]
+        plan._gpu_analys_list = [plan.cu_spat_to_SH, plan.cu_spat_to_SHsphtor, plan.cu_spat_to_SHqst]
+    return plan
+
+
 class _SphereBandLimited(BandLimited):
     """A second shtns plan of lmax = mmax = ``degree`` on the same Gauss grid (nlat, nlon) as ``grid``.
 
@@ -41,7 +69,7 @@ class _SphereBandLimited(BandLimited):
 
     def __init__(self, grid: SphereGrid, degree: int):
         shtns = _import_shtns()
-        self._sh = shtns.sht(degree, degree, norm=shtns.sht_orthonormal, nthreads=grid.threads)
+        self._sh = _new_plan(shtns, degree, grid.threads)
         self._sh.set_grid(grid.nlat, grid.nlon, flags=shtns.sht_gauss | shtns.SHT_PHI_CONTIGUOUS, polar_opt=0.0)
         rows = grid._cached("row_of_degree_order", grid._row_table)
         super().__init__(grid, degree, rows[np.asarray(self._sh.l), np.asarray(self._sh.m)])
@@ -87,7 +115,7 @@ class SphereGrid(Grid):
         # shtns_use_threads caps the count at 4 omp_get_num_procs() (the cores of the affinity mask): record what runs
         self.threads = min(checks.integer("threads", threads, 1), 4 * len(os.sched_getaffinity(0)))
         shtns = _import_shtns()
-        self._sh = shtns.sht(self.lmax, self.lmax, norm=shtns.sht_orthonormal, nthreads=self.threads)
+        self._sh = _new_plan(shtns, self.lmax, self.threads)
         self.nlat, self.nlon = self._sh.set_grid(flags=shtns.sht_gauss | shtns.SHT_PHI_CONTIGUOUS,
                                                  nl_order=2 if self.dealias else 1, polar_opt=0.0)
         self.shape = (self.nlat, self.nlon)
