@@ -18,13 +18,13 @@ round trip ``P_x V a``.
 
 Expected floor
 --------------
-An RHS on the zonal path needs four transforms: the synthesis of ρ, the synthesis of G̃ρ, a gradient
-synthesis (of G̃ρ/κ) and a vector analysis (spheroidal/toroidal) for the divergence of ρX. A vector transform
-costs about two scalar ones, so the transforms alone are about 3 pairs; those of G̃ρ run only up to the degree the
-kernel resolves (15 at beta = 1; docs/numerics.md, 'Cheaper right-hand sides'), so they cost less than full
-ones; everything else (normalization of the attention output, products on the grid) should be small. The issue asks that one RHS cost no more than about
-5 pairs at lmax = 255; an RK4 step is then about 4 × 5 = 20 pairs. The V ≠ cI path adds one synthesis
-(∂_κ G̃ρ), so its transform floor is about 3.5 pairs.
+An RHS on the zonal path needs four transforms: the synthesis of ρ, the synthesis of G̃ρ, a gradient synthesis (of
+G̃ρ/κ) and a vector analysis (spheroidal/toroidal) for the divergence of ρX. A vector transform costs about two
+scalar ones, so the transforms alone are about 3 pairs; those of G̃ρ run only up to the degree the kernel resolves
+(15 at beta = 1; docs/numerics.md, 'Cheaper right-hand sides'), so they cost less than full ones; everything else
+(normalization of the attention output, products on the grid) should be small. The issue asks that one RHS cost no
+more than about 5 pairs at lmax = 255; an RK4 step is then about 4 × 5 = 20 pairs. The V ≠ cI path adds one
+synthesis (∂_κ G̃ρ), so its transform floor is about 3.5 pairs.
 
 Timing method
 -------------

@@ -276,9 +276,10 @@ def test_degrees_and_orders_are_shtns_layout(lmax):
     calls: every (l, m) must sit where shtns' own idx() puts it, and both plans must transform alike."""
     grid = SphereGrid(lmax)
     sh = grid._sh
-    assert all(sh.idx(int(ell), int(m)) == i for i, (ell, m) in enumerate(zip(grid.degrees, grid.orders)))
+    assert all(sh.idx(int(ell), int(m)) == i for i, (ell, m) in enumerate(zip(grid.degrees, grid.orders, strict=True)))
     band = grid.truncated(lmax - 2)
-    assert all(band._sh.idx(int(ell), int(m)) == i for i, (ell, m) in enumerate(zip(band._sh.l, band._sh.m)))
+    pairs = zip(band._sh.l, band._sh.m, strict=True)
+    assert all(band._sh.idx(int(ell), int(m)) == i for i, (ell, m) in enumerate(pairs))
     assert np.array_equal(grid.degrees[band.index], band._sh.l) and np.array_equal(grid.orders[band.index], band._sh.m)
     c = grid.analysis(np.random.default_rng(0).standard_normal(grid.shape))
     c[grid.degrees > lmax - 2] = 0.0
