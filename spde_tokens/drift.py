@@ -279,7 +279,6 @@ class GridAttention:
             self.kappa = model.beta * a
             w = grid.zonal_weights(self.kappa)
             self._log_shift = np.asarray(w.log_scale)
-            self._buffers: dict[str, np.ndarray] = {}
             #: the highest degree of G̃ρ that is synthesized (see :func:`kernel_degree`)
             self.kernel_degree = kernel_degree(w)
             self._moments: np.ndarray | None = None
@@ -369,15 +368,8 @@ class GridAttention:
         comps = [c.reshape(self.grid.shape) for c in self._quadrature_components(field)]
         return _contract(self._get_drift_matrix(), comps)
 
-    def _buffer(self, name: str) -> np.ndarray:
-        """A field-shaped work array kept between calls (Z̃ and ∂_κ G̃ρ never leave this object)."""
-        out = self._buffers.get(name)
-        if out is None:
-            out = self._buffers[name] = np.empty(self.grid.shape)
-        return out
-
     def _zonal_sums(self, coeffs: np.ndarray, radial: bool):
-        """G̃ρ, (1/κ)∇_S G̃ρ and ∂_κ G̃ρ on the grid (all scaled by e^{-|κ|}); the first and last in work arrays.
+        """G̃ρ, (1/κ)∇_S G̃ρ and ∂_κ G̃ρ on the grid (all scaled by e^{-|κ|}).
 
         Transforms only up to :attr:`kernel_degree`: the weights of the dropped degrees are below 1e-16 of the
         largest (:func:`kernel_degree`). At κ = 0 the closed forms of :meth:`_moment_sums`.
@@ -386,9 +378,9 @@ class GridAttention:
             return self._moment_sums(coeffs, radial)
         band = self._band
         c = band.restrict(coeffs)
-        z = band.synthesis(self._w_value * c, out=self._buffer("z"))
+        z = band.synthesis(self._w_value * c)
         tangential = band.gradient(self._w_over * c)
-        r = band.synthesis(self._w_deriv * c, out=self._buffer("r")) if radial else None
+        r = band.synthesis(self._w_deriv * c) if radial else None
         return z, tangential, r
 
     def _moment_coefficients(self) -> np.ndarray:
@@ -410,9 +402,7 @@ class GridAttention:
         area/2 on S^1, 1/d on the normalized measure), i.e. ∫ (x·y) ρ(y) dA(y) = x·m. No transform."""
         assert self._moments is not None
         sums = (self._moments @ coeffs[self._low]).real  # mass, m_1 … m_d
-        z = self._buffer("z")
-        z.fill(sums[0])
-        return z, self._tangent(sums[1:]), self._radial(sums[1:]) if radial else None
+        return np.full(self.grid.shape, sums[0]), self._tangent(sums[1:]), self._radial(sums[1:]) if radial else None
 
     def _tangent(self, vector: np.ndarray) -> np.ndarray:
         """Tangent components e_i·v (k, *shape) of a constant vector v at the nodes: one matrix product over the
@@ -443,8 +433,7 @@ class GridAttention:
         return self._tangent(a), self._radial(a) if radial else None
 
     def _zonal_components(self, coeffs: np.ndarray, radial: bool):
-        """Tangent components ã (k, *shape; a new array) and, if ``radial``, the radial component ã_r of a (a work
-        array of this object, overwritten by the next call).
+        """Tangent components ã (k, *shape) and, if ``radial``, the radial component ã_r of a (new arrays).
 
         ∇_v Z̃ = (1/κ)∇_S G̃ρ + x ∂_κ G̃ρ is normalized component by component (:func:`_normalize_components`); the
         softmax clip uses |a|² = Σ_j ã_j² + ã_r² (only Σ_j ã_j² without ``radial``: then X = c ã is what is clipped).

@@ -74,13 +74,9 @@ class BandLimited:
         """A per-degree array (degree_max + 1,) expanded to one value per kept coefficient."""
         return np.asarray(values)[self.degrees]
 
-    def synthesis(self, coeffs: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
-        """The field Σ w_m Re(f_lm Y_lm) on the grid's nodes, written to ``out`` (shape ``grid.shape``) if given."""
-        field = self.grid.synthesis(coeffs)
-        if out is None:
-            return field
-        out[...] = field
-        return out
+    def synthesis(self, coeffs: np.ndarray) -> np.ndarray:
+        """The field Σ w_m Re(f_lm Y_lm) on the grid's nodes, a new array of shape ``grid.shape``."""
+        return self.grid.synthesis(coeffs)
 
     def gradient(self, coeffs: np.ndarray) -> np.ndarray:
         """The tangent components of ∇_S f on the grid's nodes, a new array (k, *grid.shape)."""

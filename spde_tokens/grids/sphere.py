@@ -74,9 +74,8 @@ class _SphereBandLimited(BandLimited):
         rows = grid._cached("row_of_degree_order", grid._row_table)
         super().__init__(grid, degree, rows[np.asarray(self._sh.l), np.asarray(self._sh.m)])
 
-    def synthesis(self, coeffs: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
-        if out is None:
-            out = np.empty(self.grid.shape)
+    def synthesis(self, coeffs: np.ndarray) -> np.ndarray:
+        out = np.empty(self.grid.shape)
         self._sh.SH_to_spat(np.ascontiguousarray(coeffs, dtype=complex), out)
         return out
 
