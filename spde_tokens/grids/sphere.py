@@ -170,12 +170,17 @@ class SphereGrid(Grid):
     def truncated(self, degree: int) -> BandLimited:
         """Synthesis and gradient of fields of degree ≤ ``degree`` by a second shtns plan of that lmax on this grid.
 
-        Degrees below 2 use a plan of lmax 2; ``degree`` ≥ lmax gives this grid's own transforms.
+        Degrees below 2 use a plan of lmax 2; ``degree`` ≥ lmax gives this grid's own transforms. Plans are built
+        once per degree and shared (every run with the same beta on this grid uses the same one).
         """
         degree = int(degree)
         if degree >= self.lmax:
             return super().truncated(degree)
-        return _SphereBandLimited(self, max(degree, 2))
+        degree = max(degree, 2)
+        plans = self.__dict__.setdefault("_band_plans", {})
+        if degree not in plans:
+            plans[degree] = _SphereBandLimited(self, degree)
+        return plans[degree]
 
     def points(self) -> np.ndarray:
         """Unit vectors (sin θ cos φ, sin θ sin φ, cos θ) of the nodes, shape (nlat, nlon, 3); cached, read-only."""
