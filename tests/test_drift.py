@@ -318,3 +318,22 @@ def test_kernel_degree_is_where_the_weights_end(kappa):
         assert abs(cut - 8.7 * np.sqrt(kappa)) <= 0.1 * 8.7 * np.sqrt(kappa) + 2
     attention = GridAttention(AttentionModel(3, kappa), grid)
     assert attention.kernel_degree == cut
+
+
+@pytest.mark.parametrize("grid", [SphereGrid(8), CircleGrid(12)], ids=repr)
+@pytest.mark.parametrize("shape", ["clipped", "no_mass"])
+def test_beta_zero_closed_form_falls_back_on_signed_densities(grid, shape):
+    """beta = 0 on a signed density: |m/∫ρ| > 1 (ρ ∝ 1 + 5 x_d, softmax output clipped to |a| = 1) or ∫ρ < 0
+    (output 0, the partition function is not trusted) give what the quadrature path gives: the closed form is
+    used only where neither happens."""
+    x = grid.points()[..., -1]
+    rho = (1 + 5 * x) / grid.area if shape == "clipped" else (-1 + 0.3 * x) / grid.area
+    c = grid.analysis(rho)
+    model = AttentionModel(grid.dim, 0.0, V=V_RANDOM[grid.dim])
+    zonal, quad = GridAttention(model, grid, "zonal"), GridAttention(model, grid, "quadrature")
+    a = zonal.output(c, rho)
+    np.testing.assert_allclose(a, quad.output(c, rho), rtol=0, atol=1e-12)  # rounding of O(1) sums
+    np.testing.assert_allclose(zonal.drift(c, rho), quad.drift(c, rho), rtol=0, atol=1e-12)
+    norms = np.linalg.norm(a, axis=-1)
+    np.testing.assert_allclose(norms, 1.0 if shape == "clipped" else 0.0, rtol=0, atol=1e-12)
+    assert zonal.unreliable_fraction == 1.0  # every node clipped, or not trusted
