@@ -18,12 +18,13 @@ round trip ``P_x V a``.
 
 Expected floor
 --------------
-An RHS on the zonal path needs four transforms: the synthesis of ρ, the synthesis of G̃ρ, a gradient
-synthesis (of G̃ρ/κ) and a vector analysis (spheroidal/toroidal) for the divergence of ρX. A vector transform
-costs about two scalar ones, so the transforms alone are about 3 pairs; everything else (normalization of the
-attention output, products on the grid) should be small. The issue asks that one RHS cost no more than about
-5 pairs at lmax = 255; an RK4 step is then about 4 × 5 = 20 pairs. The V ≠ cI path adds one synthesis
-(∂_κ G̃ρ), so its transform floor is about 3.5 pairs.
+An RHS on the zonal path needs four transforms: the synthesis of ρ, the synthesis of G̃ρ, a gradient synthesis (of
+G̃ρ/κ) and a vector analysis (spheroidal/toroidal) for the divergence of ρX. A vector transform costs about two
+scalar ones, so the transforms alone are about 3 pairs; those of G̃ρ run only up to the degree the kernel resolves
+(15 at beta = 1; docs/numerics.md, 'Cheaper right-hand sides'), so they cost less than full ones; everything else
+(normalization of the attention output, products on the grid) should be small. The issue asks that one RHS cost no
+more than about 5 pairs at lmax = 255; an RK4 step is then about 4 × 5 = 20 pairs. The V ≠ cI path adds one
+synthesis (∂_κ G̃ρ), so its transform floor is about 3.5 pairs.
 
 Timing method
 -------------
@@ -34,6 +35,17 @@ that a burst of load from another process hits numerator and denominator alike. 
 should be stable to about 10% between runs on a quiet machine; absolute times depend on the machine. The
 ``spread`` column, (max - min)/median of the per-round ratios, shows how quiet the machine was.
 
+Whole process to a given error (``--mobius``)
+-----------------------------------------------
+The beta = 0 Möbius density on S² (``initial.mobius(grid, w₀)``, w₀ = (0.12, −0.2, 0.15)) is an exact solution:
+ρ(t) = ρ_{w(t)} with ẇ = ½(1 + |w|²) m − (m·w) w, m = h_3(|w|) w/|w| (docs/mathematics.md, 'The Lagrangian engine').
+For each (lmax, dt) of ``MOBIUS_RUNS`` a **fresh** Python process imports spde_tokens, builds the grid and ρ₀ and
+solves to t = 1.5 (``engine="spectral"``, one record); this script times the whole process from launch to exit,
+the child reports its own import, set-up (grid, ρ₀) and solve times, and the error max|ρ − ρ_{w(1.5)}| / max ρ is
+computed here against w(1.5) from ``solve_ivp`` (rtol 1e-13). The raw cost of the same run is the fresh process
+``python -c "import numpy, xarray"`` (what any xarray-based tool pays), timed alternately with the runs; each
+time is the best of ``MOBIUS_REPEATS`` processes.
+
 How to run
 ----------
 ::
@@ -42,6 +54,7 @@ How to run
     python benchmarks/bench_density.py --quick      # lmax 63 and n 256 only
     python benchmarks/bench_density.py --json out.json
     python benchmarks/bench_density.py --keep-heap  # glibc keeps freed memory (see below)
+    python benchmarks/bench_density.py --mobius     # only the whole-process Möbius runs (about 30 s)
 
 ``--keep-heap`` asks glibc (``mallopt``) to keep freed memory instead of returning it to the system, so that the
 multi-megabyte temporaries of an RHS at lmax 255 stop costing fresh page faults on every call: a diagnostic of how
@@ -61,6 +74,7 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 import argparse
 import json
 import platform
+import subprocess
 import sys
 import time
 from collections.abc import Callable
@@ -81,6 +95,29 @@ SPHERE_LMAX = (63, 127, 255)
 CIRCLE_N = (256, 1024, 4096)
 #: CFL number degree_max · |V| · dt of the timed step (well inside RK4's limit 2√2)
 CFL = 0.5
+#: (lmax, dt) of the whole-process Möbius runs: errors about 1e-6 and 1e-8 at t = 1.5
+MOBIUS_RUNS = ((35, 0.075), (63, 0.025))
+MOBIUS_W0 = (0.12, -0.2, 0.15)
+MOBIUS_T_END = 1.5
+MOBIUS_REPEATS = 5
+#: what a fresh process runs (argv: lmax, dt, output .npy); it prints its own split of the time as JSON
+MOBIUS_CHILD = f"""
+import time
+start = time.perf_counter()
+import json, sys
+import numpy as np
+import spde_tokens as st
+imported = time.perf_counter()
+lmax, dt, out = int(sys.argv[1]), float(sys.argv[2]), sys.argv[3]
+grid = st.SphereGrid(lmax)
+rho0 = st.initial.mobius(grid, {list(MOBIUS_W0)})
+ready = time.perf_counter()
+ds = st.solve_density(st.AttentionModel(3, 0.0), None, rho0, t_end={MOBIUS_T_END}, dt=dt,
+                      save_every={MOBIUS_T_END}, engine="spectral", progress=False)
+solved = time.perf_counter()
+np.save(out, ds.density.isel(time=-1).values)
+print(json.dumps({{"import": imported - start, "setup": ready - imported, "solve": solved - ready}}))
+"""
 
 
 def keep_heap() -> bool:
@@ -177,6 +214,65 @@ def bench_row(label: str, grid: Grid, dim: int, means, v_label: str, V) -> dict:
     }
 
 
+def mobius_center(t: float) -> np.ndarray:
+    """w(t) of the beta = 0 Möbius solution on S² from w₀ (scipy's solve_ivp, rtol 1e-13)."""
+    from scipy.integrate import solve_ivp
+
+    def h3(r: float) -> float:
+        return (1 + r * r) / (2 * r) - (1 - r * r) ** 2 / (4 * r * r) * np.log((1 + r) / (1 - r))
+
+    def rhs(_: float, w: np.ndarray) -> np.ndarray:
+        r = np.linalg.norm(w)
+        m = h3(r) * w / r
+        return 0.5 * (1 + r * r) * m - (m @ w) * w
+
+    return solve_ivp(rhs, (0.0, t), np.array(MOBIUS_W0), rtol=1e-13, atol=1e-15).y[:, -1]
+
+
+def fresh_process(args: list[str]) -> tuple[float, str]:
+    """Wall seconds of ``python args`` from launch to exit, and its standard output."""
+    start = time.perf_counter()
+    done = subprocess.run([sys.executable, *args], capture_output=True, text=True, check=True)
+    return time.perf_counter() - start, done.stdout
+
+
+def mobius_rows(repeats: int = MOBIUS_REPEATS) -> list[dict]:
+    """Whole-process time of every run of ``MOBIUS_RUNS`` against a fresh ``import numpy, xarray``, best of
+    ``repeats`` processes each, alternating runs and raw cost."""
+    import tempfile
+
+    from spde_tokens import initial
+
+    exact_center = mobius_center(MOBIUS_T_END)
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        best: dict[tuple[int, float], tuple[float, dict]] = {}
+        raw = []
+        for _ in range(repeats):
+            raw.append(fresh_process(["-c", "import numpy, xarray"])[0])
+            for lmax, dt in MOBIUS_RUNS:
+                out = os.path.join(tmp, f"rho_{lmax}_{dt}.npy")  # the same numbers in every process
+                wall, stdout = fresh_process(["-c", MOBIUS_CHILD, str(lmax), str(dt), out])
+                split = json.loads(stdout.splitlines()[-1])
+                if (lmax, dt) not in best or wall < best[lmax, dt][0]:
+                    best[lmax, dt] = (wall, split)
+        for lmax, dt in MOBIUS_RUNS:
+            wall, split = best[lmax, dt]
+            grid = SphereGrid(lmax)
+            exact = initial.mobius(grid, exact_center).values
+            error = float(np.abs(np.load(os.path.join(tmp, f"rho_{lmax}_{dt}.npy")) - exact).max() / exact.max())
+            rows.append({"lmax": lmax, "dt": dt, "error": error, "process_s": wall, "raw_s": min(raw),
+                         "process_over_raw": wall / min(raw), **{f"{k}_s": v for k, v in split.items()}})
+    return rows
+
+
+def format_mobius(row: dict) -> str:
+    return (f"SphereGrid({row['lmax']:>3}) dt={row['dt']:<6g} error {row['error']:.1e}: process "
+            f"{row['process_s']:.3f} s = {row['process_over_raw']:.2f} x raw ({row['raw_s']:.3f} s); inside: "
+            f"import {row['import_s']:.3f} s, set-up {1e3 * row['setup_s']:.1f} ms, "
+            f"solve {1e3 * row['solve_s']:.1f} ms")
+
+
 HEADER = (f"{'grid':<18} {'V':<13} {'floor (ms)':>10} {'rhs (ms)':>10} {'rhs/floor':>9} {'step (ms)':>10} "
           f"{'step/floor':>10} {'spread':>7}")
 
@@ -194,6 +290,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", metavar="PATH", help="also write the numbers to this JSON file")
     parser.add_argument("--keep-heap", action="store_true",
                         help="keep freed memory in the heap (glibc mallopt): times without fresh page faults")
+    parser.add_argument("--mobius", action="store_true",
+                        help="only the whole-process Möbius runs (fresh processes: import + set-up + solve)")
     args = parser.parse_args(argv)
     heap = "default"
     if args.keep_heap:
@@ -203,9 +301,16 @@ def main(argv: list[str] | None = None) -> int:
           f"{np.__version__}, python {platform.python_version()}, {platform.machine()}, heap {heap}")
     print("floor = one analysis + synthesis pair (shtns on S^2, pyfftw on S^1); median of "
           f"{ROUNDS} batches of >= {MIN_BATCH_SECONDS} s; spread = (max - min)/median of the per-batch ratios")
+    mobius = mobius_rows()
+    print(f"whole process to t = {MOBIUS_T_END} on the beta = 0 Möbius density (fresh processes, best of "
+          f"{MOBIUS_REPEATS}; raw = python -c 'import numpy, xarray'):")
+    for row in mobius:
+        print(format_mobius(row), flush=True)
+    rows: list[dict] = []
+    if args.mobius:
+        return _write_json(args, heap, rows, mobius)
     print(HEADER)
     print("-" * len(HEADER))
-    rows = []
     for label, make_grid, dim, means, models in setups(args.quick):
         grid = make_grid()
         for v_label, V in models:
@@ -213,12 +318,16 @@ def main(argv: list[str] | None = None) -> int:
             rows.append(row)
             print(format_row(row), flush=True)
 
+    return _write_json(args, heap, rows, mobius)
+
+
+def _write_json(args: argparse.Namespace, heap: str, rows: list[dict], mobius: list[dict]) -> int:
     if args.json:
         meta = {"omp_num_threads": os.environ["OMP_NUM_THREADS"], "numpy": np.__version__,
                 "python": platform.python_version(), "machine": platform.machine(), "quick": args.quick, "heap": heap,
                 "rounds": ROUNDS, "min_batch_seconds": MIN_BATCH_SECONDS, "cfl": CFL}
         with open(args.json, "w") as fh:
-            json.dump({"meta": meta, "rows": rows}, fh, indent=2)
+            json.dump({"meta": meta, "rows": rows, "mobius": mobius}, fh, indent=2)
         print(f"wrote {args.json}")
     return 0
 

@@ -9,8 +9,9 @@ Quick start::
     ds = st.solve_density(model, None, rho0, t_end=1.0, dt=0.01)
     st.write_run(ds, "run.nc")
 
-``import spde_tokens`` loads neither dask.distributed (imported by ``run_ensemble`` when it runs), POT, matplotlib
-nor pyfftw (imported by the first ``CircleGrid``); see docs/guide.md, 'Install'.
+``import spde_tokens`` loads neither dask (imported by ``run_ensemble`` when it runs), POT, matplotlib, pyfftw
+(imported by the first ``CircleGrid``), shtns (the first ``SphereGrid``), scipy.special (the first Bessel weight),
+tqdm nor threadpoolctl (the first run); see docs/guide.md, 'Install', and docs/numerics.md, 'Start-up and fixed costs'.
 """
 
 from spde_tokens import diagnostics, initial, io

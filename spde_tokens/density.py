@@ -439,7 +439,8 @@ def solve_density(model: AttentionModel, noise: NoiseModel | None, rho0: xr.Data
     seed : integer seed of the realization (needed with common noise when no path is given).
     save_every : time between records, a whole number of steps (default: about 100 records).
     scheme : a registered Runge–Kutta scheme (``"rk4"`` default, ``"rk3"``, ``"heun"``).
-    cfl : fraction of the scheme's stability limit on the imaginary axis that one sub-step may use (0 < cfl ≤ 1).
+    cfl : fraction of the scheme's stability limit on the imaginary axis that one sub-step may use (0 < cfl ≤ 1);
+        0.5 by default, the margin measured in docs/numerics.md, 'The default cfl'.
     hyperviscosity : damping rate of the top degree by −(Δ_S/Δ_max)^4 (off by default; recorded when on).
     attention : ``"auto"``, ``"zonal"`` or ``"quadrature"``; memory_budget bounds the quadrature kernel.
     progress : tqdm progress bar (default: on when standard error is a terminal).

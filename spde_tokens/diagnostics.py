@@ -10,7 +10,6 @@ zero off the axis e_d), dispersion, energy and MMD of a probability density are 
 from __future__ import annotations
 
 import numpy as np
-from scipy import special
 
 from spde_tokens.grids.base import Grid
 from spde_tokens.grids.funk_hecke import normalized_zonal_weights, zonal_weights
@@ -59,6 +58,8 @@ def energy_weights(dim: int, beta: float, lmax: int, normalized: bool = False) -
     elif dim == 3:
         e[0] = 0.5 * area * (np.sinh(beta) - beta) / beta**2
     else:
+        from scipy import special  # deferred: scipy.special costs ~0.3 s of `import spde_tokens`
+
         e[0] = 0.5 * area * (special.iv(0, beta) - 1.0) / beta
     return e
 

@@ -26,7 +26,7 @@ import numpy as np
 
 from spde_tokens import checks
 from spde_tokens.grids.base import Grid, ResolutionWarning, available_memory
-from spde_tokens.grids.funk_hecke import resolving_degree
+from spde_tokens.grids.funk_hecke import ZonalWeights, resolving_degree
 from spde_tokens.grids.zonal import ZonalGrid
 from spde_tokens.model import AttentionModel
 
@@ -199,6 +199,22 @@ def drift_points(model: AttentionModel, tokens: np.ndarray, keys: np.ndarray | N
     return tangent_projection(tokens, a @ model.V.T)
 
 
+def kernel_degree(weights: ZonalWeights, tol: float = 1e-16) -> int:
+    """The last degree at which a Funk–Hecke weight is at least ``tol`` × the largest of its kind.
+
+    The largest over the three multipliers of the drift (value, over_kappa, derivative), each relative to its own
+    largest magnitude: above this degree every weight is below ``tol`` of it (about 8.7 sqrt(κ) on S^2 for
+    tol = 1e-16), so the drift's fields G̃ρ, ∇G̃ρ, ∂_κ G̃ρ are synthesized up to it only. Computed from the weights
+    themselves, not from the asymptotic formula.
+    """
+    last = 0
+    for values in (weights.value, weights.over_kappa, weights.derivative):
+        size = np.abs(values)
+        kept = np.nonzero(size >= tol * size.max())[0] if size.max() > 0 else np.zeros(1, dtype=int)
+        last = max(last, int(kept[-1]))
+    return last
+
+
 def _check_zonal_symmetry(model: AttentionModel, method: str) -> None:
     """Refuse, on a ZonalGrid, what its densities cannot carry (docs/mathematics.md, 'The zonal grid (any dimension)').
 
@@ -262,10 +278,17 @@ class GridAttention:
             assert a is not None  # "zonal" is refused above unless Qᵀ K = a I
             self.kappa = model.beta * a
             w = grid.zonal_weights(self.kappa)
-            self._w_value = grid.per_degree(w.value)
-            self._w_over = grid.per_degree(w.over_kappa)
-            self._w_deriv = grid.per_degree(w.derivative)
             self._log_shift = np.asarray(w.log_scale)
+            #: the highest degree of G̃ρ that is synthesized (see :func:`kernel_degree`)
+            self.kernel_degree = kernel_degree(w)
+            self._moments: np.ndarray | None = None
+            if self.kappa == 0.0:  # Z̃ and ∇_v Z̃ are the mass and the first moment (constants): no transform
+                self._moments = self._moment_coefficients()
+            else:  # G̃ρ, ∇G̃ρ, ∂_κ G̃ρ synthesized up to the degree the kernel resolves only
+                self._band = grid.truncated(self.kernel_degree)
+                self._w_value = self._band.per_degree(w.value)
+                self._w_over = self._band.per_degree(w.over_kappa)
+                self._w_deriv = self._band.per_degree(w.derivative)
             if not model.softmax and self.kappa > _MAX_LOG_SHIFT:
                 raise ValueError(f"beta = {model.beta}: the unnormalized output exp(beta) overflows; "
                                  f"beta·|a| must be ≤ {_MAX_LOG_SHIFT}")
@@ -346,11 +369,68 @@ class GridAttention:
         return _contract(self._get_drift_matrix(), comps)
 
     def _zonal_sums(self, coeffs: np.ndarray, radial: bool):
-        """G̃ρ, (1/κ)∇_S G̃ρ and ∂_κ G̃ρ on the grid (all scaled by e^{-|κ|})."""
-        z = self.grid.synthesis(self._w_value * coeffs)
-        tangential = self.grid.gradient(self._w_over * coeffs)
-        r = self.grid.synthesis(self._w_deriv * coeffs) if radial else None
+        """G̃ρ, (1/κ)∇_S G̃ρ and ∂_κ G̃ρ on the grid (all scaled by e^{-|κ|}).
+
+        Transforms only up to :attr:`kernel_degree`: the weights of the dropped degrees are below 1e-16 of the
+        largest (:func:`kernel_degree`). At κ = 0 the closed forms of :meth:`_moment_sums`.
+        """
+        if self._moments is not None:
+            return self._moment_sums(coeffs, radial)
+        band = self._band
+        c = band.restrict(coeffs)
+        z = band.synthesis(self._w_value * c)
+        tangential = band.gradient(self._w_over * c)
+        r = band.synthesis(self._w_deriv * c) if radial else None
         return z, tangential, r
+
+    def _moment_coefficients(self) -> np.ndarray:
+        """Rows that give the mass and the first moment from the coefficients of degree ≤ 1, shape (1 + d, n₁).
+
+        ``∫ ρ dA = sqrt(area) Re ρ_00`` and ``m_c = ∫ y_c ρ dA = Σ w Re(conj(x_c)_lm ρ_lm)`` over the degree-1
+        coefficients of the coordinate functions (:meth:`Grid.coordinate_coefficients`, :meth:`Grid.inner`).
+        """
+        grid = self.grid
+        self._low = np.nonzero(grid.degrees <= 1)[0]
+        rows = np.zeros((1 + grid.dim, self._low.size), dtype=complex)
+        rows[0, grid.degrees[self._low] == 0] = np.sqrt(grid.area)
+        rows[1:] = np.conj(grid.coordinate_coefficients()[:, self._low]) * grid.order_weight[self._low]
+        return rows
+
+    def _moment_sums(self, coeffs: np.ndarray, radial: bool):
+        """κ = 0: ``Z̃ = ∫ ρ dA`` (a constant), ``(1/κ)∇_S G̃ρ → ∇_S(x·m) = P_x m`` and ``∂_κ G̃ρ → x·m``, with
+        ``m = ∫ y ρ(y) dA(y)``: the limits of the Funk–Hecke weights (degree 0: the area; degree 1: area/3 on S^2,
+        area/2 on S^1, 1/d on the normalized measure), i.e. ∫ (x·y) ρ(y) dA(y) = x·m. No transform."""
+        assert self._moments is not None
+        sums = (self._moments @ coeffs[self._low]).real  # mass, m_1 … m_d
+        return np.full(self.grid.shape, sums[0]), self._tangent(sums[1:]), self._radial(sums[1:]) if radial else None
+
+    def _tangent(self, vector: np.ndarray) -> np.ndarray:
+        """Tangent components e_i·v (k, *shape) of a constant vector v at the nodes: one matrix product over the
+        frame (several times faster than :meth:`Grid.to_tangent`'s elementwise sums, which broadcast v)."""
+        frame = self.grid._tangent_frame()  # (k, d, *shape), contiguous
+        k, d = frame.shape[:2]
+        return np.matmul(vector, frame.reshape(k, d, -1)).reshape(k, *self.grid.shape)
+
+    def _radial(self, vector: np.ndarray) -> np.ndarray:
+        """x·v at the nodes for a constant vector v (a new array)."""
+        x = self.grid._point_components()  # (d, *shape), contiguous
+        return (vector @ x.reshape(x.shape[0], -1)).reshape(self.grid.shape)
+
+    def _moment_components(self, coeffs: np.ndarray, radial: bool):
+        """κ = 0 and mass > 0: the attention output is one vector, ``a = m / ∫ρ`` (softmax) or ``m`` (unnormalized),
+        trusted at every node; returns its tangent components and x·a, or None where the general path is needed
+        (no positive mass, or a softmax |a| > 1 to be clipped, which only a signed density gives)."""
+        assert self._moments is not None
+        sums = (self._moments @ coeffs[self._low]).real
+        mass, a = sums[0], sums[1:]
+        if not mass > 0:
+            return None
+        if self.model.softmax:
+            a = a / mass
+            if a @ a > 1.0:
+                return None
+        self.unreliable_fraction = 0.0
+        return self._tangent(a), self._radial(a) if radial else None
 
     def _zonal_components(self, coeffs: np.ndarray, radial: bool):
         """Tangent components ã (k, *shape) and, if ``radial``, the radial component ã_r of a (new arrays).
@@ -358,6 +438,10 @@ class GridAttention:
         ∇_v Z̃ = (1/κ)∇_S G̃ρ + x ∂_κ G̃ρ is normalized component by component (:func:`_normalize_components`); the
         softmax clip uses |a|² = Σ_j ã_j² + ã_r² (only Σ_j ã_j² without ``radial``: then X = c ã is what is clipped).
         """
+        if self._moments is not None:
+            closed = self._moment_components(coeffs, radial)
+            if closed is not None:
+                return closed
         z, tangential, r = self._zonal_sums(coeffs, radial)
         comps = [*tangential, r] if radial else list(tangential)
         flagged = _normalize_components(z, comps, self._zonal_reliable(z), self._log_shift, self.model.softmax)

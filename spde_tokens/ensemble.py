@@ -22,7 +22,6 @@ from typing import Any
 
 import numpy as np
 import xarray as xr
-from tqdm.auto import tqdm
 
 from spde_tokens import checks
 from spde_tokens.config import load_config, run_density, run_particles
@@ -219,6 +218,7 @@ def run_ensemble(config: str | os.PathLike | dict, realizations: int, scheduler:
     first differing setting): files are reused only when their fingerprint matches (:func:`reusable`).
     """
     from dask.distributed import Client, LocalCluster, as_completed
+    from tqdm.auto import tqdm  # deferred to the first ensemble, not needed by `import spde_tokens`
 
     cfg = load_config(config)
     realizations = checks.integer("realizations", realizations, 1)

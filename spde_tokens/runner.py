@@ -24,12 +24,10 @@ import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from types import FrameType
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 import xarray as xr
-from threadpoolctl import threadpool_limits
-from tqdm.auto import tqdm
 
 from spde_tokens.records import (
     BlowUpError,
@@ -38,6 +36,9 @@ from spde_tokens.records import (
     TimeGrid,
     default_progress,
 )
+
+if TYPE_CHECKING:
+    from tqdm import tqdm
 
 #: the state of an engine: named arrays (complex arrays are stored as real and imaginary parts in checkpoints)
 State = dict[str, np.ndarray]
@@ -173,6 +174,10 @@ def run(engine: Engine, state: State, times: TimeGrid, recorder: Recorder, *, fi
                              f"run (t_end = {times.t_end}); use t_end ≥ {times.time(last)} or another checkpoint file")
         first = last + 1
         log.info("resuming from %s: step %d of %d (t = %g)", store.path, last, times.n_steps, times.time(last))
+    # deferred to the first run: tqdm and threadpoolctl are not needed by `import spde_tokens`
+    from threadpoolctl import threadpool_limits
+    from tqdm.auto import tqdm
+
     with tqdm(total=times.n_steps, initial=first - 1, disable=not default_progress(progress), unit="step",
               desc=engine.label) as bar, grouped_warnings(bar) as flush_warnings, \
             threadpool_limits(limits=threads, user_api="blas"):

@@ -246,3 +246,94 @@ def test_zonal_grid_refuses_models_that_break_the_symmetry():
         GridAttention(AttentionModel(5, 1.0), grid, "quadrature")
     with pytest.raises(ValueError, match="model.dim"):
         GridAttention(AttentionModel(4, 1.0), grid)
+
+
+# ---- degree-truncated transforms of G̃ρ (docs/numerics.md, 'Cheaper right-hand sides') --------------------------
+def _rough_coefficients(grid):
+    """Coefficients of a random field on the nodes: a flat spectrum up to the grid's degree, the worst case for
+    dropping degrees (a density's spectrum only decays faster)."""
+    return grid.analysis(np.random.default_rng(5).standard_normal(grid.shape))
+
+
+def _per_degree_bounds(grid, coeffs):
+    """sup_x |f_l(x)| and sup_x |∇_S f_l(x)| for the degree-l part f_l of the field, for every degree l.
+
+    Cauchy–Schwarz over the n_l real orthonormal harmonics of degree l with the addition theorem
+    Σ Y² = n_l/area and Σ |∇Y|² = n_l e_l/area (e_l = l(l+1) on S², l² on S¹): |f_l| ≤ sqrt(P_l n_l/area),
+    |∇f_l| ≤ sqrt(P_l n_l e_l/area), P_l the power spectrum.
+    """
+    ell = np.arange(grid.degree_max + 1)
+    count = 2 * ell + 1 if grid.dim == 3 else np.where(ell == 0, 1, 2)
+    eig = ell * (ell + 1.0) if grid.dim == 3 else ell**2.0
+    value = np.sqrt(grid.power_spectrum(coeffs) * count / grid.area)
+    return value, value * np.sqrt(eig)
+
+
+@pytest.mark.parametrize("grid", [SphereGrid(64), CircleGrid(128)], ids=repr)
+@pytest.mark.parametrize("kappa", [1.0, 9.0, -4.0])
+@pytest.mark.parametrize("tol", [1e-16, 1e-6])
+def test_truncated_transforms_agree_within_the_dropped_weights(grid, kappa, tol):
+    """Z̃ = G̃ρ and (1/κ)∇G̃ρ synthesized up to the degree L where the weights fall below ``tol`` of the largest
+    (the drift's cut-off is tol = 1e-16) differ from the full synthesis by at most the neglected tail
+    Σ_{l > L} |λ_l| sup|ρ_l| (and Σ |λ_l/κ| sup|∇ρ_l|), plus rounding."""
+    from spde_tokens.drift import kernel_degree
+
+    w = grid.zonal_weights(kappa)
+    cut = kernel_degree(w, tol)
+    assert cut < grid.degree_max  # the test is about truncation
+    band = grid.truncated(cut)
+    assert band.degrees.max() <= max(cut, 2) and band.degrees.size < grid.n_coeff
+    c = _rough_coefficients(grid)
+    value_bound, grad_bound = _per_degree_bounds(grid, c)
+    ell = np.arange(grid.degree_max + 1)
+    dropped = ell > band.degree
+
+    z_full = grid.synthesis(grid.per_degree(w.value) * c)
+    z_band = band.synthesis(band.per_degree(w.value) * band.restrict(c))
+    g_full = grid.gradient(grid.per_degree(w.over_kappa) * c)
+    g_band = band.gradient(band.per_degree(w.over_kappa) * band.restrict(c))
+    tail_z = np.sum(np.abs(w.value[dropped]) * value_bound[dropped])
+    tail_g = np.sum(np.abs(w.over_kappa[dropped]) * grad_bound[dropped])
+    # rounding of two syntheses: eps × (degree_max terms per node) × the size of the sum (bounded as the tail is)
+    round_z = 10 * EPS * grid.degree_max * np.sum(np.abs(w.value) * value_bound)
+    round_g = 10 * EPS * grid.degree_max * np.sum(np.abs(w.over_kappa) * grad_bound)
+    assert np.abs(z_band - z_full).max() <= tail_z + round_z
+    assert np.sqrt(np.sum((g_band - g_full) ** 2, axis=0)).max() <= tail_g + round_g
+    if tol == 1e-16:  # the drift's cut-off: what is dropped is below rounding
+        assert tail_z <= round_z and tail_g <= round_g
+
+
+@pytest.mark.parametrize("kappa", [1.0, 16.0, 100.0])
+def test_kernel_degree_is_where_the_weights_end(kappa):
+    """The drift's cut-off sits at the degree where λ_l/λ_0 falls below 1e-16 (resolving_degree, from the Bessel
+    values alone) give or take the slower tail of ∂_κλ_l, and near 8.7 sqrt(κ) on S² for κ ≳ 10."""
+    from spde_tokens.drift import kernel_degree
+    from spde_tokens.grids import resolving_degree
+
+    grid = SphereGrid(160)
+    cut = kernel_degree(grid.zonal_weights(kappa))
+    need = resolving_degree(3, kappa)
+    assert need - 1 <= cut <= need + 2
+    if kappa >= 10:  # the asymptotic 8.7 sqrt(κ) of resolving_degree's docstring holds for κ ≳ 10
+        assert abs(cut - 8.7 * np.sqrt(kappa)) <= 0.1 * 8.7 * np.sqrt(kappa) + 2
+    attention = GridAttention(AttentionModel(3, kappa), grid)
+    assert attention.kernel_degree == cut
+
+
+@pytest.mark.parametrize("grid", [SphereGrid(8), CircleGrid(12)], ids=repr)
+@pytest.mark.parametrize("shape", ["clipped", "no_mass"])
+def test_beta_zero_closed_form_falls_back_on_signed_densities(grid, shape):
+    """beta = 0 on a signed density: |m/∫ρ| > 1 (ρ ∝ 1 + 5 x_d, softmax output clipped to |a| = 1) or ∫ρ < 0
+    (output 0, the partition function is not trusted) give what the quadrature path gives: the closed form is
+    used only where neither happens."""
+    x = grid.points()[..., -1]
+    rho = (1 + 5 * x) / grid.area if shape == "clipped" else (-1 + 0.3 * x) / grid.area
+    c = grid.analysis(rho)
+    model = AttentionModel(grid.dim, 0.0, V=V_RANDOM[grid.dim])
+    zonal, quad = GridAttention(model, grid, "zonal"), GridAttention(model, grid, "quadrature")
+    a = zonal.output(c, rho)
+    np.testing.assert_allclose(a, quad.output(c, rho), rtol=0, atol=1e-12)  # rounding of O(1) sums
+    np.testing.assert_allclose(zonal.drift(c, rho), quad.drift(c, rho), rtol=0, atol=1e-12)
+    norms = np.linalg.norm(a, axis=-1)
+    np.testing.assert_allclose(norms, 1.0 if shape == "clipped" else 0.0, rtol=0, atol=1e-12)
+    assert zonal.unreliable_fraction == 1.0  # every node clipped, or not trusted

@@ -1,4 +1,5 @@
-"""No import cycle inside the ``spde_tokens`` package, counting every import statement.
+"""No import cycle inside the ``spde_tokens`` package, counting every import statement; and what a fresh
+``import spde_tokens`` leaves unloaded (the end of this file).
 
 The graph is built with ``ast`` from the source files, so it sees what running the code may not: imports at the top
 of a module, inside functions, under ``if TYPE_CHECKING:``, relative imports, and ``from spde_tokens import x``
@@ -8,7 +9,10 @@ Importing ``a.b.c`` also runs the ``__init__`` of ``a`` and ``a.b``; those impli
 """
 
 import ast
+import os
 import pathlib
+import subprocess
+import sys
 
 ROOT = pathlib.Path(__file__).resolve().parents[1] / "spde_tokens"
 PACKAGE = ROOT.name
@@ -153,3 +157,36 @@ def test_no_import_cycle_in_validation():
 def test_no_import_cycle_in_the_package():
     found = cycles(import_graph())
     assert not found, _describe(found)
+
+
+# ---- what `import spde_tokens` loads (docs/guide.md, 'Install') -------------------------------------------------
+#: modules a fresh `import spde_tokens` must not load: each is imported where it is first needed (pyfftw by the
+#: first CircleGrid: its interfaces pull in dask.array and pandas; matplotlib by the plots; dask by run_ensemble;
+#: tqdm and threadpoolctl by the first run)
+DEFERRED = ("pyfftw", "matplotlib", "dask", "tqdm", "threadpoolctl")
+
+
+def _fresh_python(code: str) -> subprocess.CompletedProcess:
+    """Run ``code`` in a new interpreter with this checkout first on the path."""
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT.parent), os.environ.get("PYTHONPATH", "")]))
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120,
+                          check=True)
+
+
+def test_import_does_not_load_the_deferred_modules():
+    """A structural check, not a timing: none of DEFERRED (nor any of their submodules) is in sys.modules after
+    a fresh ``import spde_tokens``; a CircleGrid then brings pyfftw in (so the check sees real imports)."""
+    code = ("import sys, spde_tokens\n"
+            f"names = {DEFERRED!r}\n"
+            "print(sorted({m.split('.')[0] for m in sys.modules} & set(names)))\n"
+            "spde_tokens.CircleGrid(8)\n"
+            "print('pyfftw' in sys.modules)\n")
+    loaded, after_circle = _fresh_python(code).stdout.splitlines()
+    assert loaded == "[]", f"import spde_tokens loaded {loaded}"
+    assert after_circle == "True"
+
+
+def test_building_a_sphere_grid_prints_nothing():
+    """shtns prints a banner on import; SphereGrid keeps it out of standard output."""
+    out = _fresh_python("import spde_tokens\nspde_tokens.SphereGrid(8)\n").stdout
+    assert out == ""

@@ -48,6 +48,41 @@ def check_memory(parameter: str, nodes: int, bytes_per_node: int, what: str) -> 
                          f"~{bytes_per_node} B), more than the {limit / 1e9:.3g} GB available; lower it")
 
 
+class BandLimited:
+    """Synthesis and gradient, on the nodes of ``grid``, of fields of degree ≤ ``degree`` only.
+
+    A field ``f = Σ_{l ≤ degree} w_m Re(f_lm Y_lm)`` is given by its coefficients of degree ≤ ``degree``, in the order
+    of :attr:`index` (``restrict(coeffs) = coeffs[index]``, the entries of a full coefficient array that it keeps):
+    the attention kernel exp(κ x·y) resolves only degrees up to about 8.7 sqrt(κ) on S^2, so the fields G̃ρ and
+    ∇G̃ρ of the drift need only those (docs/numerics.md, 'Cheaper right-hand sides'). This base version keeps every
+    coefficient and uses the grid's own transforms; :class:`~spde_tokens.grids.SphereGrid` and
+    :class:`~spde_tokens.grids.CircleGrid` return cheaper ones from :meth:`Grid.truncated`.
+    """
+
+    def __init__(self, grid: Grid, degree: int, index: np.ndarray | None = None):
+        self.grid, self.degree = grid, int(degree)
+        #: positions of the kept coefficients in a full coefficient array (None: all of them, in order)
+        self.index = index
+        #: degree of every kept coefficient
+        self.degrees = grid.degrees if index is None else grid.degrees[index]
+
+    def restrict(self, coeffs: np.ndarray) -> np.ndarray:
+        """The coefficients of degree ≤ ``degree`` of a full coefficient array, in the order this object expects."""
+        return coeffs if self.index is None else coeffs[..., self.index]
+
+    def per_degree(self, values: np.ndarray) -> np.ndarray:
+        """A per-degree array (degree_max + 1,) expanded to one value per kept coefficient."""
+        return np.asarray(values)[self.degrees]
+
+    def synthesis(self, coeffs: np.ndarray) -> np.ndarray:
+        """The field Σ w_m Re(f_lm Y_lm) on the grid's nodes, a new array of shape ``grid.shape``."""
+        return self.grid.synthesis(coeffs)
+
+    def gradient(self, coeffs: np.ndarray) -> np.ndarray:
+        """The tangent components of ∇_S f on the grid's nodes, a new array (k, *grid.shape)."""
+        return self.grid.gradient(coeffs)
+
+
 class Grid(ABC):
     """A spectral grid on S^{dim-1}: transforms, calculus, quadrature and point evaluation.
 
@@ -180,6 +215,13 @@ class Grid(ABC):
     def zonal_weights(self, kappa: float) -> ZonalWeights:
         """Scaled Funk–Hecke weights of exp(κ x·y) for the degrees of this grid."""
         return zonal_weights(self.dim, kappa, self.degree_max)
+
+    def truncated(self, degree: int) -> BandLimited:
+        """Transforms of the fields of degree ≤ ``degree`` on this grid's nodes (:class:`BandLimited`).
+
+        Grids with a cheaper transform for low degrees override this; here every coefficient is kept.
+        """
+        return BandLimited(self, min(int(degree), self.degree_max))
 
     def to_tangent(self, vectors: np.ndarray) -> np.ndarray:
         """Tangent components (k, *shape) of Cartesian vectors (*shape, dim): the projection P_x.

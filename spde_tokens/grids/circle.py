@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 from spde_tokens import checks
-from spde_tokens.grids.base import GRID_BYTES_PER_NODE, Grid, check_memory
+from spde_tokens.grids.base import GRID_BYTES_PER_NODE, BandLimited, Grid, check_memory
 
 
 def _fast_size(minimum: int) -> int:
@@ -76,14 +76,26 @@ class CircleGrid(Grid):
         return self._spec[: self.degree_max + 1] * self._to_coeff
 
     def synthesis(self, coeffs: np.ndarray) -> np.ndarray:
-        self._spec[: self.degree_max + 1] = coeffs
-        self._spec[self.degree_max + 1:] = 0.0
-        self._spec *= 1.0 / (self._to_coeff * self.nodes)  # the unnormalized c2r transform sums n terms
+        """The field Σ_k w_k Re(f_k e_k) on the nodes; coefficients k = 0 … K for any K ≤ n (the rest are zero)."""
+        kept = np.shape(coeffs)[-1]
+        self._spec[:kept] = coeffs
+        self._spec[:kept] *= 1.0 / (self._to_coeff * self.nodes)  # the unnormalized c2r transform sums n terms
+        self._spec[kept:] = 0.0
         self._backward.execute()
         return self._real.copy()
 
     def gradient(self, coeffs: np.ndarray) -> np.ndarray:
-        return self.synthesis(self._wavenumber * coeffs)[None, :]
+        """∂_θ f on the nodes, shape (1, nodes); coefficients k = 0 … K for any K ≤ n, as :meth:`synthesis`."""
+        return self.synthesis(self._wavenumber[: np.shape(coeffs)[-1]] * coeffs)[None, :]
+
+    def truncated(self, degree: int) -> BandLimited:
+        """Fields of wavenumber ≤ ``degree``: the same FFT, zero-padded, on the first ``degree`` + 1 coefficients.
+
+        The c2r FFT keeps its length (the nodes must stay the same); what is saved is the work on the dropped
+        coefficients (weights, the gradient's wavenumbers).
+        """
+        degree = min(int(degree), self.degree_max)
+        return BandLimited(self, degree, np.arange(degree + 1))
 
     def divergence(self, tangent: np.ndarray) -> np.ndarray:
         return self._wavenumber * self.analysis(tangent[0])

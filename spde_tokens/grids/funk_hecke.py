@@ -18,7 +18,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import special
 
 from spde_tokens import checks
 
@@ -50,6 +49,8 @@ def _scaled_bessel(dim: int, kappa: float, lmax: int) -> np.ndarray:
     a = abs(kappa)
     if a == 0.0:
         return (ell == 0).astype(float)
+    from scipy import special  # deferred: scipy.special costs ~0.3 s of `import spde_tokens`, and κ = 0 needs none
+
     if dim == 3:
         val = np.sqrt(np.pi / (2.0 * a)) * special.ive(ell + 0.5, a)
     else:
@@ -162,6 +163,8 @@ def normalized_zonal_weights(dim: int, kappa: float, lmax: int) -> ZonalWeights:
     if a == 0.0:
         scaled, log_scale = (ell == 0).astype(float), 0.0
     else:
+        from scipy import special  # deferred, as in _scaled_bessel
+
         nu = 0.5 * dim - 1.0
         ive = special.ive(nu + ell, a)
         series = ive < np.exp(_LOG_NORMAL)  # ive is decreasing in the order: a tail of the degrees

@@ -9,7 +9,7 @@ import sys
 import numpy as np
 
 from spde_tokens import checks
-from spde_tokens.grids.base import GRID_BYTES_PER_NODE, Grid, check_memory
+from spde_tokens.grids.base import GRID_BYTES_PER_NODE, BandLimited, Grid, check_memory
 
 
 def _import_shtns():
@@ -30,6 +30,59 @@ def _import_shtns():
         os.close(devnull)
     shtns.set_verbosity(0)
     return shtns
+
+
+def _new_plan(shtns, lmax: int, nthreads: int):
+    """``shtns.sht(lmax, lmax, norm=sht_orthonormal, nthreads=nthreads)`` without its Python loop over the modes.
+
+    shtns' Python constructor fills the arrays ``l`` and ``m`` by one ``idx(l, m)`` call per coefficient (33 000 calls,
+    about 30 ms, at lmax 255). Here the C object is made the same way and ``l``, ``m`` come from the layout shtns uses
+    for mres = 1 (order-major: m = 0 … lmax, and l = m … lmax within each order); tests/grids/test_sphere.py checks them
+    against ``idx``. Falls back to the plain constructor if this shtns build lacks the SWIG entry points.
+    """
+    low = getattr(shtns, "_shtns", None)
+    if low is None or not hasattr(low, "sht_swiginit") or not hasattr(low, "new_sht"):
+        return shtns.sht(lmax, lmax, norm=shtns.sht_orthonormal, nthreads=nthreads)
+    plan = shtns.sht.__new__(shtns.sht)
+    low.sht_swiginit(plan, low.new_sht(lmax, lmax, 1, shtns.sht_orthonormal, nthreads))
+    orders = np.arange(lmax + 1)
+    counts = lmax + 1 - orders
+    m = np.repeat(orders, counts)
+    starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
+    ell = m + np.arange(m.size) - starts[m]
+    plan.l, plan.m = ell.astype(np.int32), m.astype(np.int32)
+    plan.l.flags.writeable = plan.m.flags.writeable = False
+    plan._cpu_synth_list = [plan.SH_to_spat, plan.SHsphtor_to_spat, plan.SHqst_to_spat]
+    plan._cpu_analys_list = [plan.spat_to_SH, plan.spat_to_SHsphtor, plan.spat_to_SHqst]
+    if getattr(shtns, "cupy", None) is not None:
+        plan._gpu_synth_list = [plan.cu_SH_to_spat, plan.cu_SHsphtor_to_spat, plan.cu_SHqst_to_spat]
+        plan._gpu_analys_list = [plan.cu_spat_to_SH, plan.cu_spat_to_SHsphtor, plan.cu_spat_to_SHqst]
+    return plan
+
+
+class _SphereBandLimited(BandLimited):
+    """A second shtns plan of lmax = mmax = ``degree`` on the same Gauss grid (nlat, nlon) as ``grid``.
+
+    shtns accepts a grid larger than its lmax needs; its Legendre sums then run over degree² instead of lmax² modes
+    per latitude (the FFTs along the longitudes keep their length).
+    """
+
+    def __init__(self, grid: SphereGrid, degree: int):
+        shtns = _import_shtns()
+        self._sh = _new_plan(shtns, degree, grid.threads)
+        self._sh.set_grid(grid.nlat, grid.nlon, flags=shtns.sht_gauss | shtns.SHT_PHI_CONTIGUOUS, polar_opt=0.0)
+        rows = grid._cached("row_of_degree_order", grid._row_table)
+        super().__init__(grid, degree, rows[np.asarray(self._sh.l), np.asarray(self._sh.m)])
+
+    def synthesis(self, coeffs: np.ndarray) -> np.ndarray:
+        out = np.empty(self.grid.shape)
+        self._sh.SH_to_spat(np.ascontiguousarray(coeffs, dtype=complex), out)
+        return out
+
+    def gradient(self, coeffs: np.ndarray) -> np.ndarray:
+        out = np.empty((2, *self.grid.shape))
+        self._sh.SHsph_to_spat(np.ascontiguousarray(coeffs, dtype=complex), out[0], out[1])
+        return out
 
 
 class SphereGrid(Grid):
@@ -61,7 +114,7 @@ class SphereGrid(Grid):
         # shtns_use_threads caps the count at 4 omp_get_num_procs() (the cores of the affinity mask): record what runs
         self.threads = min(checks.integer("threads", threads, 1), 4 * len(os.sched_getaffinity(0)))
         shtns = _import_shtns()
-        self._sh = shtns.sht(self.lmax, self.lmax, norm=shtns.sht_orthonormal, nthreads=self.threads)
+        self._sh = _new_plan(shtns, self.lmax, self.threads)
         self.nlat, self.nlon = self._sh.set_grid(flags=shtns.sht_gauss | shtns.SHT_PHI_CONTIGUOUS,
                                                  nl_order=2 if self.dealias else 1, polar_opt=0.0)
         self.shape = (self.nlat, self.nlon)
@@ -71,11 +124,10 @@ class SphereGrid(Grid):
         self.cos_theta = np.asarray(self._sh.cos_theta)
         self.theta = np.arccos(self.cos_theta)
         self.phi = 2.0 * np.pi * np.arange(self.nlon) / self.nlon
-        nodes, gauss = np.polynomial.legendre.leggauss(self.nlat)
-        order = np.argsort(-nodes)  # shtns stores latitudes from north (cos θ ≈ 1) to south
-        if np.max(np.abs(nodes[order] - self.cos_theta)) > 1e-12:
-            raise RuntimeError("shtns latitudes are not the Gauss–Legendre nodes")
-        self._lat_weights = gauss[order]
+        # shtns' Gauss weights of the northern latitudes (Σ over both hemispheres = 2); the south mirrors them.
+        # numpy's leggauss would recompute them by an eigenvalue problem, O(nlat³): 0.1–1 s at lmax 255
+        north = np.asarray(self._sh.gauss_wts())
+        self._lat_weights = np.concatenate([north, north[::-1][self.nlat % 2:]])
         self._laplacian = self.laplacian_eigenvalues
         self._laplacian_inverse = np.zeros(self.n_coeff)
         nonzero = self.degrees > 0
@@ -114,6 +166,21 @@ class SphereGrid(Grid):
         t = self._sh.spec_array()  # toroidal potential, discarded
         self._sh.spat_to_SHsphtor(np.ascontiguousarray(tangent[0]), np.ascontiguousarray(tangent[1]), s, t)
         return s * self._laplacian
+
+    def truncated(self, degree: int) -> BandLimited:
+        """Synthesis and gradient of fields of degree ≤ ``degree`` by a second shtns plan of that lmax on this grid.
+
+        Degrees below 2 use a plan of lmax 2; ``degree`` ≥ lmax gives this grid's own transforms. Plans are built
+        once per degree and shared (every run with the same beta on this grid uses the same one).
+        """
+        degree = int(degree)
+        if degree >= self.lmax:
+            return super().truncated(degree)
+        degree = max(degree, 2)
+        plans = self.__dict__.setdefault("_band_plans", {})
+        if degree not in plans:
+            plans[degree] = _SphereBandLimited(self, degree)
+        return plans[degree]
 
     def points(self) -> np.ndarray:
         """Unit vectors (sin θ cos φ, sin θ sin φ, cos θ) of the nodes, shape (nlat, nlon, 3); cached, read-only."""

@@ -268,3 +268,20 @@ def test_a_run_beyond_memory_is_refused_up_front(monkeypatch):
         st.solve_density(st.AttentionModel(3, 1.0), None, rho0, t_end=0.1, dt=0.01)
     with pytest.raises(ValueError, match="lmax = 64 is too large"):
         SphereGrid(64)  # 97 × 193 nodes × 64 B ≈ 1.2 MB
+
+
+@pytest.mark.parametrize("lmax", [4, 17, 40])
+def test_degrees_and_orders_are_shtns_layout(lmax):
+    """The grid (and a low-degree plan on it) builds shtns' l, m arrays from the layout, not by shtns' loop of idx()
+    calls: every (l, m) must sit where shtns' own idx() puts it, and both plans must transform alike."""
+    grid = SphereGrid(lmax)
+    sh = grid._sh
+    assert all(sh.idx(int(ell), int(m)) == i for i, (ell, m) in enumerate(zip(grid.degrees, grid.orders, strict=True)))
+    band = grid.truncated(lmax - 2)
+    pairs = zip(band._sh.l, band._sh.m, strict=True)
+    assert all(band._sh.idx(int(ell), int(m)) == i for i, (ell, m) in enumerate(pairs))
+    assert np.array_equal(grid.degrees[band.index], band._sh.l) and np.array_equal(grid.orders[band.index], band._sh.m)
+    c = grid.analysis(np.random.default_rng(0).standard_normal(grid.shape))
+    c[grid.degrees > lmax - 2] = 0.0
+    # the same band-limited field by both plans: rounding of (lmax + 1)-term sums of O(1) coefficients
+    np.testing.assert_allclose(band.synthesis(band.restrict(c)), grid.synthesis(c), rtol=0, atol=100 * lmax * EPS)
