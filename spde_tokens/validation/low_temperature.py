@@ -75,10 +75,11 @@ Laplace's method gives X_β − X_∞ = O(1/β). The rows use μ_0 = vMF(κ = 2)
 
 Steppers: the theorem rows use RK4 (``scheme="flow"``) with dt = 0.25 (``THEOREM_DT``: near e3 the rates of X_∞
 reach 7/3, a local error (7/3·dt)^5/120 ≤ 6e-4 of a step's displacement, the same for the softmax and the hardmax
-runs; halving dt changes W2 at β = 4 and 1024 by < 1e-3 relative) to t = 1 and, for the closest approach, to t = 20 (16 with ``quick``). The clustering runs use RK4 with
-dt = 0.25 to t = 6 and dt = 0.5 to t = 14, then the layer update with dt = 1 (dt = 0.5 with V = diag): in the
-clustered phase only slow merging remains (merge times move by ≲ 1 between dt = 1 and 0.5). Cost on one core:
-about 7 minutes for the full case, about a minute with ``quick``.
+runs; halving dt changes W2 at β = 4 and 1024 by < 1e-3 relative) to t = 1 and, for the closest approach, to
+t = 20 (16 with ``quick``). The clustering runs use RK4 with dt = 0.25 to t = 6 and dt = 0.5 to t = 14, then
+the layer update with dt = 1 (dt = 0.5 with V = diag): in the clustered phase only slow merging remains (merge
+times move by ≲ 1 between dt = 1 and 0.5). Cost on one core: about 7 minutes for the full case, about a minute
+with ``quick``.
 """
 
 from __future__ import annotations
