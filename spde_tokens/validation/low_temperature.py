@@ -888,6 +888,7 @@ def plot(ds: xr.Dataset, path: str) -> None:
     ax.fill_between(betas, lo / np.sqrt(k), hi / np.sqrt(k), color="0.85", label="[1.42, 2]/sqrt(K)")
     ax.loglog(betas, ds["w2_initial"], "o-", label="W2(clustered, initial)")
     ax.set(xlabel="β", ylabel="W2 (rad)", title="uniform tokens: transport to the clustered state")
+    ax.xaxis.set_minor_formatter(NullFormatter())
     ax.legend(fontsize=8)
     for col, key in ((2, 0), (3, 1)):
         ax = fig.add_subplot(grid[2, col], projection="mollweide")
