@@ -23,12 +23,12 @@ Laplace's method gives X_β − X_∞ = O(1/β). The rows use μ_0 = vMF(κ = 2)
   the hardmax model (RK4, the same steps as the softmax runs); the mean-field X_β is the code's weighted sums
   (``attention_output_points``, the sums of the tokens) over a Gauss rule of μ_0 that integrates kernel × density
   to 1e-10 (degree ≥ half the sum of the degrees where the Funk–Hecke weights of exp(β‖A‖ x·y) and of exp(κ x·y)
-  fall below 1e-10). (iv) The zero-temperature
-  tokens approach Π_# μ_0 at the rate 1 − a₂/a₁ = 0.4 of the linearization at ±e1: the slope of −ln W2 over
-  t ≥ 10 within 5% (the e3 components decay at 0.7 and tokens still leaving the saddle at ±e2 bias it by
-  O(e^{−0.3t})). (v) Information: the time of closest approach t_min of μ_t^β to Π_# μ_0 against ln β, for
-  β = 4 … 64 (… 32 with ``quick``) on N = 1000 (500) tokens (W2 to two atoms is a one-dimensional assignment,
-  exact). The bound is smallest at t ≈ ln β/(2(C + c)), so t_min should grow
+  fall below 1e-10). (iv) The zero-temperature tokens approach Π(x) at the rate 1 − a₂/a₁ = 0.4 of the
+  linearization at ±e1: the median over tokens of the decay rate of their angle to Π(x) over the second half of the
+  run, within 2% (the e3 components decay at 0.7, so the slope exceeds 0.4 by 0.3 (b/a)² e^{−0.6t}; the median
+  ignores the few tokens still leaving the saddle at ±e2). (v) Information: the time of closest approach t_min of
+  μ_t^β to Π_# μ_0 against ln β, for β = 4 … 64 (… 32 with ``quick``) on N = 1000 (500) tokens (W2 to two atoms is
+  a one-dimensional assignment, exact). The bound is smallest at t ≈ ln β/(2(C + c)), so t_min should grow
   with ln β; with N tokens only while the kernel width 1/sqrt(β) exceeds the token spacing sqrt(4π/N)
   (β ≤ N/(4π)): beyond, the softmax picks single tokens and finite N sets a plateau. Tokens also meet a floor in
   (b)(i): once 1/sqrt(β|Aᵀx|) is below the spacing the error is of the order of the spacing, not of 1/β (measured
@@ -351,11 +351,22 @@ def measure_theorem(setup: Setup) -> dict:
     curves = []
     for beta in (*setup.approach_betas, np.inf):
         times, pos = run_tokens(theorem_models(beta)["b"], xa, setup.approach_t_end, APPROACH_DT, APPROACH_SAVE,
-                                "layer")
+                                "flow")
         curves.append([projection_distance(x, n_plus) for x in pos])
     out["approach_time"], out["approach"] = times, np.array(curves)
-    out["approach_positions"] = pos[-1]
+    out["hardmax_token_rates"] = token_rates(times, pos, np.sign(xa[:, 0]))
     return out
+
+
+def token_rates(t: np.ndarray, positions: np.ndarray, sign: np.ndarray) -> np.ndarray:
+    """Per token, the decay rate of its angle θ to Π(x) = sign(x(0)·e1) e1 over the second half of the run,
+    ln(θ(t_end/2)/θ(t_end))/(t_end/2); θ = atan2(|x − (x·e1)e1|, ±x·e1) keeps full precision at small angles."""
+    half = int(np.argmin(np.abs(t - t[-1] / 2)))
+
+    def angle(x: np.ndarray) -> np.ndarray:
+        return np.arctan2(np.linalg.norm(x[:, 1:], axis=1), sign * x[:, 0])
+
+    return np.log(angle(positions[half]) / angle(positions[-1])) / (t[-1] - t[half])
 
 
 # ---- runs ------------------------------------------------------------------------------------------------------
@@ -589,12 +600,6 @@ def approach_minimum(t: np.ndarray, curve: np.ndarray) -> tuple[float, float]:
     return float(t[k]), float(curve[k])
 
 
-def hardmax_rate(t: np.ndarray, curve: np.ndarray) -> tuple[float, tuple[float, float]]:
-    """Decay rate of W2((Φ^∞_t)_# μ_0, Π_# μ_0): least-squares slope of −ln W2 over the records with t ≥ 10."""
-    window = t >= 10.0
-    return float(-np.polyfit(t[window], np.log(curve[window]), 1)[0]), (float(t[window][0]), float(t[-1]))
-
-
 def theorem_rows(r: dict, setup: Setup) -> list[Row]:
     """Rows (a), (b): the one-sided bound on tokens, the 1/β rate of the mean-field velocity gap, the closed form,
     the zero-temperature flow's approach to Π_# μ_0 and the time of closest approach."""
@@ -634,14 +639,17 @@ def theorem_rows(r: dict, setup: Setup) -> list[Row]:
             "the quadratures drop Funk–Hecke weights below 1e-10 of λ_0: Z and ∇Z are exact to ~1e-10 relative, "
             "a = ∇Z/Z to ~2e-10", err <= CLOSED_FORM_TOL))
     ta = r["approach_time"]
-    rate, window = hardmax_rate(ta, r["approach"][-1])
+    rates = r["hardmax_token_rates"]
+    rate = float(np.median(rates))
     expect = 1.0 - MOVING_A[1] / MOVING_A[0]
     rows.append(check(
-        NAME, "(b) zero-temperature tokens: decay rate of W2((Φ^∞_t)_# μ_0, Π_# μ_0) over "
-        f"t ∈ [{window[0]:g}, {window[1]:g}]", f"1 − A22/A11 = {expect:.2f} ± 5%",
-        f"{rate:.4f}", "linearization of X_∞ at ±e1: the e2 component decays at 1 − 0.6, the e3 one at 0.7; the e3 "
-        "parts and tokens still leaving the saddle at ±e2 bias the slope by O(e^(−0.3 t)) ≤ 5% for t ≥ 10",
-        abs(rate / expect - 1.0) <= 0.05))
+        NAME, f"(b) zero-temperature tokens: median over tokens of the decay rate of their angle to Π(x) over "
+        f"t ∈ [{setup.approach_t_end / 2:g}, {setup.approach_t_end:g}]", f"1 − A22/A11 = {expect:.2f} ± 2%",
+        f"{rate:.4f} (quartiles {np.quantile(rates, 0.25):.4f}, {np.quantile(rates, 0.75):.4f})",
+        "linearization of X_∞ at ±e1: the e2 component of x decays at 1 − 0.6, the e3 one at 1 − 0.3, so θ² = "
+        "a² e^(−0.8t) + b² e^(−1.4t) and the slope exceeds 0.4 by 0.3 (b/a)² e^(−0.6t) ≤ 2% at t ≥ 8 while "
+        "(b/a)² ≤ 8; tokens still leaving the saddle at ±e2 are a minority the median ignores",
+        abs(rate / expect - 1.0) <= 0.02))
     tmin, dmin = np.array([approach_minimum(ta, curve) for curve in r["approach"][:-1]]).T
     ab = np.array(setup.approach_betas)
     resolved = resolved_betas(ab, setup.approach_tokens)
@@ -711,6 +719,8 @@ def theorem_variables(r: dict, setup: Setup) -> tuple[dict, dict]:
             **one, "long_name": f"case ({case}): max over nodes of |a_beta - closed form| for mu_0 = vMF(2)"})
     data["approach_distance"] = (("approach_beta", "approach_time"), r["approach"][:-1], {
         "units": "rad", "long_name": "case (b): W2 between the tokens and the projection Pi_# mu_0"})
+    data["hardmax_token_rate"] = (("approach_token",), r["hardmax_token_rates"], {
+        **one, "long_name": "case (b): decay rate of each zero-temperature token's angle to Pi(x), second half"})
     data["approach_distance_hardmax"] = (("approach_time",), r["approach"][-1], {
         "units": "rad", "long_name": "case (b): W2 between the zero-temperature tokens and Pi_# mu_0"})
     data["theorem_positions_initial"] = (("theorem_token", "component"), r["x0"], {
@@ -726,6 +736,8 @@ def theorem_variables(r: dict, setup: Setup) -> tuple[dict, dict]:
         "approach_beta": ("approach_beta", np.array(setup.approach_betas), {**one, "long_name": "inverse temperature"}),
         "approach_time": ("approach_time", r["approach_time"], {**one, "long_name": "depth (dimensionless time)"}),
         "theorem_token": ("theorem_token", np.arange(r["x0"].shape[0]), {**one, "long_name": "token index"}),
+        "approach_token": ("approach_token", np.arange(r["hardmax_token_rates"].size),
+                           {**one, "long_name": "token index"}),
     }
     return data, coords
 
