@@ -107,3 +107,12 @@ def test_fitted_constant_and_exponent_fit():
     beta = np.array([16.0, 64.0, 256.0, 1024.0, 4096.0])
     p, se, plain = lt.exponent_fit(beta, 1.5 / beta * (1 - 2.0 / beta))
     assert abs(p + 1) < 1e-3 and plain > -1.0
+
+
+def test_token_rates_read_exponential_approach():
+    """θ(t) = θ0 e^{−λt} toward +e1 and −e1 (sign of the start) gives λ exactly, to rounding of atan2 and log."""
+    t = np.linspace(0.0, 16.0, 33)
+    theta = np.array([0.5, 0.3])[None, :] * np.exp(-np.array([0.4, 0.7])[None, :] * t[:, None])
+    sign = np.array([1.0, -1.0])
+    pos = np.stack([sign * np.cos(theta), np.sin(theta), np.zeros_like(theta)], axis=-1)
+    np.testing.assert_allclose(lt.token_rates(t, pos, sign), [0.4, 0.7], rtol=1e-12)
