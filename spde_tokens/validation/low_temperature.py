@@ -33,8 +33,8 @@ Laplace's method gives X_β − X_∞ = O(1/β). The rows use μ_0 = vMF(κ = 2)
   (β ≤ N/(4π)): beyond, the softmax picks single tokens and finite N sets a plateau. Tokens also meet a floor in
   (b)(i): once 1/sqrt(β|Aᵀx|) is below the spacing the error is of the order of the spacing, not of 1/β (measured:
   W2 = 0.030 and 0.032 at β = 256 and 1024 with N = 1000, 0.024 and 0.025 with N = 2000, against a bound 0.053 at
-  β = 1024; at N = 1500 the bound meets the floor near β ≈ 4000), which is why the sharp rate is measured in the mean field, not on tokens
-  (on tokens the fitted exponent drifts with N).
+  β = 1024; at N = 1500 the bound meets the floor near β ≈ 4000), which is why the sharp rate is measured in the
+  mean field, not on tokens (on tokens the fitted exponent drifts with N).
 
 **Clustering from a uniform state** (uniform i.i.d. tokens on S^2, fixed seed, SA with Q = K = I,
 ẋ_i = P_{x_i} V Σ_j softmax_j(β x_i·x_j) x_j, for β in {4, 9, 16, 25, 36} ({4, 16, 36} with ``quick``)):
