@@ -70,6 +70,10 @@ class DensityEquation:
     def __init__(self, model: AttentionModel, grid: Grid, attention: str = "auto",
                  memory_budget: float | None = None, noise: NoiseModel | None = None,
                  hyperviscosity: float = 0.0) -> None:
+        if model.hardmax:
+            raise ValueError("normalization='hardmax' (the zero-temperature velocity X_∞ = P_x V Aᵀx/|Aᵀx|) is "
+                             "offered for tokens only: simulate them with spde_tokens.simulate_particles; the density "
+                             "solver needs a finite beta (softmax or unnormalized)")
         self.model, self.grid = model, grid
         self.noise = as_noise(noise)
         self.attention = GridAttention(model, grid, attention, memory_budget)

@@ -126,8 +126,12 @@ def attention_output_points(model: AttentionModel, queries: np.ndarray, keys: np
     """a_μ(x_i) for μ = Σ_j ω_j δ_{y_j} (ω_j = 1/N by default), in row blocks of at most ``block_bytes``.
 
     ``a(x) = Σ_j ω_j e^{beta xᵀA y_j} y_j / Σ_j ω_j e^{beta xᵀA y_j}`` (softmax) or the numerator alone
-    (unnormalized), with logits shifted by their row maximum.
+    (unnormalized), with logits shifted by their row maximum. With ``normalization="hardmax"`` the output is the
+    zero-temperature limit a_∞(x) = Aᵀx/|Aᵀx| of a measure of full support, which ignores the keys
+    (:meth:`AttentionModel.hardmax_output`).
     """
+    if model.hardmax:
+        return model.hardmax_output(queries)
     keys = np.asarray(keys, dtype=float)
     n = keys.shape[0]
     w = np.full(n, 1.0 / n) if weights is None else np.asarray(weights, dtype=float)
@@ -172,8 +176,9 @@ def attention_output_harmonic(model: AttentionModel, tokens: np.ndarray, degree:
     from spde_tokens.grids import grid_from_attrs
 
     a = model.zonal_factor
-    if a is None or model.dim not in (2, 3):
-        raise ValueError("attention='harmonic' needs Qᵀ K = a I on S^1 or S^2 (dim 2 or 3)")
+    if a is None or model.dim not in (2, 3) or model.hardmax:
+        raise ValueError("attention='harmonic' needs Qᵀ K = a I on S^1 or S^2 (dim 2 or 3) and a finite beta "
+                         "(not normalization='hardmax')")
     degree = harmonic_degree(model) if degree is None else int(degree)
     if degree < 1:
         raise ValueError(f"harmonic_degree must be a positive integer, got {degree}")

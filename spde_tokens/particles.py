@@ -144,8 +144,10 @@ class TokenEngine:
     def record(self, state: State) -> dict:
         x = state["positions"]
         m = diag.mean_vector_tokens(x)
-        return {"positions": x, "energy": diag.energy_tokens(x, self.beta), "dispersion": float(1.0 - m @ m),
-                "mean_vector": m}
+        out = {"positions": x, "dispersion": float(1.0 - m @ m), "mean_vector": m}
+        if np.isfinite(self.beta):  # E_beta grows like e^beta/beta: the zero-temperature model records none
+            out["energy"] = diag.energy_tokens(x, self.beta)
+        return out
 
     def after_record(self, t: float, values: dict) -> None:
         pass
@@ -157,10 +159,12 @@ class TokenEngine:
         return {}
 
 
-def _variables() -> dict:
+def _variables(energy: bool = True) -> dict:
+    """The recorded variables; ``energy`` False for the zero-temperature model (E_beta diverges as beta → ∞)."""
     return {
         "positions": (("token", "component"), {"long_name": "token positions on the unit sphere", "units": "1"}),
-        "energy": ((), {"long_name": "interaction energy E_beta of the empirical measure", "units": "1"}),
+        **({"energy": ((), {"long_name": "interaction energy E_beta of the empirical measure", "units": "1"})}
+           if energy else {}),
         "dispersion": ((), {"long_name": "dispersion 1 - |m|^2 of the empirical measure", "units": "1"}),
         "mean_vector": (("component",), {"long_name": "mean token m = (1/N) sum x_i", "units": "1"}),
     }
@@ -175,7 +179,9 @@ def simulate_particles(model: AttentionModel, noise: NoiseModel | None, x0: npt.
 
     Parameters
     ----------
-    model : AttentionModel (any dim ≥ 2, any Q, K, V, softmax or unnormalized).
+    model : AttentionModel (any dim ≥ 2, any Q, K, V, softmax, unnormalized or hardmax: the zero-temperature velocity
+        X_∞(x) = P_x V Aᵀx/|Aᵀx| of docs/mathematics.md, 'The zero-temperature equation', which moves every token on
+        its own; a ValueError if a token meets the kernel of Aᵀ).
     noise : None, a noise model or a sum of models; the same objects as for the density.
     x0 : (N, dim) unit vectors (refused, not normalized, when |x| deviates from 1 by more than 1e-8).
     t_end, dt : final time ≥ 0 and step > 0, t_end/dt a whole number.
@@ -198,7 +204,8 @@ def simulate_particles(model: AttentionModel, noise: NoiseModel | None, x0: npt.
 
     Returns
     -------
-    xarray.Dataset with ``positions`` (time, token, component), ``energy``, ``dispersion``, ``mean_vector``.
+    xarray.Dataset with ``positions`` (time, token, component), ``energy`` (not for hardmax), ``dispersion``,
+    ``mean_vector``.
     """
     if not isinstance(model, AttentionModel):
         raise ValueError(f"model must be an AttentionModel, got {type(model).__name__}")
@@ -214,9 +221,10 @@ def simulate_particles(model: AttentionModel, noise: NoiseModel | None, x0: npt.
     path = resolve_path(noise, path, seed, model.dim, times.dt, times.n_steps, lmax, tokens=True)
     if attention not in ("auto", "direct", "harmonic"):
         raise ValueError(f"attention must be 'auto', 'direct' or 'harmonic', got {attention!r}")
-    harmonic_ok = model.zonal_factor is not None and model.dim in (2, 3) and model.beta > 0
+    harmonic_ok = model.zonal_factor is not None and model.dim in (2, 3) and 0 < model.beta < np.inf
     if attention == "harmonic" and not harmonic_ok:
-        raise ValueError("attention='harmonic' needs Qᵀ K = a I, beta > 0 and dim 2 or 3")
+        raise ValueError("attention='harmonic' needs Qᵀ K = a I, a finite beta > 0 (not normalization='hardmax') and "
+                         "dim 2 or 3")
     if attention == "auto":
         small = harmonic_ok and (harmonic_degree_of(model, harmonic_degree) + 1) ** 2 < x.shape[0] / 4
         attention = "harmonic" if small else "direct"
@@ -233,5 +241,5 @@ def simulate_particles(model: AttentionModel, noise: NoiseModel | None, x0: npt.
                    "noise": repr(noise), "seed": -1 if path is None else path.seed,
                    "path_coarsening": 1 if path is None else path.factor, "scheme": scheme, "attention": attention,
                    "x0": fingerprint_hash(x)}
-    return run(engine, {"positions": x}, times, Recorder(_variables(), coords, attrs, model),
+    return run(engine, {"positions": x}, times, Recorder(_variables(not model.hardmax), coords, attrs, model),
                fingerprint=fingerprint, checkpoint=checkpoint, checkpoint_every=checkpoint_every, progress=progress)

@@ -235,3 +235,67 @@ def test_strong_order_one_half_under_coarsening(scheme):
             errors[seed, j] = np.sqrt(np.mean(np.sum((x - ref) ** 2, axis=1)))
     slope = np.polyfit(np.log(ks), np.log(np.sqrt((errors**2).mean(0))), 1)[0]
     assert 0.3 < slope < 0.75, slope  # eight paths: slope uncertain by about ±0.1
+
+
+def _hardmax_exact(x0, a_diag, t):
+    """The zero-temperature flow ẋ = P_x A x/|A x| (V = I, A = diag) in closed form: in the time s with
+    ds/dt = 1/|A x| it is Oja's flow dx/ds = A x − (xᵀA x) x, solved by x(s) = e^{sA}x0/|e^{sA}x0|, and
+    t(s) = ∫_0^s |A x(u)| du (a monotone map, inverted by root finding)."""
+    from scipy.integrate import quad
+    from scipy.optimize import brentq
+
+    a = np.asarray(a_diag)
+
+    def x_of(s, x):
+        y = np.exp(s * a) * x
+        return y / np.linalg.norm(y)
+
+    out = []
+    for x in x0:
+        def t_of(s, x=x):
+            return quad(lambda u: np.linalg.norm(a * x_of(u, x)), 0.0, s, epsabs=1e-14, epsrel=1e-13)[0]
+
+        # |A x| ≥ min a: t(s) ≥ s min a, so s ∈ [0, t/min a]
+        s = brentq(lambda s, x=x: t_of(s, x) - t, 0.0, t / a.min(), xtol=1e-14)
+        out.append(x_of(s, x))
+    return np.array(out)
+
+
+def test_hardmax_tokens_follow_the_closed_form_zero_temperature_flow():
+    """A = diag(1, 0.6, 0.3), V = I: every token moves on its own by X_∞ and reaches ±e1 (sign of x·e1), at the RK4
+    order of the flow scheme."""
+    a_diag = (1.0, 0.6, 0.3)
+    model = st.AttentionModel(3, Q=np.diag(a_diag), normalization="hardmax")
+    rng = np.random.default_rng(5)
+    x0 = rng.normal(size=(6, 3))
+    x0 /= np.linalg.norm(x0, axis=1, keepdims=True)
+    t_end = 4.0
+    exact = _hardmax_exact(x0, a_diag, t_end)
+    errors = []
+    for dt in (0.2, 0.1):
+        ds = st.simulate_particles(model, None, x0, t_end=t_end, dt=dt, save_every=t_end, scheme="flow")
+        assert "energy" not in ds and ds.attrs["beta"] == np.inf
+        errors.append(np.abs(ds["positions"].values[-1] - exact).max())
+    order = np.log2(errors[0] / errors[1])
+    # RK4: order 4; the error constant at dt = 0.1 (rates ≤ 7/3 near e3) is ~1e-6, far above the 1e-12 of the root
+    # finding and quadrature of the closed form
+    assert 3.5 <= order <= 4.6 and errors[1] <= 1e-5, (errors, order)
+    # long times: the projection map x ↦ sign(x·e1) e1; the slowest rate is 1 − 0.6 = 0.4
+    late = _hardmax_exact(x0, a_diag, 40.0)
+    ds = st.simulate_particles(model, None, x0, t_end=40.0, dt=0.1, save_every=40.0, scheme="flow")
+    x = ds["positions"].values[-1]
+    np.testing.assert_allclose(x, late, atol=1e-5)
+    np.testing.assert_allclose(x, np.sign(x0[:, :1]) * np.eye(3)[0], atol=1e-4)  # e^{−0.4·40} ≈ 1e-7 from ±e1
+
+
+def test_hardmax_is_for_tokens_only():
+    model = st.AttentionModel(3, normalization="hardmax")
+    x0 = np.eye(3)
+    with pytest.raises(ValueError, match="hardmax"):
+        st.simulate_particles(model, None, x0, t_end=1.0, dt=0.5, attention="harmonic")
+    grid = st.SphereGrid(15)
+    with pytest.raises(ValueError, match="hardmax.*simulate_particles"):
+        st.solve_density(model, None, st.initial.uniform(grid), t_end=1.0, dt=0.5)
+    singular = st.AttentionModel(3, Q=np.diag([1.0, 1.0, 0.0]), normalization="hardmax")
+    with pytest.raises(ValueError, match="Aᵀx = 0"):
+        st.simulate_particles(singular, None, np.array([[0.0, 0.0, 1.0]]), t_end=1.0, dt=0.5)
