@@ -15,7 +15,8 @@ import numpy as np
 from spde_tokens.drift import tangent_projection
 from spde_tokens.model import AttentionModel
 from spde_tokens.noise import ValueNoise
-from spde_tokens.validation.two_tokens import MEDIAN_SE_FACTOR, attention_output
+from spde_tokens.validation.common import MEDIAN_SE_FACTOR
+from spde_tokens.validation.two_tokens import attention_output
 
 SIGMA = 1.0
 DT = 0.005
