@@ -216,7 +216,8 @@ def cluster_rows(case: str, quick: bool) -> tuple[list[Row], dict]:
         tag, lam = _cell_tag(beta, dim), exponent(beta, dim)
         v, rad = res["v"], res["radius"]
         z = (v["richardson"] - lam) / v["richardson_se"]
-        rows.append(check(case, f"clusters/rate/{tag}: Richardson median slope of log(1 + c̄₁·c̄₂), cap means of "
+        rows.append(check(case, f"clusters/rate/{tag}: Richardson rate 2 med s(dt) − med s(2 dt) of log(1 + c̄₁·c̄₂), "
+                          "cap means of "
                           f"2 × {per_cap} tokens from caps of radius {CAP_RADIUS:g} at 1 + c₁·c₂ = {V0:g}, "
                           f"T = {res['horizon']:g}, {realizations} realizations",
                           f"two-token exponent Λ = sigma²(d − 2 − cosh 2β)/cosh²β = {lam:+.3f}",
@@ -225,7 +226,8 @@ def cluster_rows(case: str, quick: bool) -> tuple[list[Row], dict]:
                           "4 standard errors of the median (as the two-token rate rows)", abs(z) <= Z_BAND))
         theory = radius_exponent(beta, dim)
         z = (rad["richardson"] - theory) / rad["richardson_se"]
-        rows.append(check(case, f"clusters/radius_rate/{tag}: Richardson median slope of log(cap radius)",
+        rows.append(check(case, f"clusters/radius_rate/{tag}: Richardson rate 2 med s(dt) − med s(2 dt) of log(cap "
+                          "radius)",
                           f"−(d − 1) sigma² tanh²β / 2 = {theory:+.3f} (conformal contraction, |a| = tanh β)",
                           f"{rad['richardson']:+.3f} ± {rad['richardson_se']:.3f} (z = {z:+.2f}; dt = {DT:g} alone "
                           f"{rad['median']:+.3f})", "4 standard errors of the median", abs(z) <= Z_BAND))
@@ -367,7 +369,7 @@ def _dataset(clusters: dict, dens: dict) -> xr.Dataset:
                                   {**one, "long_name": "two-token exponent (d - 2 - cosh 2 beta)/cosh^2 beta"}),
         "cluster_horizon": (cell, per_cell(lambda b, d, r: r["horizon"]), {**one, "long_name": "time T of the run"}),
         "cluster_slope_richardson": (cell, per_cell(lambda b, d, r: r["v"]["richardson"]),
-                                     {**one, "long_name": "Richardson median slope of log(1 + cbar1.cbar2)"}),
+                                     {**one, "long_name": "2 med s(dt) - med s(2 dt), slopes of log(1 + cbar1.cbar2)"}),
         "cluster_slope_richardson_se": (cell, per_cell(lambda b, d, r: r["v"]["richardson_se"]),
                                         {**one, "long_name": "standard error of cluster_slope_richardson"}),
         "cluster_slope_median": (cell, per_cell(lambda b, d, r: r["v"]["median"]),
@@ -375,7 +377,7 @@ def _dataset(clusters: dict, dens: dict) -> xr.Dataset:
         "cluster_radius_rate_theory": (cell, per_cell(lambda b, d, r: radius_exponent(b, d)),
                                        {**one, "long_name": "-(d - 1) tanh^2 beta / 2, sigma = 1"}),
         "cluster_radius_richardson": (cell, per_cell(lambda b, d, r: r["radius"]["richardson"]),
-                                      {**one, "long_name": "Richardson median slope of log(cap radius)"}),
+                                      {**one, "long_name": "2 med s(dt) - med s(2 dt), s slopes of log(cap radius)"}),
         "cluster_radius_richardson_se": (cell, per_cell(lambda b, d, r: r["radius"]["richardson_se"]),
                                          {**one, "long_name": "standard error of cluster_radius_richardson"}),
         "cluster_max_log_radius_ratio": (cell, per_cell(lambda b, d, r: r["max_log_radius_ratio"]),

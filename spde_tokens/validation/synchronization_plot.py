@@ -43,7 +43,7 @@ def plot(ds: xr.Dataset, path: str | os.PathLike) -> None:
     ax[0, 1].axhline(0, color="0.6", lw=0.6)
     ax[0, 1].axvline(0, color="0.6", lw=0.6)
     ax[0, 1].set_xlabel("theory Λ")
-    ax[0, 1].set_ylabel("measured median slope, Richardson (± 4 SE)")
+    ax[0, 1].set_ylabel("2 med s(dt) − med s(2dt) (± 4 SE)")
     ax[0, 1].set_title("(b) almost-sure rate of log(1 − x·y)", fontsize=10)
     ax[0, 1].legend(fontsize=7)
 

@@ -25,7 +25,7 @@ V0 = 5e-5
 T_MAX = 8.0
 #: sample sizes are chosen so that |Λ| is this many standard errors from 0
 SIGNIFICANCE = 7.0
-#: the Richardson slopes' spread over that of the dt slopes (measured 0.95 to 1.65)
+#: the standard error of the Richardson rate over that of the median dt slope (measured 1.0 to 1.9)
 RICHARDSON_INFLATION = 1.5
 #: below this 1 + x·y the law of log(1 + x·y) is that of the antipodal pair up to O(1 + x·y)
 STAY = 1e-2
