@@ -81,7 +81,7 @@ import xarray as xr
 from scipy import special
 
 from spde_tokens.noise import ValueNoise
-from spde_tokens.validation import antipodal_clusters
+from spde_tokens.validation import antipodal_clusters, deep_density
 from spde_tokens.validation.common import Z_BAND, Row, check
 from spde_tokens.validation.two_tokens import (
     faithfulness,
@@ -311,8 +311,9 @@ def plot(ds: xr.Dataset, path: str) -> None:
     from matplotlib.figure import Figure
 
     betas, dims = ds["beta"].values, ds["dim"].values
-    fig = Figure(figsize=(19, 4.8), layout="constrained")
-    ax = fig.subplots(1, 4)
+    fig = Figure(figsize=(19, 9.6), layout="constrained")
+    grid = fig.subplots(2, 4)
+    ax = grid[0]
     db = betas[1] - betas[0]
     b_edges = np.concatenate([betas - db / 2, [betas[-1] + db / 2]])
     all_dims = np.arange(dims.min(), dims.max() + 1)  # dimensions not in the grid stay blank
@@ -375,6 +376,11 @@ def plot(ds: xr.Dataset, path: str) -> None:
     ax[1].legend(fontsize=7, ncol=2)
     ax[2].legend(fontsize=6.5, ncol=2)
     antipodal_clusters.plot_density(ax[3], ds)
+    deep_density.plot_panels(ds, *grid[1, :3])
+    grid[1, 3].set_visible(False)
     fig.suptitle(f"{TITLE}: ValueNoise(sigma = {ds.attrs['sigma']:g}), V = 0, softmax, Q = K = I: two tokens, two "
-                 "antipodal caps of tokens, a symmetric density")
+                 "antipodal caps of tokens, a symmetric density;\nbottom: the density from 0.7 vMF(e₃, 10) + 0.3 "
+                 f"vMF(−e₃, 10) to depth {ds.attrs['deep_t_end']:g} on Lagrangian nodes (hand-over at t = "
+                 f"{ds.attrs['deep_handover_time']:g}) beside {ds.attrs['deep_draws']} draws of "
+                 f"{ds.attrs['deep_n_tokens']} tokens on the same path (beta = 1, d = 3)")
     fig.savefig(path, dpi=120)

@@ -34,6 +34,7 @@ from spde_tokens.drift import tangent_projection
 from spde_tokens.grids import Grid, ResolutionWarning, SphereGrid
 from spde_tokens.noise import NoisePath, ValueNoise
 from spde_tokens.particles import simulate_particles
+from spde_tokens.validation import deep_density
 from spde_tokens.validation.common import Z_BAND, Row, check
 from spde_tokens.validation.two_tokens import (
     faithfulness,
@@ -337,13 +338,19 @@ def measure(case: str, quick: bool) -> tuple[list[Row], xr.Dataset]:
 
     Returns
     -------
-    The rows and an ``xarray.Dataset`` (dimensions ``cluster_cell``, ``cluster_step``, ``density_time``) merged
-    into the case's file.
+    The rows and an ``xarray.Dataset`` (dimensions ``cluster_cell``, ``cluster_step``, ``density_time`` and the
+    ``deep_*`` ones of :mod:`spde_tokens.validation.deep_density`, the antipodal clusters to depth 10 on Lagrangian
+    nodes beside tokens on the same path) merged into the case's file.
     """
     rows, clusters = cluster_rows(case, quick)
     dens = density_symmetry()
     rows += density_rows(case, dens)
-    return rows, _dataset(clusters, dens)
+    deep_setup = deep_density.DeepSetup("antipodal")
+    deep = deep_density.measure(deep_setup)
+    rows += deep_density.rows(case, deep_setup, deep)
+    deep_vars, deep_coords, deep_attrs = deep_density.dataset_variables(deep_setup, deep)
+    ds = _dataset(clusters, dens)
+    return rows, ds.assign_coords(deep_coords).assign(deep_vars).assign_attrs(deep_attrs)
 
 
 def _dataset(clusters: dict, dens: dict) -> xr.Dataset:

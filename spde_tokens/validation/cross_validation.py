@@ -23,7 +23,8 @@ so this second row is the sharp one (standard error ≈ 0.01–0.04 against 0.03
 Cost: the particle runs dominate (four drift evaluations per ``flow`` step, O(N²) with direct attention sums,
 O(N L²) with the harmonic path ``simulate_particles`` picks by default for large N). Measured on two shared cores:
 the full run (N ≤ 4096, 8 draws) 12.5 min, 32 min with direct sums (``simulate_particles(attention="direct")``);
-the quick run (N ≤ 1024, 8 draws) about 2 min. Run it with
+the quick run (N ≤ 512, 8 draws; N = 1024 alone cost three quarters of the former quick run's 6 min: the slope's
+standard error grows by sqrt(2), from 4 values of N instead of 5) about 1.5 min. Run it with
 ``spde-tokens validate --case cross_validation [--quick] [-o FOLDER]`` or the script ``validation/cross_validation.py``.
 """
 
@@ -219,11 +220,11 @@ def _change_row(name: str, res: dict, t_end: float) -> Row:
 def measure(quick: bool) -> tuple[list[Row], xr.Dataset]:
     """The rows and the Dataset of the cross-validation (parameters of :class:`Setup`).
 
-    ``quick``: N ≤ 1024 (about 2 minutes) instead of N ≤ 4096 (about 12 minutes on two cores), 8 draws per N.
+    ``quick``: N ≤ 512 (about 1.5 minutes) instead of N ≤ 4096 (about 12 minutes on two cores), 8 draws per N.
     Two rows per noise case: the slope and its change since t = 0.
     """
     setup = Setup()
-    n_tokens = [64 * 2**k for k in range(5 if quick else 7)]
+    n_tokens = [64 * 2**k for k in range(4 if quick else 7)]
     draws = 8
     grid = SphereGrid(setup.lmax)
     rho0 = initial.von_mises_fisher(grid, mean=[0.0, 0.0, 1.0], kappa=setup.kappa)

@@ -89,7 +89,7 @@ import xarray as xr
 from spde_tokens.model import AttentionModel
 from spde_tokens.noise import MLPNoise
 from spde_tokens.particles import simulate_particles
-from spde_tokens.validation import sync_density
+from spde_tokens.validation import deep_density, sync_density
 from spde_tokens.validation.common import Z_BAND, Row, check, claim
 from spde_tokens.validation.mlp_pairs import (
     MLPBatch,
@@ -514,8 +514,16 @@ def measure(quick: bool) -> tuple[list[Row], xr.Dataset]:
     side_setup = sync_density.QUICK if quick else sync_density.FULL
     side = sync_density.measure(side_setup)
     rows += sync_density.rows(NAME, side_setup, side)
+
+    # 7. the same synchronization to depth 10 at the density level (Lagrangian engine), tokens on the same path
+    deep_setup = deep_density.DeepSetup("sync")
+    deep = deep_density.measure(deep_setup)
+    rows += deep_density.rows(NAME, deep_setup, deep)
+    deep_vars, deep_coords, deep_attrs = deep_density.dataset_variables(deep_setup, deep)
+    side_vars, side_coords = sync_density.dataset_variables(side_setup, side)
     ds = _dataset(cases, results, theories, crossings, proj_cases, proj, worst, package_check, realizations, proj_n,
-                  anti_cases, anti, (*sync_density.dataset_variables(side_setup, side), sync_density.attrs(side_setup)))
+                  anti_cases, anti, ({**side_vars, **deep_vars}, {**side_coords, **deep_coords},
+                                     {**sync_density.attrs(side_setup), **deep_attrs}))
     return rows, ds
 
 
