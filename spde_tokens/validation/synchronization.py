@@ -79,6 +79,15 @@ path seed 2024, token seed 7). Within that window the a.s. drift Λ t = −2 sig
 dispersion is far below its spread sqrt(4 sigma² (κ(1) + κ'(1)) t) ≈ 0.9, so the direction of the density's
 dispersion on one path is not predicted and not checked; panel (g) shows it (on this path it falls from 0.23 to
 0.11 by t = 0.25 and 0.065 by t = 0.4).
+
+To depth 10 at the density level (:mod:`spde_tokens.validation.deep_density`, panels (j)–(l)): the same setting
+(tanh, sigma = 1, V = 0, vMF(e₃, 8)) on ``SphereGrid(16)`` with ``engine="auto"``, which hands over to the Lagrangian
+engine at once, beside 16 draws of 256 tokens on the same path (dt = 0.02). The tanh field is odd, so the measure
+synchronizes projectively: q = 1 − cᵀ(∫ x xᵀ dρ)c, c the density's principal axis, falls from 0.07 to about 1e-5,
+far below what the grid resolves. Rows: E q̂ = q for i.i.d. tokens given the path (ratio pooled over t ∈ [1, 10],
+4 standard errors over the draws); tokens started at the nodes land on the nodes at every record to rounding; the
+density's decay rate of log q equals the tokens' (4 delta-method standard errors) and lies within 4 s/sqrt(9) of
+Λ = −2 sigma² κ(1), s² = 4 sigma² (κ(1) + κ'(1)) (one path of a Brownian motion with drift).
 """
 
 from __future__ import annotations
