@@ -383,7 +383,7 @@ def plot(ds: xr.Dataset, path: str) -> None:
     ax[2].legend(fontsize=6.5, ncol=2)
     antipodal_clusters.plot_density(ax[3], ds)
     deep_density.plot_panels(ds, *grid[1, :3])
-    grid[1, 3].set_visible(False)
+    deep_density.plot_split(ds, grid[1, 3])
     fig.suptitle(f"{TITLE}: ValueNoise(sigma = {ds.attrs['sigma']:g}), V = 0, softmax, Q = K = I: two tokens, two "
                  "antipodal caps of tokens, a symmetric density;\nbottom: the density from 0.7 vMF(e₃, 10) + 0.3 "
                  f"vMF(−e₃, 10) to depth {ds.attrs['deep_t_end']:g} on Lagrangian nodes (hand-over at t = "

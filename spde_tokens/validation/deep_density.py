@@ -316,3 +316,19 @@ def plot_panels(ds: xr.Dataset, ax_q: Axes, ax_r: Axes, ax_map: Axes) -> None:
                      f"{float(ds['deep_side_density']):.3f}, tokens {float(ds['deep_side_tokens'].mean()):.3f})",
                      fontsize=10)
     ax_map.legend(fontsize=6.5, loc="lower left")
+
+
+def plot_split(ds: xr.Dataset, ax: Axes) -> None:
+    """The mass on the far side c·x < 0 of the density's axis at the last record: each token draw, their mean ± 4
+    standard errors, the density's value and the initial weight of the far bump."""
+    side = ds["deep_side_tokens"].values
+    mean, se = float(side.mean()), float(side.std(ddof=1) / np.sqrt(side.size))
+    ax.plot(np.arange(side.size), side, "o", color="C1", ms=5, label="token draws")
+    ax.axhspan(mean - Z_BAND * se, mean + Z_BAND * se, color="C1", alpha=0.25, label="mean of the draws ± 4 SE")
+    ax.axhline(float(ds["deep_side_density"]), color="k", lw=1.6, label="density (Lagrangian nodes)")
+    ax.axhline(0.3, color="0.5", ls=":", lw=1.0, label="weight of the far bump at t = 0")
+    ax.set_xlabel("token draw")
+    ax.set_ylabel("mass with c·x < 0")
+    ax.set_ylim(0, max(0.6, float(side.max()) + 0.05))
+    ax.set_title(f"t = {float(ds['deep_time'].values[-1]):g}: mass of the lighter antipodal cluster", fontsize=10)
+    ax.legend(fontsize=7)
