@@ -436,8 +436,8 @@ def _table_rows(noise_only: list[tuple[dict, dict, dict]]) -> list[Row]:
 def measure(quick: bool) -> tuple[list[Row], xr.Dataset]:
     """The rows and the Dataset of the case.
 
-    ``quick`` (about 1.5 minutes, half a minute of it the side-by-side density run): d ∈ {2, 3} plus sin at
-    d = 6, 14, R = 400. Full (about 10 minutes): d up to 20.
+    ``quick`` (about 3 minutes of CPU, half a minute of it the side-by-side density run and 40 s the depth-10
+    run): d ∈ {2, 3} plus sin at d = 6, 14, R = 400. Full (about 12 minutes): d up to 20.
     """
     realizations = REALIZATIONS
 
