@@ -17,15 +17,19 @@ layer update has an O(dt) bias in the exponent that grows with d and beta (measu
 d = 4, beta = 1 and +0.19 at d = 8, beta = 2 for dt = 0.01; within one standard error, 0.045, at dt = 0.005):
 
 * sign: pairs start antipodal up to 1 + x·y = 5e-5; each gives the slope (log v(T) − log v(0))/T, with step dt
-  and (same increments summed in pairs) 2 dt, and the Richardson slope 2 s(dt) − s(2 dt). Wherever |Λ| > 0.2
-  sigma² the median Richardson slope must have the sign of Λ, beyond 4 standard errors (sqrt(π/2) · robust sd /
-  sqrt(R)); without the Richardson step the O(dt) bias (up to 0.1 at d = 4) can hide the sign of the cells nearest
-  the margin. The number of realizations R and T come from theory: T = min(8, 16/|Λ|) (Λ < 0) or min(8, 3/Λ) (Λ > 0,
-  so the median pair stays in the linear regime 1 + x·y ≲ 1e-3), and R T = (7 sqrt(π/2) s/|Λ|)² (clipped to
-  [400, R_max]), s² the variance rate, times 1.5² for the spread of the Richardson slopes, so that a slope of size
-  |Λ| lies 7 standard errors from 0 and the 4-standard-error sign test has a power of about 0.999 (R_max = 1500 in
-  quick mode, 3000 in full, does not bind on these grids: the largest R is 2750, at d = 4, beta = 0.75,
-  |Λ| = 0.21). The median Richardson slope must also lie within 4 standard errors of Λ.
+  and (same increments summed in pairs) 2 dt; the rate is the Richardson extrapolation of the medians,
+  2 med s(dt) − med s(2 dt) (the median of the per-realization extrapolations 2 s(dt) − s(2 dt) is biased, about
+  +0.07 at d = 8, beta = 0.5, whatever R: :func:`spde_tokens.validation.common.richardson_of_medians`; its standard
+  error comes from the influence functions of the two paired medians). Wherever |Λ| > 0.2 sigma² that rate must
+  have the sign of Λ, beyond 4 standard errors; without the Richardson step the O(dt) bias (up to 0.1 at d = 4)
+  can hide the sign of the cells nearest the margin. The number of realizations R and T come from theory:
+  T = min(8, 16/|Λ|) (Λ < 0) or min(8, 3/Λ) (Λ > 0, so the median pair stays in the linear regime 1 + x·y ≲ 1e-3),
+  and R T = (7 sqrt(π/2) s/|Λ|)² (clipped to [400, R_max]), s² the variance rate, times 1.5² for the spread of the
+  Richardson estimate, so that a slope of size |Λ| lies 7 standard errors from 0 and the 4-standard-error sign test
+  has a power of about 0.999 (the standard error of 2 med s(dt) − med s(2 dt) is measured 1.0 to 1.9 times that of
+  med s(dt), so the margin is at least 5.5 standard errors; R_max = 1500 in quick mode, 3000 in full, does not bind
+  on these grids: the largest R is 2750, at d = 4, beta = 0.75,
+  |Λ| = 0.21). The Richardson rate must also lie within 4 standard errors of Λ.
 * probability: independent uniform pairs run to T = 40 (dt = 0.005; 0.01 in quick mode, where the bias above
   shifts the boundary by up to about 0.2 sigma² at d = 8). A pair ends antipodal when 1 + x·y < 1e-2
   throughout [T/2, T] and < 1e-4 at T (absorbed: where Λ > 0 a pair may visit the antipodal neighbourhood, since log
@@ -42,12 +46,12 @@ Antipodal clusters of many tokens and in the density solver (:mod:`spde_tokens.v
   with 1 + c·c' = 5e-5, R = 200 (400) realizations, at (beta, d) = (1, 3) (Λ = −1.16 sigma²: the clusters attract)
   and (0.5, 8) (Λ = +3.51 sigma²: they separate), T of the sign run (8 and 0.85). Softmax weights inside a cap are
   equal up to O(beta r²), so the normalized cap means c̄₁, c̄₂ follow the two-token update up to O(r²) per step and
-  log(1 + c̄₁·c̄₂) has the exponent Λ: its median Richardson slope must lie within 4 standard errors of Λ (R T is
+  log(1 + c̄₁·c̄₂) has the exponent Λ: its Richardson rate (of the medians) must lie within 4 standard errors of Λ (R T is
   above the 7-standard-error requirement of the sign rows). Inside a cap the noise field is sigma P_x ΔW a with one
   vector a, |a| = tanh beta at the antipodal pair (a = (p − q) x): the flow is conformal, and for two tokens moved
   by the same P_x dξ, dξ ~ N(0, s² dt I), Itô gives d log(1 − x·y) = −(d − 1) s² dt + 2 s dB. So the log of the cap
   radius r (largest chord to the cap mean) is B(S) − ((d − 1)/2) S, S = sigma² tanh² beta t: its median
-  Richardson slope must lie within 4 standard errors of −(d − 1) sigma² tanh² beta / 2, and sup_t log(r/r₀),
+  Richardson rate must lie within 4 standard errors of −(d − 1) sigma² tanh² beta / 2, and sup_t log(r/r₀),
   exponential with rate d − 1, must stay below z = log(R/α)/(d − 1), α = 1e-3 (union bound over R; z = 6.1 at
   d = 3 and 1.7 at d = 8 in quick mode: r ≤ 0.05 and 6e-4). Persistence (Λ < 0): below v = 1 + c̄₁·c̄₂ = 1e-2 the
   law of X = log(v/v₀) is a Brownian motion with drift Λ and variance rate s² up to O(v), so the fraction of
@@ -66,6 +70,12 @@ Antipodal clusters of many tokens and in the density solver (:mod:`spde_tokens.v
   that of the tokens. A row checks that the spectral tail stays below 1e-10 (``TAIL_WARNING``) over the window: the
   noise contracts each bump, and at sigma = 1 two of eight pilot paths reached a tail of 1e-2 before t = 1 at
   lmax 64; at sigma = 0.5 all eight stayed below 5e-13.
+* to depth 10 (:mod:`spde_tokens.validation.deep_density`, bottom row of the figure): ρ₀ = 0.7 vMF(e₃, 10) +
+  0.3 vMF(−e₃, 10) on ``SphereGrid(16)`` with ``engine="auto"`` (Lagrangian nodes from the first step), beta = 1,
+  ``ValueNoise(1)``, dt = 0.02, beside 16 draws of 256 tokens (layer update) on the same path. The two bumps contract
+  towards an antipodal pair of clusters (cosh 2 beta > d − 2 at d = 3). Row: the mass on the far side of the
+  density's principal axis (the lighter cluster) against the tokens' fraction, 4 standard errors over the draws;
+  the projective dispersion of both is reported without a verdict (interacting tokens: no exact identity).
 
 Quick: beta ∈ {0, 0.5, 1, 1.5, 2} × d ∈ {2, 3, 4, 6, 8}; full: beta ∈ {0, 0.25, …, 2} × d ∈ {2, …, 8}.
 """
@@ -77,7 +87,7 @@ import xarray as xr
 from scipy import special
 
 from spde_tokens.noise import ValueNoise
-from spde_tokens.validation import antipodal_clusters
+from spde_tokens.validation import antipodal_clusters, deep_density
 from spde_tokens.validation.common import Z_BAND, Row, check
 from spde_tokens.validation.two_tokens import (
     faithfulness,
@@ -207,7 +217,8 @@ def measure(quick: bool) -> tuple[list[Row], xr.Dataset]:
             magnitude.append(abs(fields["richardson"][i, j] - lam[i, j]) / fields["richardson_se"][i, j])
         if not expected:
             continue
-        rows.append(check(NAME, f"sign/d={d}: sign of the median slope (Richardson) of log(1 + x·y) from "
+        rows.append(check(NAME, f"sign/d={d}: sign of the Richardson rate 2 med s(dt) − med s(2 dt) of log(1 + x·y) "
+                          "from "
                           "1 + x·y = 5e-5, where |Λ| > 0.2 sigma²",
                           f"sign of Λ = sigma²(d − 2 − cosh 2β)/cosh²β: {' '.join(expected)}",
                           f"{' '.join(measured)} ({determined}/{len(expected)} determined)",
@@ -216,12 +227,13 @@ def measure(quick: bool) -> tuple[list[Row], xr.Dataset]:
         worst_z = max(magnitude)
         i_w = [i for i in range(betas.size) if np.isfinite(fields["median"][i, j])][int(np.argmax(magnitude))]
         bias = np.nanmax(np.abs(fields["median_coarse"][:, j] - fields["median"][:, j]))
-        rows.append(check(NAME, f"rate/d={d}: Richardson slope 2 s(dt) − s(2 dt) of log(1 + x·y) against Λ "
+        rows.append(check(NAME, f"rate/d={d}: Richardson rate 2 med s(dt) − med s(2 dt) of log(1 + x·y) against Λ "
                           "(max |z| over β)", "|z| ≤ 4 at every β with |Λ| > 0.2 sigma²",
                           f"max |z| = {worst_z:.2f} at β = {betas[i_w]:g} (Λ = {lam[i_w, j]:+.3f}, Richardson "
                           f"{fields['richardson'][i_w, j]:+.3f} ± {fields['richardson_se'][i_w, j]:.3f}, dt = {DT:g} "
                           f"alone {fields['median'][i_w, j]:+.3f}); largest step bias s(2dt) − s(dt) = {bias:.3f}",
-                          "4 standard errors of the median of the per-realization Richardson slopes (the 2 dt chain "
+                          "4 standard errors of 2 med s(dt) − med s(2 dt), influence functions of the paired "
+                          "medians (the 2 dt chain "
                           "uses the same increments summed in pairs)", worst_z <= Z_BAND))
 
         parts, ok = [], True
@@ -267,7 +279,7 @@ def _dataset(betas, dims, lam, fields, curves, worst, r_max, prob_n, prob_dt) ->
         "slope_median_coarse": (cell, fields["median_coarse"],
                                 {**one, "long_name": "median slope with step 2 dt (increments summed in pairs)"}),
         "slope_richardson": (cell, fields["richardson"],
-                             {**one, "long_name": "median of the Richardson slopes 2 s(dt) - s(2 dt)"}),
+                             {**one, "long_name": "Richardson of the medians 2 med s(dt) - med s(2 dt)"}),
         "slope_richardson_se": (cell, fields["richardson_se"],
                                 {**one, "long_name": "standard error of slope_richardson"}),
         "fraction_positive": (cell, fields["positive"], {**one, "long_name": "fraction of positive slopes"}),
@@ -305,8 +317,9 @@ def plot(ds: xr.Dataset, path: str) -> None:
     from matplotlib.figure import Figure
 
     betas, dims = ds["beta"].values, ds["dim"].values
-    fig = Figure(figsize=(19, 4.8), layout="constrained")
-    ax = fig.subplots(1, 4)
+    fig = Figure(figsize=(19, 9.6), layout="constrained")
+    grid = fig.subplots(2, 4)
+    ax = grid[0]
     db = betas[1] - betas[0]
     b_edges = np.concatenate([betas - db / 2, [betas[-1] + db / 2]])
     all_dims = np.arange(dims.min(), dims.max() + 1)  # dimensions not in the grid stay blank
@@ -346,7 +359,7 @@ def plot(ds: xr.Dataset, path: str) -> None:
     ax[1].axhline(0, color="0.6", lw=0.6)
     ax[1].axvline(0, color="0.6", lw=0.6)
     ax[1].set_xlabel(r"theory $\Lambda = (d - 2 - \cosh 2\beta)/\cosh^2\beta$")
-    ax[1].set_ylabel("Richardson median slope of log(1 + x·y) (± 4 SE)")
+    ax[1].set_ylabel("2 med s(dt) − med s(2dt), log(1 + x·y) (± 4 SE)")
     ax[1].set_title("exponent at the antipodal pair (sigma = 1)", fontsize=9)
 
     dt = 2 * float(ds.attrs["dt"])
@@ -369,6 +382,11 @@ def plot(ds: xr.Dataset, path: str) -> None:
     ax[1].legend(fontsize=7, ncol=2)
     ax[2].legend(fontsize=6.5, ncol=2)
     antipodal_clusters.plot_density(ax[3], ds)
+    deep_density.plot_panels(ds, *grid[1, :3])
+    deep_density.plot_split(ds, grid[1, 3])
     fig.suptitle(f"{TITLE}: ValueNoise(sigma = {ds.attrs['sigma']:g}), V = 0, softmax, Q = K = I: two tokens, two "
-                 "antipodal caps of tokens, a symmetric density")
+                 "antipodal caps of tokens, a symmetric density;\nbottom: the density from 0.7 vMF(e₃, 10) + 0.3 "
+                 f"vMF(−e₃, 10) to depth {ds.attrs['deep_t_end']:g} on Lagrangian nodes (hand-over at t = "
+                 f"{ds.attrs['deep_handover_time']:g}) beside {ds.attrs['deep_draws']} draws of "
+                 f"{ds.attrs['deep_n_tokens']} tokens on the same path (beta = 1, d = 3)")
     fig.savefig(path, dpi=120)

@@ -34,6 +34,7 @@ from spde_tokens.drift import tangent_projection
 from spde_tokens.grids import Grid, ResolutionWarning, SphereGrid
 from spde_tokens.noise import NoisePath, ValueNoise
 from spde_tokens.particles import simulate_particles
+from spde_tokens.validation import deep_density
 from spde_tokens.validation.common import Z_BAND, Row, check
 from spde_tokens.validation.two_tokens import (
     faithfulness,
@@ -216,7 +217,8 @@ def cluster_rows(case: str, quick: bool) -> tuple[list[Row], dict]:
         tag, lam = _cell_tag(beta, dim), exponent(beta, dim)
         v, rad = res["v"], res["radius"]
         z = (v["richardson"] - lam) / v["richardson_se"]
-        rows.append(check(case, f"clusters/rate/{tag}: Richardson median slope of log(1 + c̄₁·c̄₂), cap means of "
+        rows.append(check(case, f"clusters/rate/{tag}: Richardson rate 2 med s(dt) − med s(2 dt) of log(1 + c̄₁·c̄₂), "
+                          "cap means of "
                           f"2 × {per_cap} tokens from caps of radius {CAP_RADIUS:g} at 1 + c₁·c₂ = {V0:g}, "
                           f"T = {res['horizon']:g}, {realizations} realizations",
                           f"two-token exponent Λ = sigma²(d − 2 − cosh 2β)/cosh²β = {lam:+.3f}",
@@ -225,7 +227,8 @@ def cluster_rows(case: str, quick: bool) -> tuple[list[Row], dict]:
                           "4 standard errors of the median (as the two-token rate rows)", abs(z) <= Z_BAND))
         theory = radius_exponent(beta, dim)
         z = (rad["richardson"] - theory) / rad["richardson_se"]
-        rows.append(check(case, f"clusters/radius_rate/{tag}: Richardson median slope of log(cap radius)",
+        rows.append(check(case, f"clusters/radius_rate/{tag}: Richardson rate 2 med s(dt) − med s(2 dt) of log(cap "
+                          "radius)",
                           f"−(d − 1) sigma² tanh²β / 2 = {theory:+.3f} (conformal contraction, |a| = tanh β)",
                           f"{rad['richardson']:+.3f} ± {rad['richardson_se']:.3f} (z = {z:+.2f}; dt = {DT:g} alone "
                           f"{rad['median']:+.3f})", "4 standard errors of the median", abs(z) <= Z_BAND))
@@ -335,13 +338,19 @@ def measure(case: str, quick: bool) -> tuple[list[Row], xr.Dataset]:
 
     Returns
     -------
-    The rows and an ``xarray.Dataset`` (dimensions ``cluster_cell``, ``cluster_step``, ``density_time``) merged
-    into the case's file.
+    The rows and an ``xarray.Dataset`` (dimensions ``cluster_cell``, ``cluster_step``, ``density_time`` and the
+    ``deep_*`` ones of :mod:`spde_tokens.validation.deep_density`, the antipodal clusters to depth 10 on Lagrangian
+    nodes beside tokens on the same path) merged into the case's file.
     """
     rows, clusters = cluster_rows(case, quick)
     dens = density_symmetry()
     rows += density_rows(case, dens)
-    return rows, _dataset(clusters, dens)
+    deep_setup = deep_density.DeepSetup("antipodal")
+    deep = deep_density.measure(deep_setup)
+    rows += deep_density.rows(case, deep_setup, deep)
+    deep_vars, deep_coords, deep_attrs = deep_density.dataset_variables(deep_setup, deep)
+    ds = _dataset(clusters, dens)
+    return rows, ds.assign_coords(deep_coords).assign(deep_vars).assign_attrs(deep_attrs)
 
 
 def _dataset(clusters: dict, dens: dict) -> xr.Dataset:
@@ -367,7 +376,7 @@ def _dataset(clusters: dict, dens: dict) -> xr.Dataset:
                                   {**one, "long_name": "two-token exponent (d - 2 - cosh 2 beta)/cosh^2 beta"}),
         "cluster_horizon": (cell, per_cell(lambda b, d, r: r["horizon"]), {**one, "long_name": "time T of the run"}),
         "cluster_slope_richardson": (cell, per_cell(lambda b, d, r: r["v"]["richardson"]),
-                                     {**one, "long_name": "Richardson median slope of log(1 + cbar1.cbar2)"}),
+                                     {**one, "long_name": "2 med s(dt) - med s(2 dt), slopes of log(1 + cbar1.cbar2)"}),
         "cluster_slope_richardson_se": (cell, per_cell(lambda b, d, r: r["v"]["richardson_se"]),
                                         {**one, "long_name": "standard error of cluster_slope_richardson"}),
         "cluster_slope_median": (cell, per_cell(lambda b, d, r: r["v"]["median"]),
@@ -375,7 +384,7 @@ def _dataset(clusters: dict, dens: dict) -> xr.Dataset:
         "cluster_radius_rate_theory": (cell, per_cell(lambda b, d, r: radius_exponent(b, d)),
                                        {**one, "long_name": "-(d - 1) tanh^2 beta / 2, sigma = 1"}),
         "cluster_radius_richardson": (cell, per_cell(lambda b, d, r: r["radius"]["richardson"]),
-                                      {**one, "long_name": "Richardson median slope of log(cap radius)"}),
+                                      {**one, "long_name": "2 med s(dt) - med s(2 dt), s slopes of log(cap radius)"}),
         "cluster_radius_richardson_se": (cell, per_cell(lambda b, d, r: r["radius"]["richardson_se"]),
                                          {**one, "long_name": "standard error of cluster_radius_richardson"}),
         "cluster_max_log_radius_ratio": (cell, per_cell(lambda b, d, r: r["max_log_radius_ratio"]),

@@ -40,6 +40,10 @@ INFO = "info"
 KINDS = ("check", "claim", "info")
 #: statistical rows accept a deviation of up to this many standard errors (fixed seeds)
 Z_BAND = 4.0
+#: the standard error of a median is this factor times sd/sqrt(n) for a normal law (1/(2 f(m)) = sqrt(π/2) sd)
+MEDIAN_SE_FACTOR = float(np.sqrt(np.pi / 2.0))
+#: the normal-theory standard deviation is this factor times the median absolute deviation
+MAD_TO_SD = 1.4826
 
 
 class Row(TypedDict):
@@ -128,3 +132,50 @@ def case_attrs(name: str, title: str, quick: bool, seconds: float) -> dict:
             "history": f"{stamp} spde_tokens.validation.{name} {__version__} "
                        f"({'quick' if quick else 'full'} settings, {seconds:.0f} s)",
             "source": f"spde_tokens {__version__}", "case": name, "quick": int(bool(quick))}
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# rate estimators shared by the cases (almost-sure rates of realizations)
+
+
+def _checked_sample(name: str, values: object, size: int | None = None) -> np.ndarray:
+    arr = np.asarray(values, dtype=float)
+    if arr.ndim != 1 or arr.size < 2 or not np.all(np.isfinite(arr)) or (size is not None and arr.size != size):
+        raise ValueError(f"{name} must be a 1-d array of at least 2 finite values"
+                         + ("" if size is None else f" of the same length as fine ({size})") + f", got shape "
+                         f"{arr.shape}")
+    return arr
+
+
+def _median_and_scale(values: np.ndarray) -> tuple[float, float]:
+    """The median m and 1/(2 f(m)) = sqrt(π/2) σ for a normal law of robust spread σ = 1.4826 MAD."""
+    med = float(np.median(values))
+    return med, MEDIAN_SE_FACTOR * MAD_TO_SD * float(np.median(np.abs(values - med)))
+
+
+def median_with_se(values: object) -> tuple[float, float]:
+    """The median of a sample and its standard error sqrt(π/2) · 1.4826 MAD / sqrt(n) (normal law, robust spread)."""
+    arr = _checked_sample("values", values)
+    med, scale = _median_and_scale(arr)
+    return med, scale / float(np.sqrt(arr.size))
+
+
+def richardson_of_medians(fine: object, coarse: object) -> tuple[float, float]:
+    """The Richardson extrapolation of the medians, 2 med(s_dt) − med(s_2dt), and its standard error.
+
+    ``fine`` and ``coarse`` are the per-realization slopes with steps dt and 2 dt on the same randomness (paired).
+    A weak scheme's median slope is m + a dt + O(dt²), so 2 med(s_dt) − med(s_2dt) = m + O(dt²). The median of the
+    per-realization extrapolations, med(2 s_dt − s_2dt), is *not*: 2 s_dt − s_2dt = s + η with η the difference of
+    the two chains' path errors, of order sqrt(dt) per realization whatever the number of realizations, and a
+    conditional variance Var(η | s) that depends on s shifts the median by −½ d/ds Var(η | s) to first order
+    (measured +0.07 ± 0.01 at d = 8, beta = 0.5 in the antipodal case, 40 000 realizations at dt = 0.005).
+
+    Standard error: the influence function of a median is sign(s − m)/(2 f(m)), with f(m) = 1/(sqrt(2π) σ) for
+    a normal law of robust spread σ = 1.4826 MAD; the estimate's influence is 2 ψ_dt − ψ_2dt per realization
+    (the two chains are correlated), and its standard error sd(2 ψ_dt − ψ_2dt)/sqrt(n).
+    """
+    f = _checked_sample("fine", fine)
+    c = _checked_sample("coarse", coarse, f.size)
+    (med_f, scale_f), (med_c, scale_c) = _median_and_scale(f), _median_and_scale(c)
+    influence = 2.0 * scale_f * np.sign(f - med_f) - scale_c * np.sign(c - med_c)
+    return 2.0 * med_f - med_c, float(np.std(influence, ddof=1) / np.sqrt(f.size))

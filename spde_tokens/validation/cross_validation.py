@@ -2,11 +2,12 @@
 
 For each noise case (none, ``BiasNoise(0.5)``, ``MLPNoise(0.5, "tanh", 64)``, ``ValueNoise(0.5)``) one noise path
 drives the density solver once and the particles many times: N ∈ {64, 128, …, 4096} tokens, several independent
-draws of the initial tokens per N (i.i.d. from the initial density). At t_end the MMD (docs/mathematics.md,
-'Diagnostics') between the tokens and the density is measured; its root mean square over the draws is fitted against
-N in log-log. If the two engines solve the same equation on the same path, the tokens are a sample of the density up
-to O(N^{-1/2}) fluctuations and the slope is −1/2; a discretization mismatch shows as a floor that flattens the slope
-at large N.
+draws of the initial tokens per N (i.i.d. from the initial density; each noise case has its own draws, token seed
+``token_seed + k`` for the k-th case, so the four slopes are independent samples). At t_end the MMD
+(docs/mathematics.md, 'Diagnostics') between the tokens and the density is measured; its root mean square over the
+draws is fitted against N in log-log. If the two engines solve the same equation on the same path, the tokens are a
+sample of the density up to O(N^{-1/2}) fluctuations and the slope is −1/2; a discretization mismatch shows as a
+floor that flattens the slope at large N.
 
 Setup (theory, not tuned on earlier runs): S^2, vMF(κ = 2) initial density, softmax attention beta = 1 (V = I;
 V = 0 for ValueNoise, the pure-noise network of Fedorov et al.), t_end = 0.5, dt = 0.01, ``SphereGrid(96)``: the
@@ -22,7 +23,8 @@ so this second row is the sharp one (standard error ≈ 0.01–0.04 against 0.03
 Cost: the particle runs dominate (four drift evaluations per ``flow`` step, O(N²) with direct attention sums,
 O(N L²) with the harmonic path ``simulate_particles`` picks by default for large N). Measured on two shared cores:
 the full run (N ≤ 4096, 8 draws) 12.5 min, 32 min with direct sums (``simulate_particles(attention="direct")``);
-the quick run (N ≤ 1024, 8 draws) about 2 min. Run it with
+the quick run (N ≤ 512, 8 draws; N = 1024 alone cost three quarters of the former quick run's 6 min: the slope's
+standard error grows by sqrt(2), from 4 values of N instead of 5) about 1.5 min. Run it with
 ``spde-tokens validate --case cross_validation [--quick] [-o FOLDER]`` or the script ``validation/cross_validation.py``.
 """
 
@@ -218,18 +220,20 @@ def _change_row(name: str, res: dict, t_end: float) -> Row:
 def measure(quick: bool) -> tuple[list[Row], xr.Dataset]:
     """The rows and the Dataset of the cross-validation (parameters of :class:`Setup`).
 
-    ``quick``: N ≤ 1024 (about 2 minutes) instead of N ≤ 4096 (about 12 minutes on two cores), 8 draws per N.
+    ``quick``: N ≤ 512 (about 1.5 minutes) instead of N ≤ 4096 (about 12 minutes on two cores), 8 draws per N.
     Two rows per noise case: the slope and its change since t = 0.
     """
     setup = Setup()
-    n_tokens = [64 * 2**k for k in range(5 if quick else 7)]
+    n_tokens = [64 * 2**k for k in range(4 if quick else 7)]
     draws = 8
     grid = SphereGrid(setup.lmax)
     rho0 = initial.von_mises_fisher(grid, mean=[0.0, 0.0, 1.0], kappa=setup.kappa)
-    tokens = token_draws(sampling_density(setup.kappa), n_tokens, draws, setup.token_seed)
+    sampler = sampling_density(setup.kappa)
     cases = noise_cases(setup)
     results, rows = {}, []
-    for name, (noise, model, scheme) in cases.items():
+    for k, (name, (noise, model, scheme)) in enumerate(cases.items()):
+        # independent token draws per noise case (seed token_seed + k): the four slopes are four samples
+        tokens = token_draws(sampler, n_tokens, draws, setup.token_seed + k)
         res = sweep(noise, model, scheme, rho0, n_tokens, tokens, setup.t_end, setup.dt, setup.path_seed,
                     setup.mmd_scale)
         res["slope"], res["slope_se"] = fit_slope(n_tokens, res["mmd"])

@@ -7,17 +7,19 @@ import os
 import numpy as np
 import xarray as xr
 
+from spde_tokens.validation import deep_density
 from spde_tokens.validation.mlp_pairs import kappas
 from spde_tokens.validation.sync_density import plot_panels
 
 
 def plot(ds: xr.Dataset, path: str | os.PathLike) -> None:
-    """Nine panels: median log(1 − x·y) paths, measured vs theoretical Λ, Λ_noise(d), mean rates, projective fates,
-    and the density solver beside the particles on one path (dispersions, MMD vs floor, the density with tokens)."""
+    """Twelve panels: median log(1 − x·y) paths, measured vs theoretical Λ, Λ_noise(d), mean rates, projective fates,
+    the density solver beside the particles on one path (dispersions, MMD vs floor, the density with tokens), and
+    the same to depth 10 with the Lagrangian engine (projective dispersion, its ratio, the final nodes and tokens)."""
     from matplotlib.figure import Figure
 
-    fig = Figure(figsize=(15, 13.5), layout="constrained")
-    ax = fig.subplots(3, 3)
+    fig = Figure(figsize=(15, 18), layout="constrained")
+    ax = fig.subplots(4, 3)
     dt = 2 * float(ds.attrs["dt"])  # records every second step
     lam_t, lam_m, lam_se = (ds[k].values for k in ("lambda_theory", "lambda_measured", "lambda_se"))
     dims = ds["dim"].values
@@ -43,7 +45,7 @@ def plot(ds: xr.Dataset, path: str | os.PathLike) -> None:
     ax[0, 1].axhline(0, color="0.6", lw=0.6)
     ax[0, 1].axvline(0, color="0.6", lw=0.6)
     ax[0, 1].set_xlabel("theory Λ")
-    ax[0, 1].set_ylabel("measured median slope, Richardson (± 4 SE)")
+    ax[0, 1].set_ylabel("2 med s(dt) − med s(2dt) (± 4 SE)")
     ax[0, 1].set_title("(b) almost-sure rate of log(1 − x·y)", fontsize=10)
     ax[0, 1].legend(fontsize=7)
 
@@ -98,10 +100,15 @@ def plot(ds: xr.Dataset, path: str | os.PathLike) -> None:
     ax[1, 2].set_title(f"(f) fates at T = {ds.attrs['projective_t_end']:g}", fontsize=10)
     ax[1, 2].legend(fontsize=7)
     plot_panels(ds, *ax[2])
+    deep_density.plot_panels(ds, *ax[3])
+    for a, tag in zip(ax[3], "jkl", strict=True):
+        a.set_title(f"({tag}) {a.get_title()}", fontsize=10)
     fig.suptitle(f"{ds.attrs['title']}: (a)–(f) two tokens, MLPNoise width {ds.attrs['width']}, "
                  f"dt {ds.attrs['dt']:g} and 2 dt, "
                  f"{ds.attrs['realizations']} realizations per setting\n(g)–(i) density solver (lmax "
                  f"{ds.attrs['density_lmax']}) beside {ds.attrs['density_draws']} draws of "
                  f"{ds.attrs['density_n_tokens']} tokens on one path, {ds.attrs['density_activation']}, sigma "
-                 f"{ds.attrs['density_sigma']:g}, V = 0")
+                 f"{ds.attrs['density_sigma']:g}, V = 0\n(j)–(l) to depth {ds.attrs['deep_t_end']:g} on one path: "
+                 f"the density on Lagrangian nodes (hand-over at t = {ds.attrs['deep_handover_time']:g}) beside "
+                 f"{ds.attrs['deep_draws']} draws of {ds.attrs['deep_n_tokens']} tokens, tanh, sigma 1, V = 0")
     fig.savefig(path, dpi=120)

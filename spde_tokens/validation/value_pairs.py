@@ -15,7 +15,8 @@ import numpy as np
 from spde_tokens.drift import tangent_projection
 from spde_tokens.model import AttentionModel
 from spde_tokens.noise import ValueNoise
-from spde_tokens.validation.two_tokens import MEDIAN_SE_FACTOR, attention_output
+from spde_tokens.validation.common import MEDIAN_SE_FACTOR
+from spde_tokens.validation.two_tokens import attention_output
 
 SIGMA = 1.0
 DT = 0.005
@@ -24,7 +25,7 @@ V0 = 5e-5
 T_MAX = 8.0
 #: sample sizes are chosen so that |Λ| is this many standard errors from 0
 SIGNIFICANCE = 7.0
-#: the Richardson slopes' spread over that of the dt slopes (measured 0.95 to 1.65)
+#: the standard error of the Richardson rate over that of the median dt slope (measured 1.0 to 1.9)
 RICHARDSON_INFLATION = 1.5
 #: below this 1 + x·y the law of log(1 + x·y) is that of the antipodal pair up to O(1 + x·y)
 STAY = 1e-2
