@@ -38,7 +38,7 @@ DPI = 150
 TIME_LABEL = "depth t (dimensionless)"
 DENSITY_LABEL = "density (per unit area)"
 DENSITY_VARS = ("density", "energy", "dispersion", "power_spectrum", "spectral_tail")
-PARTICLE_VARS = ("positions", "energy", "dispersion")
+PARTICLE_VARS = ("positions", "dispersion")  # no energy at beta = ∞ (hardmax runs)
 COMPARISON_VARS = ("mmd", "energy_density", "energy_particles", "dispersion_density", "dispersion_particles")
 #: how a title names a noise kind (otherwise the kind itself, underscores as spaces)
 NOISE_NAMES = {"mlp": "MLP", "quadratic_form": "quadratic-form"}
@@ -207,11 +207,13 @@ def _time_axis(ax: Axes, ylabel: str, title: str | None = None) -> None:
         ax.set_title(title, fontsize=10)
 
 
-def _energy_dispersion(ax_e: Axes, ax_d: Axes, ds: xr.Dataset, **kw: Any) -> None:
+def _energy_dispersion(ax_e: Axes | None, ax_d: Axes, ds: xr.Dataset, **kw: Any) -> None:
+    """E_β(t) on ``ax_e`` (None: a hardmax run at β = ∞, which records no energy) and 1 − |m|²(t) on ``ax_d``."""
     t = ds["time"].values
-    _line(ax_e, t, ds["energy"].values, **kw)
+    if ax_e is not None:
+        _line(ax_e, t, ds["energy"].values, **kw)
+        _time_axis(ax_e, r"$E_\beta$", "interaction energy")
     _line(ax_d, t, ds["dispersion"].values, **kw)
-    _time_axis(ax_e, r"$E_\beta$", "interaction energy")
     _time_axis(ax_d, "1 − |m|²", "dispersion")
 
 
@@ -521,14 +523,18 @@ def plot_particles(ds: xr.Dataset, path: str | os.PathLike[str] | None = None, t
                    ylabel=f"principal coordinate 2 ({100 * share[1]:.0f}%)")
             ax.set_title(f"{title}, {n_tok} tokens", fontsize=9)
             ax.grid(alpha=0.3)
-    ax_e, ax_d = bottom.subplots(1, 2)
+    if "energy" in ds:
+        ax_e, ax_d = bottom.subplots(1, 2)
+    else:  # E_beta grows like e^beta/beta: a hardmax run (beta = ∞) records none
+        ax_e, ax_d = None, bottom.subplots()
     _energy_dispersion(ax_e, ax_d, ds, color="C0", label=f"particles (N = {n_tok})")
     series = [ds["dispersion"].values]
     if density is not None:
         _energy_dispersion(ax_e, ax_d, density, color="C1", ls="--", label="density")
         series.append(density["dispersion"].values)
-        ax_e.legend(fontsize=8)
-        ax_d.legend(fontsize=8)
+        for ax in (ax_e, ax_d):
+            if ax is not None:
+                ax.legend(fontsize=8)
     _log_if_decays(ax_d, *series)
     fig.suptitle(_title(ds.attrs, f"particle run on $S^{{{dim - 1}}}$"), fontsize=10)
     return _finish(fig, path)

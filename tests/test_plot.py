@@ -142,6 +142,17 @@ def test_particles(name, times, maps, token_panels, request, tmp_path):
         assert panels[0].get_xlabel().startswith("principal coordinate 1")
 
 
+def test_hardmax_tokens_without_energy(tmp_path):
+    # beta = ∞ runs record no E_beta (it grows like e^beta/beta); the figure keeps its panels and says why
+    model = st.AttentionModel(3, Q=np.diag([1.0, 0.6, 0.3]), normalization="hardmax")
+    ds = st.simulate_particles(model, None, _unit_vectors(30, 3, 4), t_end=0.1, dt=0.05, seed=0)
+    assert "energy" not in ds
+    fig = plot.plot_particles(ds, tmp_path / "hardmax.png", times=2)
+    _check_image(tmp_path / "hardmax.png")
+    panels, _ = _panels(fig)
+    assert len(panels) == 2 + 1 and panels[-1].get_title() == "dispersion"  # two token panels, no energy panel
+
+
 def test_tokens_over_the_density(sphere_run, sphere_tokens, circle_run, tokens_2d, tmp_path):
     fig = plot.plot_particles(sphere_tokens, tmp_path / "over.png", times=3, density=sphere_run)
     _check_image(tmp_path / "over.png")
