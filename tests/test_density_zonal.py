@@ -183,7 +183,7 @@ def test_tokens_in_d_dimensions_follow_the_zonal_solver(dim, kappa, lmax):
     """Tokens drawn from a zonal vMF in R^d and moved by ``simulate_particles`` (RK4 flow, the density's scheme)
     against ``solve_density`` on ZonalGrid(d, lmax) (spectral tail < 1e-10), SA with beta = 1, to depth 0.5.
 
-    MMD (kernel e^{x·y}, the tokens' zonal projection) at t = 0.5 for N = 16 … 256, 150 independent draws per N: the
+    MMD (kernel e^{x·y}, the tokens' zonal projection) at t = 0.5 for N = 16 … 256, 250 independent draws per N: the
     least-squares slope of log MMD against log N is −1/2 ± 0.1 (mean-field fluctuations O(N^{−1/2}); the solver's
     error is a floor far below the sampling MMD) with its standard error ≤ 0.03 (one log MMD has a spread of 0.6–0.8:
     few degrees carry the zonal MMD, so 250 draws over a factor 16 in N are needed: 150 gave 0.034 at d = 64). The
