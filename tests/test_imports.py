@@ -162,8 +162,9 @@ def test_no_import_cycle_in_the_package():
 # ---- what `import spde_tokens` loads (docs/guide.md, 'Install') -------------------------------------------------
 #: modules a fresh `import spde_tokens` must not load: each is imported where it is first needed (pyfftw by the
 #: first CircleGrid: its interfaces pull in dask.array and pandas; matplotlib by the plots; dask by run_ensemble;
-#: tqdm and threadpoolctl by the first run)
-DEFERRED = ("pyfftw", "matplotlib", "dask", "tqdm", "threadpoolctl")
+#: tqdm and threadpoolctl by the first run; scipy — special, sparse, linalg — by the first Bessel weight, spectral
+#: transport operator or Gauss rule)
+DEFERRED = ("pyfftw", "matplotlib", "dask", "tqdm", "threadpoolctl", "scipy")
 
 
 def _fresh_python(code: str) -> subprocess.CompletedProcess:

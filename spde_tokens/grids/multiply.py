@@ -30,13 +30,16 @@ from __future__ import annotations
 
 import weakref
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import numpy as np
-import scipy.sparse as sp
 
 from spde_tokens.grids.base import Grid
 from spde_tokens.grids.circle import CircleGrid
 from spde_tokens.grids.sphere import SphereGrid
+
+if TYPE_CHECKING:
+    import scipy.sparse as sp
 
 #: size below which an entry of a rotation generator is a rounding residue of the couplings l → l ± 2 that cancel
 #: between K_i x_j and K_j x_i (a rotation keeps the degree): the residues are ~eps l⁴ (1e-14 at lmax 31, 1e-12 at
@@ -113,6 +116,7 @@ def _ladder(space: _Space) -> dict[str, list[tuple[np.ndarray, np.ndarray, np.nd
 def _real_matrix(out_space: _Space, in_space: _Space, terms: list[tuple[np.ndarray, ...]]) -> sp.csr_matrix:
     """The real (2 n_out, 2 n_in) matrix of f ↦ Σ α f_{l,m} over the couplings ``terms`` = (input l, input m (signed),
     output row, α complex): a negative input order reads (−1)^m conj(f_{l,|m|}) (S²) or conj(f_{|k|}) (S¹)."""
+    import scipy.sparse as sp  # deferred: scipy.sparse costs 0.1–0.2 s of import spde_tokens
     rows, cols, vals = [], [], []
     for in_l, in_m, out_row, alpha in terms:
         keep = (out_row >= 0) & (alpha != 0)
@@ -167,6 +171,7 @@ def _grid_rows(grid: Grid, space: _Space) -> np.ndarray:
 
 def _selection(rows: np.ndarray, size: int) -> sp.csr_matrix:
     """Real (2 size, 2 len(rows)) matrix placing coefficient j of a vector at row rows[j] of a space of ``size``."""
+    import scipy.sparse as sp  # deferred: scipy.sparse costs 0.1–0.2 s of import spde_tokens
     real_rows = np.stack([2 * rows, 2 * rows + 1], axis=1).ravel()
     n = real_rows.size
     return sp.csr_matrix((np.ones(n), (real_rows, np.arange(n))), shape=(2 * size, n))
@@ -227,11 +232,13 @@ class LinearTransport:
 
     def _k(self) -> list[sp.csr_matrix]:
         """K_i = −½ Δ x_i + x_i (½ Δ + (d − 1)/2) on the extended space."""
+        import scipy.sparse as sp  # deferred: scipy.sparse costs 0.1–0.2 s of import spde_tokens
         lap = sp.diags(self.products.space.real_laplacian())
         shift = sp.diags(0.5 * self.products.space.real_laplacian() + 0.5 * (self.dim - 1))
         return [(-0.5 * lap @ x + x @ shift).tocsr() for x in self.products.x]
 
     def _operators(self, name: str) -> tuple[sp.csr_matrix, ...]:
+        import scipy.sparse as sp  # deferred: scipy.sparse costs 0.1–0.2 s of import spde_tokens
         if name not in self._cache:
             p, k = self.products, self._k()
             if name == "bias":
