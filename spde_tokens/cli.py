@@ -126,9 +126,11 @@ def _summary(ds: xr.Dataset, path: str, seconds: float) -> str:
     handover = ds.attrs.get("handover_time")
     if isinstance(handover, (int, float, np.floating)):
         extra += f", Lagrangian engine from t = {float(handover):g} (hand-over)"
+    # a hardmax run (beta = ∞) records no energy: E_beta grows like e^beta/beta
+    energy = (f"energy {float(ds.energy[0]):.4f} -> {float(last.energy):.4f}, " if "energy" in ds else "")
     return "; ".join([f"wrote {path}: {ds.sizes['time']} records to t = {float(last.time):g} in {seconds:.1f} s, "
-                      f"energy {float(ds.energy[0]):.4f} -> {float(last.energy):.4f}, dispersion "
-                      f"{float(ds.dispersion[0]):.4f} -> {float(last.dispersion):.4f}, {extra}", *_flags(ds)])
+                      f"{energy}dispersion {float(ds.dispersion[0]):.4f} -> {float(last.dispersion):.4f}, {extra}",
+                      *_flags(ds)])
 
 
 def _write_run(ds: xr.Dataset, path: str, args: argparse.Namespace) -> str:

@@ -133,6 +133,22 @@ def test_omitted_tables_are_the_built_in_ones_but_noise_and_particles(tmp_path, 
     assert "[particles]" in capsys.readouterr().err
 
 
+def test_hardmax_tokens_from_a_config(tmp_path, capsys):
+    # normalization = "hardmax" without beta (it is ∞): tokens only, no energy record, a summary and a figure
+    config = tmp_path / "hardmax.toml"
+    config.write_text('[model]\ndim = 3\nnormalization = "hardmax"\nQ = [[1, 0, 0], [0, 0.6, 0], [0, 0, 0.3]]\n'
+                      '[run]\nt_end = 0.1\ndt = 0.05\n[particles]\nn = 40\n')
+    out = tmp_path / "hardmax.nc"
+    assert main(["particles", str(config), "-o", str(out), "--no-progress"]) == 0
+    summary = capsys.readouterr().out
+    assert "dispersion" in summary and "energy" not in summary
+    ds = st.open_run(out)
+    assert ds.attrs["normalization"] == "hardmax" and ds.attrs["beta"] == np.inf and "energy" not in ds
+    assert main(["plot", str(out), "-o", str(tmp_path / "hardmax.png")]) == 0
+    assert main(["run", str(config), "-o", str(tmp_path / "d.nc"), "--no-progress"]) == 2  # the density refuses it
+    assert "hardmax" in capsys.readouterr().err
+
+
 def test_blow_up_saves_the_records_and_says_where(tmp_path, capsys):
     # the run: the built-in configuration with unnormalized attention at beta = 8 and no noise collapses
     # beyond the grid within two steps (lmax 16: at step 2, so the record at t = 0.01 exists)
