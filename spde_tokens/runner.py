@@ -16,6 +16,7 @@ describes its state and one step; :func:`run` does the rest, the same way for al
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import re
@@ -117,6 +118,16 @@ def grouped_warnings(bar: tqdm) -> Iterator[Callable[[], None]]:
         warnings.warn(f"{w.message}{note}", w.category, stacklevel=_user_stacklevel())
 
 
+@functools.cache
+def _blas_controller() -> Any:
+    """threadpoolctl's controller of the loaded BLAS libraries, scanned once per process (a scan per run cost
+    0.6–6 ms, a fixed cost of every run; docs/numerics.md, 'Start-up and fixed costs'). Deferred to the first run:
+    ``import spde_tokens`` does not load threadpoolctl."""
+    from threadpoolctl import ThreadpoolController
+
+    return ThreadpoolController()
+
+
 def run(engine: Engine, state: State, times: TimeGrid, recorder: Recorder, *, fingerprint: dict[str, Any],
         checkpoint: str | os.PathLike | None = None, checkpoint_every: int = 1,
         progress: bool | None = None, threads: int = 1) -> xr.Dataset:
@@ -174,13 +185,11 @@ def run(engine: Engine, state: State, times: TimeGrid, recorder: Recorder, *, fi
                              f"run (t_end = {times.t_end}); use t_end ≥ {times.time(last)} or another checkpoint file")
         first = last + 1
         log.info("resuming from %s: step %d of %d (t = %g)", store.path, last, times.n_steps, times.time(last))
-    # deferred to the first run: tqdm and threadpoolctl are not needed by `import spde_tokens`
-    from threadpoolctl import threadpool_limits
-    from tqdm.auto import tqdm
+    from tqdm.auto import tqdm  # deferred to the first run: not needed by `import spde_tokens`
 
     with tqdm(total=times.n_steps, initial=first - 1, disable=not default_progress(progress), unit="step",
               desc=engine.label) as bar, grouped_warnings(bar) as flush_warnings, \
-            threadpool_limits(limits=threads, user_api="blas"):
+            _blas_controller().limit(limits=threads, user_api="blas"):
         for step in range(first, times.n_steps + 1):
             with np.errstate(over="ignore", invalid="ignore"):  # a blow-up is caught below, with its state
                 new = engine.step(state, step)

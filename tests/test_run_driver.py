@@ -124,3 +124,28 @@ def test_a_blow_up_says_its_reason_apart(monkeypatch):
     assert info.value.reason == "tokens became non-finite"
     assert str(info.value).startswith("tokens became non-finite at step 7 (t = 0.07); the records up to t = 0.05")
     np.testing.assert_array_equal(info.value.dataset.time.values, [0.0, 0.05])
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_blas_threads_are_limited_during_each_run(monkeypatch, threads):
+    """Inside the stepping loop every BLAS library runs ``threads`` threads (the controller is scanned once per
+    process and reused by the second run), and the limit is lifted after each run."""
+    from threadpoolctl import threadpool_info
+
+    def blas_threads():
+        return {lib["num_threads"] for lib in threadpool_info() if lib["user_api"] == "blas"}
+
+    seen = []
+    step = st.density.SpectralEngine.step
+
+    def observed(self, state, n):
+        seen.append(blas_threads())
+        return step(self, state, n)
+
+    monkeypatch.setattr(st.density.SpectralEngine, "step", observed)
+    before = blas_threads()
+    rho0 = st.initial.von_mises_fisher(st.SphereGrid(8), [0, 0, 1], 1.0)
+    for _ in range(2):
+        st.solve_density(MODEL, None, rho0, 0.02, 0.01, progress=False, threads=threads, engine="spectral")
+        assert blas_threads() == before
+    assert before and len(seen) == 4 and all(s == {threads} for s in seen)
