@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 import warnings
+from collections.abc import Callable
 
 import numpy as np
 import xarray as xr
@@ -88,15 +89,15 @@ class DensityEquation:
         # |a| ≤ 1 for softmax attention, so ‖V‖₂ bounds the drift speed; unnormalized speeds are measured
         self._speed_bound = np.linalg.norm(model.V, 2) if model.softmax else None
 
-    def velocity(self, coeffs: np.ndarray, frozen: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
-        """The density on the grid and its velocity X[ρ] (+ the frozen field of the step), tangent components."""
+    def velocity(self, coeffs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The density on the grid and its attention velocity X[ρ], tangent components."""
         rho = self.grid.synthesis(coeffs)
         v = np.zeros((self.grid.n_tangent, *self.grid.shape)) if self._drift_off else self.attention.drift(coeffs, rho)
-        return rho, v if frozen is None else v + frozen
+        return rho, v
 
-    def tendency(self, coeffs: np.ndarray, frozen: np.ndarray | None = None) -> np.ndarray:
-        """Coefficients of −div_S(ρ (X[ρ] + frozen))."""
-        rho, v = self.velocity(coeffs, frozen)
+    def tendency(self, coeffs: np.ndarray) -> np.ndarray:
+        """Coefficients of −div_S(ρ X[ρ]) (the noise moves ρ in its own sub-steps: :meth:`step`)."""
+        rho, v = self.velocity(coeffs)
         return -self.grid.divergence(rho * v)
 
     def frozen_field(self, coeffs: np.ndarray, increments: dict, dt: float) -> np.ndarray | SpectralTransport:
@@ -176,19 +177,18 @@ class DensityEquation:
         or a :class:`~spde_tokens.grids.multiply.SpectralTransport` (each stage: sparse products on the
         coefficients, no transform; its speed is the maximum of |v| over the sphere, an upper bound of the grid's).
         """
+        f: Callable[[np.ndarray], np.ndarray]
         if isinstance(velocity, SpectralTransport):
-            n_sub = self._substeps(velocity.speed, h, scheme, cfl)
-            for _ in range(n_sub):
-                coeffs = scheme.step(velocity, coeffs, h / n_sub)
-            return coeffs, n_sub
-        speed = float(np.sqrt(np.max(np.sum(velocity**2, axis=0))))
+            speed, f = velocity.speed, velocity
+        else:
+            speed = float(np.sqrt(np.max(np.sum(velocity**2, axis=0))))
+            negative = -velocity
+            flux = np.empty_like(negative)
+
+            def f(c: np.ndarray) -> np.ndarray:
+                return self.grid.divergence(np.multiply(self.grid.synthesis(c), negative, out=flux))
+
         n_sub = self._substeps(speed, h, scheme, cfl)
-        negative = -velocity
-        flux = np.empty_like(negative)
-
-        def f(c: np.ndarray) -> np.ndarray:
-            return self.grid.divergence(np.multiply(self.grid.synthesis(c), negative, out=flux))
-
         for _ in range(n_sub):
             coeffs = scheme.step(f, coeffs, h / n_sub)
         return coeffs, n_sub
@@ -538,14 +538,9 @@ def solve_density(model: AttentionModel, noise: NoiseModel | None, rho0: xr.Data
     if abs(mass - 1.0) > 1e-6:  # a Gauss rule integrates a normalized band-limited ρ to rounding
         raise ValueError(f"rho0 must be a probability density (∫ρ dA = 1), its mass is {mass:.6g}; divide it by its "
                          "mass (spde_tokens.initial.from_function normalizes)")
-    # |ρ_lm| ≤ max|Y_lm| ∫|ρ| with max|Y_lm| = sqrt((2l+1)/4π) = sqrt(2l+1) Y_00 on S^2 (Y_l0 at the poles) and
-    # max|e^{inθ}/sqrt(2π)| = Y_0 on S^1: a coefficient beyond BLOW_UP times that bound means ∫|ρ| > BLOW_UP · mass
-    # (on a ZonalGrid max|Y_l| = Y_l(1) = sqrt(number of degree-l harmonics of S^{d−1}), and ρ_l = ∫ ρ Y_l dσ)
-    if isinstance(grid, ZonalGrid):
-        peak = np.abs(grid.basis_values(np.ones(1))[:, 0])
-    else:
-        peak = np.sqrt(2 * grid.degrees + 1.0) if grid.dim == 3 else np.ones(grid.n_coeff)
-    blow_up = BLOW_UP * abs(coeffs[0]) * peak
+    # |ρ_c| ≤ basis_peak_c |ρ_0| ∫|ρ| / ∫ρ (Grid.basis_peak): a coefficient beyond BLOW_UP times that bound at
+    # ∫|ρ| = ∫ρ means ∫|ρ| > BLOW_UP · mass
+    blow_up = BLOW_UP * abs(coeffs[0]) * grid.basis_peak
     spectral = SpectralEngine(equation, stepper, float(cfl), times.dt, path, blow_up)
     attrs = {"title": "spde_tokens density run", "engine": "density", "density_engine": engine, "scheme": scheme,
              "cfl": float(cfl), "hyperviscosity": float(hyperviscosity), "attention": equation.attention.method,
