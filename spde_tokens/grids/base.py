@@ -148,6 +148,13 @@ class Grid(ABC):
     def attrs(self) -> dict:
         """Attributes that identify the grid (rebuilt by :func:`grid_from_attrs`)."""
 
+    @property
+    @abstractmethod
+    def basis_peak(self) -> np.ndarray:
+        """max_x |Y_c(x)| / |Y_0| for the basis function of every coefficient c (Y_0 the constant one), shape
+        (n_coeff,): since ρ_c = ∫ ρ conj(Y_c) and ρ_0 = Y_0 ∫ρ, |ρ_c| ≤ basis_peak_c |ρ_0| ∫|ρ| / ∫ρ (the blow-up
+        test of :func:`spde_tokens.solve_density`)."""
+
     @abstractmethod
     def _basis_block(self, points: np.ndarray) -> np.ndarray:
         """Y_lm(x_i) for unit vectors ``points`` (N, dim): complex array (N, n_coeff)."""

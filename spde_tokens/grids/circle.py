@@ -100,6 +100,11 @@ class CircleGrid(Grid):
     def divergence(self, tangent: np.ndarray) -> np.ndarray:
         return self._wavenumber * self.analysis(tangent[0])
 
+    @property
+    def basis_peak(self) -> np.ndarray:
+        """1: every e^{inθ}/sqrt(2π) has modulus Y_0 = 1/sqrt(2π)."""
+        return np.ones(self.n_coeff)
+
     def points(self) -> np.ndarray:
         """Unit vectors (cos θ, sin θ) of the nodes, shape (nodes, 2); cached, read-only."""
         return self._cached("points", lambda: np.stack([np.cos(self.theta), np.sin(self.theta)], axis=-1))

@@ -115,6 +115,7 @@ class SphereGrid(Grid):
         self.threads = min(checks.integer("threads", threads, 1), 4 * len(os.sched_getaffinity(0)))
         shtns = _import_shtns()
         self._sh = _new_plan(shtns, self.lmax, self.threads)
+        self._band_plans: dict[int, BandLimited] = {}  # the plans of truncated(degree), built at first use
         self.nlat, self.nlon = self._sh.set_grid(flags=shtns.sht_gauss | shtns.SHT_PHI_CONTIGUOUS,
                                                  nl_order=2 if self.dealias else 1, polar_opt=0.0)
         self.shape = (self.nlat, self.nlon)
@@ -177,10 +178,14 @@ class SphereGrid(Grid):
         if degree >= self.lmax:
             return super().truncated(degree)
         degree = max(degree, 2)
-        plans = self.__dict__.setdefault("_band_plans", {})
-        if degree not in plans:
-            plans[degree] = _SphereBandLimited(self, degree)
-        return plans[degree]
+        if degree not in self._band_plans:
+            self._band_plans[degree] = _SphereBandLimited(self, degree)
+        return self._band_plans[degree]
+
+    @property
+    def basis_peak(self) -> np.ndarray:
+        """sqrt(2l + 1): max|Y_lm| = sqrt((2l+1)/4π) (Y_l0 at the poles) and Y_00 = 1/sqrt(4π)."""
+        return np.sqrt(2 * self.degrees + 1.0)
 
     def points(self) -> np.ndarray:
         """Unit vectors (sin θ cos φ, sin θ sin φ, cos θ) of the nodes, shape (nlat, nlon, 3); cached, read-only."""

@@ -196,6 +196,11 @@ class ZonalGrid(Grid):
         return out
 
     # ---- geometry ---------------------------------------------------------------------------------------------
+    @property
+    def basis_peak(self) -> np.ndarray:
+        """Y_l(1) = sqrt(number of degree-l harmonics of S^{d−1}), the maximum of |Y_l| (Y_0 = 1)."""
+        return np.abs(self.basis_values(np.ones(1))[:, 0])
+
     def points(self) -> np.ndarray:
         """Unit vectors x_i = (√(1 − s_i²), 0, …, 0, s_i) of the nodes, shape (nodes, dim); cached, read-only."""
         def build():

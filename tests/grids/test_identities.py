@@ -1,4 +1,5 @@
-"""Identities every spectral grid satisfies, checked on CircleGrid (S^1) and SphereGrid (S^2) alike.
+"""Identities every spectral grid satisfies, checked on CircleGrid (S^1) and SphereGrid (S^2) alike (and on
+ZonalGrid where a test names it).
 
 A grid lives on S^{d-1} ⊂ R^d (d = ``grid.dim``) with k = ``grid.n_tangent`` tangent components and largest degree
 L = ``grid.degree_max`` (n on S^1, lmax on S^2); coefficients follow the convention of :mod:`spde_tokens.grids`.
@@ -8,7 +9,7 @@ Closed forms in θ/φ, comparisons with scipy and grid-specific input checks are
 import numpy as np
 import pytest
 
-from spde_tokens.grids import CircleGrid, SphereGrid
+from spde_tokens.grids import CircleGrid, SphereGrid, ZonalGrid
 
 EPS = np.finfo(float).eps
 NS, LMAXS = (8, 32, 128), (8, 16, 31)
@@ -212,3 +213,22 @@ def test_bad_points(grid, make_points):
         grid.evaluate(c, points)
     with pytest.raises(ValueError, match="points"):
         grid.empirical_coefficients(points)
+
+
+@pytest.mark.parametrize("grid", GRIDS + [ZonalGrid(dim, 16) for dim in (4, 8, 64)], ids=repr)
+def test_basis_peak_is_the_largest_modulus_of_each_basis_function(grid):
+    """basis_peak_c = max_x |Y_c(x)| / |Y_0|: no point exceeds it (to rounding), and for every degree the axis e_d
+    (where every zonal Y_l peaks, and Y_l0 on S^2; all of S^1 is a peak) reaches the degree's largest value."""
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((2000, grid.dim))
+    points = np.concatenate([x / np.linalg.norm(x, axis=1, keepdims=True), np.eye(grid.dim)[-1:]])
+    modulus = np.abs(grid._basis_block(points))  # (N, n_coeff)
+    ratio = modulus / modulus[:, :1]  # Y_0 is constant
+    peak = grid.basis_peak
+    assert peak.shape == (grid.n_coeff,)
+    # evaluations of orthonormal recurrences of degree ≤ L round to ~L eps relative
+    tol = 100 * EPS * (grid.degree_max + 1)
+    assert np.all(ratio <= peak * (1 + tol))
+    for degree in range(grid.degree_max + 1):
+        in_degree = grid.degrees == degree
+        np.testing.assert_allclose(ratio[-1, in_degree].max(), peak[in_degree].max(), rtol=tol)
