@@ -248,15 +248,20 @@ def load_config(config: str | os.PathLike[str] | dict[str, Any] | None = None,
     return data
 
 
-def grid_kind(config: dict[str, Any]) -> str:
+def _kind_of(grid: dict[str, Any], dim: Any) -> str:
     """The [grid] kind: as written, else ``"sphere"`` for dim 3 and ``"circle"`` for dim 2."""
-    return str(config["grid"].get("kind", "sphere" if config["model"]["dim"] == 3 else "circle"))
+    return str(grid.get("kind", "sphere" if dim == 3 else "circle"))
+
+
+def grid_kind(config: dict[str, Any]) -> str:
+    """The [grid] kind of a configuration (:func:`_kind_of` its [grid] and [model] dim)."""
+    return _kind_of(config["grid"], config["model"]["dim"])
 
 
 def _check_grid(dim: Any, grid: dict[str, Any], builtin: bool) -> None:
     """[grid] fits [model] dim: circle (dim 2, key n), sphere (dim 3, lmax) or zonal (any dim, lmax, ``dim`` equal to
     [model] dim)."""
-    kind = grid.get("kind", "sphere" if dim == 3 else "circle")
+    kind = _kind_of(grid, dim)
     if kind not in GRID_KINDS:
         raise ValueError(f"[grid] kind must be one of {sorted(GRID_KINDS)}, got {kind!r}")
     if kind == "zonal":
