@@ -178,22 +178,16 @@ def setups(quick: bool):
                [[0, 1], [1, 0]], [("I", None), ("diag(1,2)", np.diag([1.0, 2.0]))])
 
 
-def bench_row(label: str, grid: Grid, dim: int, means, v_label: str, V) -> dict:
-    """Floor, RHS and RK4-step times of one grid and model."""
-    rho0 = initial.mixture(grid, weights=[0.5, 0.5], means=means, kappas=[4, 6])
-    field = np.ascontiguousarray(rho0.values, dtype=float)
-    coeffs = grid.analysis(field)
-    model = AttentionModel(dim=dim, beta=1.0, V=V)
-    eq = DensityEquation(model, grid)
-    rk4 = get_scheme("rk4")
-    dt = CFL / (grid.degree_max * np.linalg.norm(model.V, 2))
-
+def rhs_timings(label: str, floor: Callable[[], object], eq: DensityEquation, coeffs: np.ndarray,
+                dt: float) -> dict:
+    """Check that the RHS of ``eq`` at ``coeffs`` is finite and conserves mass, then time ``floor``, the RHS and one
+    RK4 step of length ``dt`` in interleaved batches (:func:`measure`): medians in ms, per-round ratios to the floor."""
     rhs = eq.tendency(coeffs)
     if not np.all(np.isfinite(rhs)) or abs(rhs[0]) > 1e-10 * np.max(np.abs(rhs)):
-        raise RuntimeError(f"{label}, V = {v_label}: the RHS is not finite or does not conserve mass")
-
+        raise RuntimeError(f"{label}: the RHS is not finite or does not conserve mass")
+    rk4 = get_scheme("rk4")
     times = measure({
-        "floor": lambda: grid.synthesis(grid.analysis(field)),
+        "floor": floor,
         "rhs": lambda: eq.tendency(coeffs),
         "step": lambda: rk4.step(eq.tendency, coeffs, dt),
     })
@@ -201,8 +195,6 @@ def bench_row(label: str, grid: Grid, dim: int, means, v_label: str, V) -> dict:
     rhs_ratios = np.array(times["rhs"]) / np.array(times["floor"])
     step_ratios = np.array(times["step"]) / np.array(times["floor"])
     return {
-        "grid": label, "repr": repr(grid), "shape": list(grid.shape), "V": v_label,
-        "attention": eq.attention.method, "radial": model.value_factor is None,
         "floor_ms": 1e3 * med["floor"], "rhs_ms": 1e3 * med["rhs"], "step_ms": 1e3 * med["step"],
         # ratios of batches of the same round (taken seconds apart), then their median: a burst of load from
         # another process then slows numerator and denominator alike
@@ -211,6 +203,21 @@ def bench_row(label: str, grid: Grid, dim: int, means, v_label: str, V) -> dict:
         "rhs_ratio_spread": float(np.ptp(rhs_ratios) / np.median(rhs_ratios)),
         "step_ratio_spread": float(np.ptp(step_ratios) / np.median(step_ratios)),
         "batches_ms": {name: [1e3 * t for t in values] for name, values in times.items()},
+    }
+
+
+def bench_row(label: str, grid: Grid, dim: int, means, v_label: str, V) -> dict:
+    """Floor, RHS and RK4-step times of one grid and model."""
+    rho0 = initial.mixture(grid, weights=[0.5, 0.5], means=means, kappas=[4, 6])
+    field = np.ascontiguousarray(rho0.values, dtype=float)
+    model = AttentionModel(dim=dim, beta=1.0, V=V)
+    eq = DensityEquation(model, grid)
+    dt = CFL / (grid.degree_max * np.linalg.norm(model.V, 2))
+    return {
+        "grid": label, "repr": repr(grid), "shape": list(grid.shape), "V": v_label,
+        "attention": eq.attention.method, "radial": model.value_factor is None,
+        **rhs_timings(f"{label}, V = {v_label}", lambda: grid.synthesis(grid.analysis(field)), eq,
+                      grid.analysis(field), dt),
     }
 
 
@@ -273,15 +280,21 @@ def format_mobius(row: dict) -> str:
             f"solve {1e3 * row['solve_s']:.1f} ms")
 
 
-HEADER = (f"{'grid':<18} {'V':<13} {'floor (ms)':>10} {'rhs (ms)':>10} {'rhs/floor':>9} {'step (ms)':>10} "
-          f"{'step/floor':>10} {'spread':>7}")
+#: the columns of :func:`timing_columns`
+TIMING_HEADER = (f"{'floor (ms)':>10} {'rhs (ms)':>10} {'rhs/floor':>9} {'step (ms)':>10} {'step/floor':>10} "
+                 f"{'spread':>7}")
+HEADER = f"{'grid':<18} {'V':<13} {TIMING_HEADER}"
+
+
+def timing_columns(row: dict, decimals: int = 3) -> str:
+    """The times (ms, ``decimals`` digits) and ratios of :func:`rhs_timings`, with the larger ratio spread."""
+    spread = max(row["rhs_ratio_spread"], row["step_ratio_spread"])
+    return (f"{row['floor_ms']:>10.{decimals}f} {row['rhs_ms']:>10.{decimals}f} {row['rhs_over_floor']:>9.2f} "
+            f"{row['step_ms']:>10.{decimals}f} {row['step_over_floor']:>10.2f} {100 * spread:>6.0f}%")
 
 
 def format_row(row: dict) -> str:
-    spread = max(row["rhs_ratio_spread"], row["step_ratio_spread"])
-    return (f"{row['grid']:<18} {row['V']:<13} {row['floor_ms']:>10.3f} {row['rhs_ms']:>10.3f} "
-            f"{row['rhs_over_floor']:>9.2f} {row['step_ms']:>10.3f} {row['step_over_floor']:>10.2f} "
-            f"{100 * spread:>6.0f}%")
+    return f"{row['grid']:<18} {row['V']:<13} {timing_columns(row)}"
 
 
 def main(argv: list[str] | None = None) -> int:

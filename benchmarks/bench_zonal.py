@@ -56,13 +56,12 @@ import json
 import platform
 
 import numpy as np
-from bench_density import MIN_BATCH_SECONDS, ROUNDS, measure
+from bench_density import MIN_BATCH_SECONDS, ROUNDS, TIMING_HEADER, rhs_timings, timing_columns
 
 from spde_tokens import initial
 from spde_tokens.density import DensityEquation
 from spde_tokens.grids import ZonalGrid
 from spde_tokens.model import AttentionModel
-from spde_tokens.steppers import get_scheme
 
 DIMS = (64, 1024)
 LMAXES = (127, 511)
@@ -76,39 +75,16 @@ def bench_row(dim: int, lmax: int) -> dict:
     grid = ZonalGrid(dim, lmax, threads=1)
     rho0 = initial.von_mises_fisher(grid, np.eye(dim)[-1], dim / 4)
     field = np.ascontiguousarray(rho0.values, dtype=float)
-    coeffs = grid.analysis(field)
     eq = DensityEquation(AttentionModel(dim, BETA), grid)
-    rk4 = get_scheme("rk4")
-    dt = CFL / grid.degree_max
-    rhs = eq.tendency(coeffs)
-    if not np.all(np.isfinite(rhs)) or abs(rhs[0]) > 1e-10 * np.max(np.abs(rhs)):
-        raise RuntimeError(f"{grid!r}: the RHS is not finite or does not conserve mass")
-    times = measure({
-        "floor": lambda: grid.analysis(field),
-        "rhs": lambda: eq.tendency(coeffs),
-        "step": lambda: rk4.step(eq.tendency, coeffs, dt),
-    })
-    med = {name: float(np.median(values)) for name, values in times.items()}
-    rhs_ratios = np.array(times["rhs"]) / np.array(times["floor"])
-    step_ratios = np.array(times["step"]) / np.array(times["floor"])
-    return {
-        "grid": repr(grid), "dim": dim, "lmax": lmax, "nodes": grid.nodes,
-        "floor_ms": 1e3 * med["floor"], "rhs_ms": 1e3 * med["rhs"], "step_ms": 1e3 * med["step"],
-        "rhs_over_floor": float(np.median(rhs_ratios)), "step_over_floor": float(np.median(step_ratios)),
-        "rhs_ratio_spread": float(np.ptp(rhs_ratios) / np.median(rhs_ratios)),
-        "step_ratio_spread": float(np.ptp(step_ratios) / np.median(step_ratios)),
-    }
+    return {"grid": repr(grid), "dim": dim, "lmax": lmax, "nodes": grid.nodes,
+            **rhs_timings(repr(grid), lambda: grid.analysis(field), eq, grid.analysis(field), CFL / grid.degree_max)}
 
 
-HEADER = (f"{'d':>5} {'lmax':>5} {'nodes':>6} {'floor (ms)':>10} {'rhs (ms)':>10} {'rhs/floor':>9} {'step (ms)':>10} "
-          f"{'step/floor':>10} {'spread':>7}")
+HEADER = f"{'d':>5} {'lmax':>5} {'nodes':>6} {TIMING_HEADER}"
 
 
 def format_row(row: dict) -> str:
-    spread = max(row["rhs_ratio_spread"], row["step_ratio_spread"])
-    return (f"{row['dim']:>5} {row['lmax']:>5} {row['nodes']:>6} {row['floor_ms']:>10.4f} {row['rhs_ms']:>10.4f} "
-            f"{row['rhs_over_floor']:>9.2f} {row['step_ms']:>10.4f} {row['step_over_floor']:>10.2f} "
-            f"{100 * spread:>6.0f}%")
+    return f"{row['dim']:>5} {row['lmax']:>5} {row['nodes']:>6} {timing_columns(row, decimals=4)}"
 
 
 def main(argv: list[str] | None = None) -> int:
