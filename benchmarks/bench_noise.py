@@ -16,8 +16,13 @@ width=None) and MLPNoise(0.3, "tanh", width=64):
   linear noise fields'), one synthesis and one vector analysis per stage otherwise;
 * **(grid)**: for the linear fields, the same sub-steps on the grid (``_transport_step`` with the tangent field
   P_x ΔN/dt on the nodes): the path the spectral operator replaced, for comparison;
-* **step**: one full split step ``eq.step(coeffs, dt, rk4, cfl, path.increments(k))``: the field, two RK4 half steps
-  of the attention drift (8 RHS), the transport;
+* **drift**: the attention drift over one step, ``eq._drift_step(coeffs, dt, rk4, cfl)``: one RK4 step, 4 RHS;
+* **step**: one split step between records, ``eq.step(coeffs, dt, rk4, cfl, path.increments(k), owed=True,
+  close=False)``: the field, the drift over dt (the closing half step of the previous step merged with the opening
+  half step of this one, docs/mathematics.md, 'Splitting'), the transport — what every step but those ending on a
+  record costs (ValueNoise, whose steps are not merged: the full step below);
+* **record step**: a step that starts and ends on a record, ``eq.step(coeffs, dt, rk4, cfl, path.increments(k))``:
+  two RK4 half steps of the drift (8 RHS); paid once per record;
 
 each in pairs (time / pair of the same round). ``substeps`` is the mean number of noise sub-steps over the 64 steps of
 the path, found by stepping the state once through the whole path before any timing.
@@ -231,12 +236,15 @@ def bench_row(grid: SphereGrid, plain: SphereGrid, label: str, noise) -> dict:
             raise RuntimeError(f"step {k}: the sub-step count is not reproducible")
 
     n = len(ks)
+    merged = {"owed": eq.merges_half_steps, "close": not eq.merges_half_steps}
     fns = {
         "pair": (lambda: plain.synthesis(plain.analysis(plain_field)), 1),
         "dealiased_pair": (lambda: grid.synthesis(grid.analysis(dealiased_field)), 1),
         "field": (rotating([lambda k=k: eq.frozen_field(states[k], path.increments(k), DT) for k in ks]), n),
         "transport": (rotating([lambda k=k: eq._transport_step(states[k], frozen[k], DT, rk4, CFL) for k in ks]), n),
-        "step": (rotating([lambda k=k: eq.step(states[k], DT, rk4, CFL, path.increments(k)) for k in ks]), n),
+        "drift": (rotating([lambda k=k: eq._drift_step(states[k], DT, rk4, CFL) for k in ks]), n),
+        "step": (rotating([lambda k=k: eq.step(states[k], DT, rk4, CFL, path.increments(k), **merged) for k in ks]), n),
+        "record_step": (rotating([lambda k=k: eq.step(states[k], DT, rk4, CFL, path.increments(k)) for k in ks]), n),
     }
     if not isinstance(frozen[ks[0]], np.ndarray):  # the same sub-steps on the grid: the path the operator replaced
         grid_velocity = {k: grid.to_tangent(eq.noise.grid_field(grid, path.increments(k))) / DT for k in ks}
@@ -268,14 +276,14 @@ def bench_row(grid: SphereGrid, plain: SphereGrid, label: str, noise) -> dict:
 
 # ---- output -------------------------------------------------------------------------------------------------------
 HEADER = (f"{'grid':<16} {'noise':<17} {'pair ms':>7} {'dealiased':>9} {'field':>6} {'transport':>9} {'(grid)':>6} "
-          f"{'step':>6} {'substeps':>8} {'spread':>6}  target")
+          f"{'drift':>6} {'step':>6} {'record':>6} {'substeps':>8} {'spread':>6}  target")
 
 
 def format_row(row: dict) -> str:
     line = (f"{row['grid']:<16} {row['noise']:<17} {row['pair_ms']:>7.3f} {row['dealiased_pair_pairs']:>9.2f} "
             f"{row['field_pairs']:>6.2f} {row['transport_pairs']:>9.2f} "
             f"{row['grid_transport_pairs'] if 'grid_transport_pairs' in row else float('nan'):>6.2f} "
-            f"{row['step_pairs']:>6.1f} "
+            f"{row['drift_pairs']:>6.1f} {row['step_pairs']:>6.1f} {row['record_step_pairs']:>6.1f} "
             f"{row['substeps_mean']:>8.2f} {100 * row['spread']:>5.0f}%  ")
     if "target" in row:
         measured = (f"field/phi = {row['field_over_activation']:.2f}" if "field_over_activation" in row

@@ -98,7 +98,8 @@ class DensityEquation:
     def tendency(self, coeffs: np.ndarray) -> np.ndarray:
         """Coefficients of −div_S(ρ X[ρ]) (the noise moves ρ in its own sub-steps: :meth:`step`)."""
         rho, v = self.velocity(coeffs)
-        return -self.grid.divergence(rho * v)
+        np.multiply(v, rho, out=v)  # the flux ρ X[ρ], in place (velocity returns a new array)
+        return -self.grid.divergence(v)
 
     def frozen_field(self, coeffs: np.ndarray, increments: dict, dt: float) -> np.ndarray | SpectralTransport:
         """u_n/dt + c_n at the start of a step: the noise's tangential velocity, frozen over the step.
@@ -130,8 +131,16 @@ class DensityEquation:
             return float(self._speed_bound)
         return float(np.sqrt(np.max(np.sum(self.velocity(coeffs)[1] ** 2, axis=0))))
 
-    def step(self, coeffs: np.ndarray, dt: float, scheme: Scheme, cfl: float,
-             increments: dict | None = None) -> tuple[np.ndarray, int]:
+    @property
+    def merges_half_steps(self) -> bool:
+        """Whether consecutive steps may merge their adjacent drift half steps (see :meth:`step`): with common noise
+        whose field does not depend on ρ (every model but ValueNoise, whose field and correction are built from the
+        density at the start of each step)."""
+        return (self.noise is not None and bool(self.noise.common_models)
+                and not any(m.needs_context for m in self.noise.common_models))
+
+    def step(self, coeffs: np.ndarray, dt: float, scheme: Scheme, cfl: float, increments: dict | None = None, *,
+             owed: bool = False, close: bool = True) -> tuple[np.ndarray, int]:
         """Advance one step of length dt; returns the new coefficients and the largest number of sub-steps taken.
 
         With common noise the frozen-increment ODE is split (Strang; docs/mathematics.md, 'The stochastic density
@@ -141,19 +150,37 @@ class DensityEquation:
             ρ ← D_{dt/2} ∘ N_dt ∘ D_{dt/2} ρ,   D: ∂_t ρ = −div_S(ρ X[ρ]) + L ρ,   N: ∂_t ρ = −div_S(ρ (u_n/dt + c_n)).
 
         The noise transport is sub-stepped by its own CFL number and costs one synthesis and one vector analysis per
-        stage: the attention drift is evaluated only by the two half steps. Without common noise the step is the
-        drift alone. Sub-steps of a transport of speed |v| over a time h: ⌈λ / (cfl · λ_stab)⌉ with λ = degree_max ·
-        |v| h, λ_stab the scheme's limit on the imaginary axis (none for Heun, which is then plain — and unstable for
-        transport); the drift is sub-stepped only for unnormalized attention, whose speed (up to ‖V‖ e^{beta}) is
-        measured at the start of each half step (softmax speeds are bounded by ‖V‖₂ and checked once by the solver).
+        stage (none for the fields linear in x): the attention drift is evaluated only by the half steps. Without
+        common noise the step is the drift alone. Sub-steps of a transport of speed |v| over a time h:
+        ⌈λ / (cfl · λ_stab)⌉ with λ = degree_max · |v| h, λ_stab the scheme's limit on the imaginary axis (none for
+        Heun, which is then plain — and unstable for transport); the drift is sub-stepped only for unnormalized
+        attention, whose speed (up to ‖V‖ e^{beta}) is measured at the start of each half step (softmax speeds are
+        bounded by ‖V‖₂ and checked once by the solver).
+
+        **Merged half steps** (when :attr:`merges_half_steps`): between records the second half step of one step and
+        the first of the next are one drift step of length dt, D_{dt/2} ∘ D_{dt/2} = D_dt (the same map; the scheme
+        integrates it in one step instead of two, four right-hand sides instead of eight). ``close=False`` stops after
+        the noise part: the state then *owes* its closing half step D_{dt/2}; ``owed=True`` says that the given state
+        owes one, and the step starts with D_dt instead of D_{dt/2}. :meth:`close` pays a debt.
         """
         if increments is None or self.noise is None or not self.noise.common_models:
+            if owed:
+                raise ValueError("owed=True: only a step with common noise leaves a half step owed")
             return self._drift_step(coeffs, dt, scheme, cfl)
+        if (owed or not close) and not self.merges_half_steps:
+            raise ValueError(f"owed/close: the half steps of {self.noise!r} cannot be merged (its field is built from "
+                             "the density at the start of each step); use owed=False, close=True")
         frozen = self.frozen_field(coeffs, increments, dt)
-        coeffs, first = self._drift_step(coeffs, 0.5 * dt, scheme, cfl)
+        coeffs, first = self._drift_step(coeffs, dt if owed else 0.5 * dt, scheme, cfl)
         coeffs, moved = self._transport_step(coeffs, frozen, dt, scheme, cfl)
+        if not close:
+            return coeffs, max(first, moved)
         coeffs, second = self._drift_step(coeffs, 0.5 * dt, scheme, cfl)
         return coeffs, max(first, moved, second)
+
+    def close(self, coeffs: np.ndarray, dt: float, scheme: Scheme, cfl: float) -> np.ndarray:
+        """The closing half drift step D_{dt/2} owed by a state left by :meth:`step` with ``close=False``."""
+        return self._drift_step(coeffs, 0.5 * dt, scheme, cfl)[0]
 
     def _substeps(self, speed: float, h: float, scheme: Scheme, cfl: float) -> int:
         if scheme.imaginary_stability <= 0:
@@ -221,23 +248,37 @@ class SpectralEngine:
     """The spectral density solver as an engine of the run driver (:func:`spde_tokens.runner.run`).
 
     The state is ``{"coeffs": ρ_lm}``; each step takes the frozen noise increments of its step from the path.
+    Between records, consecutive steps merge their adjacent drift half steps (:meth:`DensityEquation.step`): a
+    state that owes its closing half step carries the key ``OWED``; every recorded (and checkpointed) state is
+    closed, and so is the last good state of a blow-up.
     """
 
     name = "density"
+    #: the key of a state that owes its closing half drift step
+    OWED = "owes_half_step"
 
-    def __init__(self, equation: DensityEquation, scheme: Scheme, cfl: float, dt: float, path: NoisePath | None,
-                 blow_up: float):
-        self.equation, self.grid, self.scheme, self.cfl, self.dt = equation, equation.grid, scheme, cfl, dt
-        self.path, self.blow_up = path, blow_up
+    def __init__(self, equation: DensityEquation, scheme: Scheme, cfl: float, times: TimeGrid,
+                 path: NoisePath | None, blow_up: float):
+        self.equation, self.grid, self.scheme, self.cfl = equation, equation.grid, scheme, cfl
+        self.times, self.dt, self.path, self.blow_up = times, times.dt, path, blow_up
+        self.merges = equation.merges_half_steps
         self.label = f"density {self.grid!r}"
         self.substeps = 1  # the largest number of sub-steps per step since the previous record
         self.warned = False
 
     def step(self, state: State, step: int) -> State:
         increments = self.path.increments(step - 1) if self.path is not None else None
-        coeffs, n_sub = self.equation.step(state["coeffs"], self.dt, self.scheme, self.cfl, increments)
+        close = not self.merges or self.times.is_record(step)
+        coeffs, n_sub = self.equation.step(state["coeffs"], self.dt, self.scheme, self.cfl, increments,
+                                           owed=self.OWED in state, close=close)
         self.substeps = max(self.substeps, n_sub)
-        return {"coeffs": coeffs}
+        return {"coeffs": coeffs} if close else {"coeffs": coeffs, self.OWED: np.ones(())}
+
+    def closed(self, state: State) -> np.ndarray:
+        """The coefficients of the state, after the half drift step it owes (if it owes one)."""
+        if self.OWED not in state:
+            return state["coeffs"]
+        return self.equation.close(state["coeffs"], self.dt, self.scheme, self.cfl)
 
     def check(self, state: State) -> str | None:
         if not np.all(np.abs(state["coeffs"]) <= self.blow_up):  # also catches NaN
@@ -246,6 +287,7 @@ class SpectralEngine:
         return None
 
     def record(self, state: State) -> dict:
+        assert self.OWED not in state  # steps that end on a record close their half step (see step)
         grid, coeffs = self.grid, state["coeffs"]
         field = grid.synthesis(coeffs)
         values = {
@@ -272,7 +314,7 @@ class SpectralEngine:
                           f"{TAIL_WARNING:g} on {self.grid!r}; raise the resolution", ResolutionWarning, stacklevel=5)
 
     def last_good(self, state: State) -> np.ndarray:
-        return self.grid.synthesis(state["coeffs"])
+        return self.grid.synthesis(self.closed(state))
 
     def final_attrs(self, state: State) -> dict:
         return {}
@@ -301,7 +343,7 @@ class HandoverEngine:
     The state is ``{"coeffs": ρ_lm}`` while the spectral engine runs, then ``{"nodes", "log_jacobian", "weights",
     "handover_time"}``. ``"auto"`` steps spectrally and tests the spectral tail of every new state; at the first
     step whose tail exceeds ``handover_tail`` it builds the nodes from the state at the start of that step (still
-    resolved) and takes the step again, on the same noise increments, with the Lagrangian engine.
+    resolved; closed first if it owes a half drift step) and takes the step again, on the same noise increments, with the Lagrangian engine.
     ``"lagrangian"`` builds the nodes from ρ_0.
     """
 
@@ -325,7 +367,7 @@ class HandoverEngine:
             new = self.spectral.step(state, step)
             if not diag.spectral_tail(self.grid, new["coeffs"]) > self.handover_tail:
                 return new
-            state = self.handover(state["coeffs"], float(f"{(step - 1) * self.dt:.12g}"))
+            state = self.handover(self.spectral.closed(state), float(f"{(step - 1) * self.dt:.12g}"))
         increments = self.path.increments(step - 1) if self.path is not None else None
         y = np.concatenate([state["nodes"], state["log_jacobian"][:, None]], axis=1)
         y = self.flow.step(y, state["weights"], self.dt, increments, self.spectral.scheme)
@@ -541,7 +583,7 @@ def solve_density(model: AttentionModel, noise: NoiseModel | None, rho0: xr.Data
     # |ρ_c| ≤ basis_peak_c |ρ_0| ∫|ρ| / ∫ρ (Grid.basis_peak): a coefficient beyond BLOW_UP times that bound at
     # ∫|ρ| = ∫ρ means ∫|ρ| > BLOW_UP · mass
     blow_up = BLOW_UP * abs(coeffs[0]) * grid.basis_peak
-    spectral = SpectralEngine(equation, stepper, float(cfl), times.dt, path, blow_up)
+    spectral = SpectralEngine(equation, stepper, float(cfl), times, path, blow_up)
     attrs = {"title": "spde_tokens density run", "engine": "density", "density_engine": engine, "scheme": scheme,
              "cfl": float(cfl), "hyperviscosity": float(hyperviscosity), "attention": equation.attention.method,
              "seed": "none" if seed is None else seed,

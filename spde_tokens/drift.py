@@ -38,7 +38,7 @@ BLOCK_BYTES = 64 * 2**20
 _MAX_LOG_SHIFT = 700.0
 
 
-def _normalize_components(z: np.ndarray, comps, reliable: np.ndarray, log_shift, softmax: bool) -> int:
+def _normalize_components(z: np.ndarray, comps, reliable: np.ndarray | None, log_shift, softmax: bool) -> int:
     """Turn the components of ∇Z into those of the attention output a, in place.
 
     ``a_c = ∂_c Z / Z`` (softmax) or ``a_c = e^{shift} ∂_c Z`` (unnormalized) at reliable nodes, ``a = 0`` at the
@@ -49,7 +49,7 @@ def _normalize_components(z: np.ndarray, comps, reliable: np.ndarray, log_shift,
     z : the (shifted) partition function Z, shape S.
     comps : writable arrays of shape S, the components of ∇Z on an orthonormal frame (Cartesian, or tangent frame
         and radial direction), so that Σ_c a_c² = |a|²; overwritten with the components of a.
-    reliable : boolean array of shape S, the nodes where Z is trusted.
+    reliable : boolean array of shape S, the nodes where Z is trusted (None: all of them).
     log_shift : the logit shift (scalar or shape S), used by the unnormalized output only.
     softmax : softmax (a = ∇Z / Z) or unnormalized (a = e^{shift} ∇Z) output.
 
@@ -69,7 +69,7 @@ def _normalize_components(z: np.ndarray, comps, reliable: np.ndarray, log_shift,
         for c in comps:
             np.multiply(c, scale, out=c)
     flagged = 0
-    if not reliable.all():
+    if reliable is not None and not reliable.all():
         unreliable = ~reliable
         for c in comps:
             np.copyto(c, 0.0, where=unreliable)
@@ -80,8 +80,8 @@ def _normalize_components(z: np.ndarray, comps, reliable: np.ndarray, log_shift,
             tmp = np.empty_like(norm2)
             for c in comps[1:]:
                 norm2 += np.multiply(c, c, out=tmp)
-        over = norm2 > 1.0
-        if over.any():
+        if norm2.max() > 1.0:  # one pass; the mask only when some node is to be clipped (signed densities)
+            over = norm2 > 1.0
             norm = np.sqrt(norm2[over])
             clip = norm > 1.0  # sqrt rounds 1 + 1 ulp down to 1: such a node is not clipped
             if not clip.all():
@@ -454,8 +454,10 @@ class GridAttention:
         return tangential, r
 
     @staticmethod
-    def _zonal_reliable(z: np.ndarray) -> np.ndarray:
-        return z > RELIABLE * np.max(z)
+    def _zonal_reliable(z: np.ndarray) -> np.ndarray | None:
+        """The nodes where z > RELIABLE max z, or None when every node is (two passes, no mask: the usual case)."""
+        threshold = RELIABLE * np.max(z)
+        return None if np.min(z) > threshold else z > threshold
 
     def _quadrature_components(self, field: np.ndarray) -> list[np.ndarray]:
         """Cartesian components a_c (d flat arrays of length n) of the quadrature output."""
