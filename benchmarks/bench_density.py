@@ -72,12 +72,14 @@ import os
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import argparse
+import contextlib
+import functools
 import json
 import platform
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import numpy as np
 
@@ -100,6 +102,11 @@ MOBIUS_RUNS = ((35, 0.075), (63, 0.025))
 MOBIUS_W0 = (0.12, -0.2, 0.15)
 MOBIUS_T_END = 1.5
 MOBIUS_REPEATS = 5
+#: warm repetitions of the 1e-6 Möbius run in this process (the median of each part is reported)
+MOBIUS_WARM_REPEATS = 9
+#: the raw costs of a fresh process: importing numpy and xarray, and that plus the first xarray object built from a
+#: NumPy array (xarray then imports dask.array, when installed, to test for dask arrays)
+RAW_COSTS = {"import": "import numpy, xarray", "first_object": "import numpy, xarray; xarray.DataArray(numpy.zeros(1))"}
 #: what a fresh process runs (argv: lmax, dt, output .npy); it prints its own split of the time as JSON
 MOBIUS_CHILD = f"""
 import time
@@ -243,9 +250,9 @@ def fresh_process(args: list[str]) -> tuple[float, str]:
     return time.perf_counter() - start, done.stdout
 
 
-def mobius_rows(repeats: int = MOBIUS_REPEATS) -> list[dict]:
-    """Whole-process time of every run of ``MOBIUS_RUNS`` against a fresh ``import numpy, xarray``, best of
-    ``repeats`` processes each, alternating runs and raw cost."""
+def mobius_rows(repeats: int = MOBIUS_REPEATS) -> tuple[list[dict], dict[str, float]]:
+    """Whole-process time of every run of ``MOBIUS_RUNS`` against the raw costs of :data:`RAW_COSTS` (fresh
+    processes), best of ``repeats`` processes each, alternating runs and raw costs; also the raw costs (s)."""
     import tempfile
 
     from spde_tokens import initial
@@ -254,28 +261,118 @@ def mobius_rows(repeats: int = MOBIUS_REPEATS) -> list[dict]:
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         best: dict[tuple[int, float], tuple[float, dict]] = {}
-        raw = []
+        raw: dict[str, list[float]] = {name: [] for name in RAW_COSTS}
         for _ in range(repeats):
-            raw.append(fresh_process(["-c", "import numpy, xarray"])[0])
+            for name, code in RAW_COSTS.items():
+                raw[name].append(fresh_process(["-c", code])[0])
             for lmax, dt in MOBIUS_RUNS:
                 out = os.path.join(tmp, f"rho_{lmax}_{dt}.npy")  # the same numbers in every process
                 wall, stdout = fresh_process(["-c", MOBIUS_CHILD, str(lmax), str(dt), out])
                 split = json.loads(stdout.splitlines()[-1])
                 if (lmax, dt) not in best or wall < best[lmax, dt][0]:
                     best[lmax, dt] = (wall, split)
+        raw_s = {name: min(times) for name, times in raw.items()}
         for lmax, dt in MOBIUS_RUNS:
             wall, split = best[lmax, dt]
             grid = SphereGrid(lmax)
             exact = initial.mobius(grid, exact_center).values
             error = float(np.abs(np.load(os.path.join(tmp, f"rho_{lmax}_{dt}.npy")) - exact).max() / exact.max())
-            rows.append({"lmax": lmax, "dt": dt, "error": error, "process_s": wall, "raw_s": min(raw),
-                         "process_over_raw": wall / min(raw), **{f"{k}_s": v for k, v in split.items()}})
-    return rows
+            rows.append({"lmax": lmax, "dt": dt, "error": error, "process_s": wall, "raw_s": raw_s["import"],
+                         "process_over_raw": wall / raw_s["import"], "raw_first_object_s": raw_s["first_object"],
+                         "process_over_raw_first_object": wall / raw_s["first_object"],
+                         **{f"{k}_s": v for k, v in split.items()}})
+    return rows, raw_s
+
+
+@contextlib.contextmanager
+def timed_methods(methods: dict[str, tuple[type, str]]) -> Iterator[dict[str, float]]:
+    """Inside the block, every call of the methods ``{part: (class, name)}`` (spde_tokens' own classes) adds its
+    wall seconds to ``totals[part]``; the methods are restored on leaving."""
+    totals = dict.fromkeys(methods, 0.0)
+    saved = {part: (cls, name, cls.__dict__[name]) for part, (cls, name) in methods.items()}
+
+    def wrap(part: str, method: Callable) -> Callable:
+        @functools.wraps(method)
+        def timed(*args, **kwargs):
+            start = time.perf_counter()
+            try:
+                return method(*args, **kwargs)
+            finally:
+                totals[part] += time.perf_counter() - start
+        return timed
+
+    try:
+        for part, (cls, name, method) in saved.items():
+            setattr(cls, name, wrap(part, method))
+        yield totals
+    finally:
+        for cls, name, method in saved.values():
+            setattr(cls, name, method)
+
+
+def mobius_warm(lmax: int = MOBIUS_RUNS[0][0], dt: float = MOBIUS_RUNS[0][1],
+                repeats: int = MOBIUS_WARM_REPEATS) -> dict:
+    """The parts of the Möbius run of ``MOBIUS_CHILD`` in this (warm) process, medians over ``repeats`` runs (ms).
+
+    Parts: ``grid`` (``SphereGrid(lmax)``, which a user may build once and reuse), ``rho0`` (``initial.mobius``) and
+    the parts of ``solve_density``: ``equation`` (``DensityEquation.__init__``), ``steps`` (the engine's steps),
+    ``records`` (the engine's records: field and diagnostics), ``dataset`` (``Recorder.dataset``) and ``other``
+    (the rest: checks, analysis of ρ₀, the driver's loop, bar and warnings). Fixed costs are everything but the
+    steps, with the grid reused (``fixed_ms``) or built per run (``fixed_with_grid_ms``).
+    """
+    from spde_tokens.density import DensityEquation, SpectralEngine, solve_density
+    from spde_tokens.records import Recorder
+
+    model = AttentionModel(3, 0.0)
+    parts: dict[str, list[float]] = {name: [] for name in ("grid", "rho0", "solve", "equation", "steps", "records",
+                                                           "dataset")}
+    methods = {"equation": (DensityEquation, "__init__"), "steps": (SpectralEngine, "step"),
+               "records": (SpectralEngine, "record"), "dataset": (Recorder, "dataset")}
+    for i in range(repeats + 2):  # two warm-up runs
+        with timed_methods(methods) as inside:
+            start = time.perf_counter()
+            grid = SphereGrid(lmax)
+            built = time.perf_counter()
+            rho0 = initial.mobius(grid, list(MOBIUS_W0))
+            ready = time.perf_counter()
+            solve_density(model, None, rho0, t_end=MOBIUS_T_END, dt=dt, save_every=MOBIUS_T_END, engine="spectral",
+                          progress=False)
+            solved = time.perf_counter()
+        if i >= 2:
+            parts["grid"].append(built - start)
+            parts["rho0"].append(ready - built)
+            parts["solve"].append(solved - ready)
+            for name, seconds in inside.items():
+                parts[name].append(seconds)
+    ms = {name: 1e3 * float(np.median(values)) for name, values in parts.items()}
+    # medians of the per-run differences, so that one slow run does not move the total
+    other = [s - sum(parts[p][k] for p in methods) for k, s in enumerate(parts["solve"])]
+    fixed = [r + s - st for r, s, st in zip(parts["rho0"], parts["solve"], parts["steps"], strict=True)]
+    ms["other"] = 1e3 * float(np.median(other))
+    ms["fixed"] = 1e3 * float(np.median(fixed))
+    ms["fixed_with_grid"] = 1e3 * float(np.median([f + g for f, g in zip(fixed, parts["grid"], strict=True)]))
+    total = [f + st for f, st in zip(fixed, parts["steps"], strict=True)]
+    out = {"lmax": lmax, "dt": dt, "repeats": repeats, **{f"{name}_ms": value for name, value in ms.items()}}
+    out["fixed_over_total"] = float(np.median([f / t for f, t in zip(fixed, total, strict=True)]))
+    out["fixed_with_grid_over_total"] = float(np.median(
+        [(f + g) / (t + g) for f, g, t in zip(fixed, parts["grid"], total, strict=True)]))
+    return out
+
+
+def format_warm(row: dict) -> str:
+    parts = ", ".join(f"{name} {row[f'{name}_ms']:.2f}" for name in ("rho0", "equation", "records", "dataset",
+                                                                     "other"))
+    return (f"warm process, SphereGrid({row['lmax']}) dt={row['dt']:g}, medians of {row['repeats']} runs (ms): "
+            f"steps {row['steps_ms']:.2f}; fixed {row['fixed_ms']:.2f} = {parts}; fixed/total "
+            f"{100 * row['fixed_over_total']:.1f} %\n"
+            f"  with the grid built per run (SphereGrid {row['grid_ms']:.2f} ms): fixed "
+            f"{row['fixed_with_grid_ms']:.2f} ms, fixed/total {100 * row['fixed_with_grid_over_total']:.1f} %")
 
 
 def format_mobius(row: dict) -> str:
     return (f"SphereGrid({row['lmax']:>3}) dt={row['dt']:<6g} error {row['error']:.1e}: process "
-            f"{row['process_s']:.3f} s = {row['process_over_raw']:.2f} x raw ({row['raw_s']:.3f} s); inside: "
+            f"{row['process_s']:.3f} s = {row['process_over_raw']:.2f} x raw import, "
+            f"{row['process_over_raw_first_object']:.2f} x raw first object; inside: "
             f"import {row['import_s']:.3f} s, set-up {1e3 * row['setup_s']:.1f} ms, "
             f"solve {1e3 * row['solve_s']:.1f} ms")
 
@@ -304,7 +401,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--keep-heap", action="store_true",
                         help="keep freed memory in the heap (glibc mallopt): times without fresh page faults")
     parser.add_argument("--mobius", action="store_true",
-                        help="only the whole-process Möbius runs (fresh processes: import + set-up + solve)")
+                        help="only the whole-process Möbius runs (fresh processes: import + set-up + solve) and "
+                             "the warm-process breakdown of the 1e-6 run")
+    parser.add_argument("--warm", action="store_true",
+                        help="only the warm-process breakdown of the 1e-6 Möbius run (steps against fixed costs)")
     args = parser.parse_args(argv)
     heap = "default"
     if args.keep_heap:
@@ -314,14 +414,22 @@ def main(argv: list[str] | None = None) -> int:
           f"{np.__version__}, python {platform.python_version()}, {platform.machine()}, heap {heap}")
     print("floor = one analysis + synthesis pair (shtns on S^2, pyfftw on S^1); median of "
           f"{ROUNDS} batches of >= {MIN_BATCH_SECONDS} s; spread = (max - min)/median of the per-batch ratios")
-    mobius = mobius_rows()
+    if args.warm:
+        warm = mobius_warm()
+        print(format_warm(warm), flush=True)
+        return _write_json(args, heap, [], [], {}, warm)
+    mobius, raw = mobius_rows()
     print(f"whole process to t = {MOBIUS_T_END} on the beta = 0 Möbius density (fresh processes, best of "
-          f"{MOBIUS_REPEATS}; raw = python -c 'import numpy, xarray'):")
+          f"{MOBIUS_REPEATS}); raw costs of a fresh process: import {raw['import']:.3f} s "
+          f"(python -c '{RAW_COSTS['import']}'), first object {raw['first_object']:.3f} s "
+          f"(python -c '{RAW_COSTS['first_object']}'; xarray imports dask.array)")
     for row in mobius:
         print(format_mobius(row), flush=True)
+    warm = mobius_warm()
+    print(format_warm(warm), flush=True)
     rows: list[dict] = []
     if args.mobius:
-        return _write_json(args, heap, rows, mobius)
+        return _write_json(args, heap, rows, mobius, raw, warm)
     print(HEADER)
     print("-" * len(HEADER))
     for label, make_grid, dim, means, models in setups(args.quick):
@@ -331,16 +439,17 @@ def main(argv: list[str] | None = None) -> int:
             rows.append(row)
             print(format_row(row), flush=True)
 
-    return _write_json(args, heap, rows, mobius)
+    return _write_json(args, heap, rows, mobius, raw, warm)
 
 
-def _write_json(args: argparse.Namespace, heap: str, rows: list[dict], mobius: list[dict]) -> int:
+def _write_json(args: argparse.Namespace, heap: str, rows: list[dict], mobius: list[dict], raw: dict[str, float],
+                warm: dict) -> int:
     if args.json:
         meta = {"omp_num_threads": os.environ["OMP_NUM_THREADS"], "numpy": np.__version__,
                 "python": platform.python_version(), "machine": platform.machine(), "quick": args.quick, "heap": heap,
                 "rounds": ROUNDS, "min_batch_seconds": MIN_BATCH_SECONDS, "cfl": CFL}
         with open(args.json, "w") as fh:
-            json.dump({"meta": meta, "rows": rows, "mobius": mobius}, fh, indent=2)
+            json.dump({"meta": meta, "rows": rows, "mobius": mobius, "raw_s": raw, "mobius_warm": warm}, fh, indent=2)
         print(f"wrote {args.json}")
     return 0
 
