@@ -314,59 +314,65 @@ def mobius_warm(lmax: int = MOBIUS_RUNS[0][0], dt: float = MOBIUS_RUNS[0][1],
                 repeats: int = MOBIUS_WARM_REPEATS) -> dict:
     """The parts of the Möbius run of ``MOBIUS_CHILD`` in this (warm) process, medians over ``repeats`` runs (ms).
 
-    Parts: ``grid`` (``SphereGrid(lmax)``, which a user may build once and reuse), ``rho0`` (``initial.mobius``) and
-    the parts of ``solve_density``: ``equation`` (``DensityEquation.__init__``), ``steps`` (the engine's steps),
-    ``records`` (the engine's records: field and diagnostics), ``dataset`` (``Recorder.dataset``) and ``other``
-    (the rest: checks, analysis of ρ₀, the driver's loop, bar and warnings). Fixed costs are everything but the
-    steps, with the grid reused (``fixed_ms``) or built per run (``fixed_with_grid_ms``).
+    Parts: ``rho0`` (``initial.mobius``) and the parts of ``solve_density``: ``equation``
+    (``DensityEquation.__init__``), ``steps`` (the engine's steps), ``records`` (the engine's records: field and
+    diagnostics), ``dataset`` (``Recorder.dataset``) and ``other`` (the rest: checks, analysis of ρ₀, the driver's
+    loop, bar and warnings). Fixed costs are everything but the steps. Runs on one grid built beforehand (a user's
+    grid, reused) and runs that each build their grid (``SphereGrid(lmax)``, ``*_fresh`` keys, its time ``grid``)
+    alternate; the fresh runs' fixed costs include the grid.
     """
     from spde_tokens.density import DensityEquation, SpectralEngine, solve_density
     from spde_tokens.records import Recorder
 
     model = AttentionModel(3, 0.0)
-    parts: dict[str, list[float]] = {name: [] for name in ("grid", "rho0", "solve", "equation", "steps", "records",
-                                                           "dataset")}
     methods = {"equation": (DensityEquation, "__init__"), "steps": (SpectralEngine, "step"),
                "records": (SpectralEngine, "record"), "dataset": (Recorder, "dataset")}
-    for i in range(repeats + 2):  # two warm-up runs
-        with timed_methods(methods) as inside:
-            start = time.perf_counter()
-            grid = SphereGrid(lmax)
-            built = time.perf_counter()
-            rho0 = initial.mobius(grid, list(MOBIUS_W0))
-            ready = time.perf_counter()
-            solve_density(model, None, rho0, t_end=MOBIUS_T_END, dt=dt, save_every=MOBIUS_T_END, engine="spectral",
-                          progress=False)
-            solved = time.perf_counter()
-        if i >= 2:
-            parts["grid"].append(built - start)
-            parts["rho0"].append(ready - built)
-            parts["solve"].append(solved - ready)
-            for name, seconds in inside.items():
-                parts[name].append(seconds)
-    ms = {name: 1e3 * float(np.median(values)) for name, values in parts.items()}
-    # medians of the per-run differences, so that one slow run does not move the total
-    other = [s - sum(parts[p][k] for p in methods) for k, s in enumerate(parts["solve"])]
-    fixed = [r + s - st for r, s, st in zip(parts["rho0"], parts["solve"], parts["steps"], strict=True)]
-    ms["other"] = 1e3 * float(np.median(other))
-    ms["fixed"] = 1e3 * float(np.median(fixed))
-    ms["fixed_with_grid"] = 1e3 * float(np.median([f + g for f, g in zip(fixed, parts["grid"], strict=True)]))
-    total = [f + st for f, st in zip(fixed, parts["steps"], strict=True)]
-    out = {"lmax": lmax, "dt": dt, "repeats": repeats, **{f"{name}_ms": value for name, value in ms.items()}}
-    out["fixed_over_total"] = float(np.median([f / t for f, t in zip(fixed, total, strict=True)]))
-    out["fixed_with_grid_over_total"] = float(np.median(
-        [(f + g) / (t + g) for f, g, t in zip(fixed, parts["grid"], total, strict=True)]))
+    names = ("grid", "rho0", "solve", *methods)
+    parts: dict[str, dict[str, list[float]]] = {mode: {name: [] for name in names} for mode in ("reused", "fresh")}
+    user_grid = SphereGrid(lmax)
+    for i in range(repeats + 2):  # two warm-up rounds
+        for mode, taken in parts.items():
+            with timed_methods(methods) as inside:
+                start = time.perf_counter()
+                grid = user_grid if mode == "reused" else SphereGrid(lmax)
+                built = time.perf_counter()
+                rho0 = initial.mobius(grid, list(MOBIUS_W0))
+                ready = time.perf_counter()
+                solve_density(model, None, rho0, t_end=MOBIUS_T_END, dt=dt, save_every=MOBIUS_T_END,
+                              engine="spectral", progress=False)
+                solved = time.perf_counter()
+            if i >= 2:
+                taken["grid"].append(built - start)
+                taken["rho0"].append(ready - built)
+                taken["solve"].append(solved - ready)
+                for name, seconds in inside.items():
+                    taken[name].append(seconds)
+    out: dict = {"lmax": lmax, "dt": dt, "repeats": repeats}
+    for mode, taken in parts.items():
+        suffix = "" if mode == "reused" else "_fresh"
+        series = {name: np.array(values) for name, values in taken.items()}
+        series["other"] = series["solve"] - sum(series[p] for p in methods)
+        series["fixed"] = series["grid"] + series["rho0"] + series["solve"] - series["steps"]
+        series["total"] = series["fixed"] + series["steps"]
+        for name, values in series.items():
+            if mode == "fresh" or name != "grid":
+                out[f"{name}{suffix}_ms"] = 1e3 * float(np.median(values))
+        # the median of the per-run ratios, so that one slow run does not move it
+        out[f"fixed_over_total{suffix}"] = float(np.median(series["fixed"] / series["total"]))
     return out
 
 
 def format_warm(row: dict) -> str:
-    parts = ", ".join(f"{name} {row[f'{name}_ms']:.2f}" for name in ("rho0", "equation", "records", "dataset",
-                                                                     "other"))
-    return (f"warm process, SphereGrid({row['lmax']}) dt={row['dt']:g}, medians of {row['repeats']} runs (ms): "
-            f"steps {row['steps_ms']:.2f}; fixed {row['fixed_ms']:.2f} = {parts}; fixed/total "
-            f"{100 * row['fixed_over_total']:.1f} %\n"
-            f"  with the grid built per run (SphereGrid {row['grid_ms']:.2f} ms): fixed "
-            f"{row['fixed_with_grid_ms']:.2f} ms, fixed/total {100 * row['fixed_with_grid_over_total']:.1f} %")
+    def parts(suffix: str) -> str:
+        names = ("grid", "rho0", "equation", "records", "dataset", "other") if suffix else (
+            "rho0", "equation", "records", "dataset", "other")
+        return ", ".join(f"{name} {row[f'{name}{suffix}_ms']:.2f}" for name in names)
+
+    return (f"warm process, SphereGrid({row['lmax']}) dt={row['dt']:g}, medians of {row['repeats']} runs (ms):\n"
+            f"  grid built once, reused: steps {row['steps_ms']:.2f}; fixed {row['fixed_ms']:.2f} = {parts('')}; "
+            f"fixed/total {100 * row['fixed_over_total']:.1f} %\n"
+            f"  grid built by each run:  steps {row['steps_fresh_ms']:.2f}; fixed {row['fixed_fresh_ms']:.2f} = "
+            f"{parts('_fresh')}; fixed/total {100 * row['fixed_over_total_fresh']:.1f} %")
 
 
 def format_mobius(row: dict) -> str:

@@ -61,10 +61,12 @@ def as_density(grid: Grid, values: np.ndarray, normalize: bool = True, **attrs) 
             raise ValueError(f"the density must have a positive finite integral, got {total}")
         values = values / total
     check_density(values, "density")
-    coords = {name: xr.Variable(*spec) for name, spec in grid.coords().items()}
     measure = "normalized surface measure" if isinstance(grid, ZonalGrid) else "surface measure"
     all_attrs = {"long_name": f"token density w.r.t. {measure}", "units": "1", **grid.attrs(), **attrs}
-    return xr.DataArray(values, dims=grid.dims, coords=coords, name="density", attrs=all_attrs)
+    # the grid's coordinates with their indexes, built once per grid (Grid.coordinates); through a Dataset, which
+    # copies them shallowly (a DataArray deep-copies its index coordinates, most of its cost): the same DataArray
+    variable = xr.Variable(grid.dims, values, all_attrs)
+    return xr.Dataset({"density": variable}, coords=grid.coordinates())["density"]
 
 
 def check_density(values: np.ndarray, name: str = "rho0") -> None:
