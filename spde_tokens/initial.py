@@ -182,7 +182,11 @@ def mobius(grid: Grid, center: Sequence[float]) -> xr.DataArray:
     if peak > 700.0:
         raise ValueError(f"center: |center| = {np.sqrt(r2):.6g} in dimension {grid.dim} gives a density e^{peak:.0f} "
                          "times the uniform one at its peak, beyond floating point; lower |center|")
-    dist2 = np.sum((grid.points() - w) ** 2, axis=-1)
+    # |x − w|² component by component on the nodes stored component first: the sum of np.sum(..., axis=-1) in the
+    # same order, without its slow reduction over a short last axis
+    dist2 = np.zeros(grid.shape)
+    for x_c, w_c in zip(grid._point_components(), w, strict=True):
+        dist2 += (x_c - w_c) ** 2
     values = np.exp((grid.dim - 1) * (np.log1p(-r2) - np.log(dist2))) / grid.area
     return as_density(grid, values, initial="mobius", center=w)
 
