@@ -42,9 +42,21 @@ The beta = 0 Möbius density on S² (``initial.mobius(grid, w₀)``, w₀ = (0.1
 For each (lmax, dt) of ``MOBIUS_RUNS`` a **fresh** Python process imports spde_tokens, builds the grid and ρ₀ and
 solves to t = 1.5 (``engine="spectral"``, one record); this script times the whole process from launch to exit,
 the child reports its own import, set-up (grid, ρ₀) and solve times, and the error max|ρ − ρ_{w(1.5)}| / max ρ is
-computed here against w(1.5) from ``solve_ivp`` (rtol 1e-13). The raw cost of the same run is the fresh process
-``python -c "import numpy, xarray"`` (what any xarray-based tool pays), timed alternately with the runs; each
-time is the best of ``MOBIUS_REPEATS`` processes.
+computed here against w(1.5) from ``solve_ivp`` (rtol 1e-13). Two raw costs are timed alternately with the runs,
+each a fresh process: ``python -c "import numpy, xarray"`` (what any xarray-based tool pays to start) and
+``python -c "import numpy, xarray; xarray.DataArray(numpy.zeros(1))"`` (what it pays for its first object: xarray
+then imports dask.array, when installed, to test for dask arrays); each time is the best of ``MOBIUS_REPEATS``
+processes.
+
+Then the 1e-6 run (SphereGrid(35), dt = 0.075) is broken down in this, warm, process (everything imported, two
+warm-up rounds, medians of ``MOBIUS_WARM_REPEATS`` runs): the CPU time of the 20 steps (``SpectralEngine.step``)
+against each fixed cost, i.e. everything else a run does: ρ₀ (``initial.mobius``), the equation
+(``DensityEquation.__init__``), the two records (``SpectralEngine.record``), the Dataset (``Recorder.dataset``)
+and the rest of ``solve_density`` (checks, analysis of ρ₀, the driver's loop, blow-up checks, bar, warnings), timed
+by wrapping those methods; and the ratio fixed/(fixed + steps) in CPU and in wall time. Runs on a grid built once
+(a user's grid, reused) alternate with runs that each build their grid, whose fixed costs include the grid. CPU
+time is the primary clock: on a shared machine the scheduler's time slices (a few ms) land in the wall time of
+whichever part is running.
 
 How to run
 ----------
@@ -54,7 +66,8 @@ How to run
     python benchmarks/bench_density.py --quick      # lmax 63 and n 256 only
     python benchmarks/bench_density.py --json out.json
     python benchmarks/bench_density.py --keep-heap  # glibc keeps freed memory (see below)
-    python benchmarks/bench_density.py --mobius     # only the whole-process Möbius runs (about 30 s)
+    python benchmarks/bench_density.py --mobius     # only the Möbius runs: whole processes, warm breakdown (30 s)
+    python benchmarks/bench_density.py --warm       # only the warm breakdown of the 1e-6 Möbius run (a few s)
 
 ``--keep-heap`` asks glibc (``mallopt``) to keep freed memory instead of returning it to the system, so that the
 multi-megabyte temporaries of an RHS at lmax 255 stop costing fresh page faults on every call: a diagnostic of how
@@ -284,21 +297,32 @@ def mobius_rows(repeats: int = MOBIUS_REPEATS) -> tuple[list[dict], dict[str, fl
     return rows, raw_s
 
 
+#: the clocks of :func:`mobius_warm`: this process's CPU time (what a part costs, whatever else the machine runs) and
+#: wall time (what a user waits, inflated whenever the scheduler gives the core to another process)
+CLOCKS = {"cpu": time.process_time, "wall": time.perf_counter}
+
+
+def _now() -> dict[str, float]:
+    return {name: clock() for name, clock in CLOCKS.items()}
+
+
 @contextlib.contextmanager
-def timed_methods(methods: dict[str, tuple[type, str]]) -> Iterator[dict[str, float]]:
+def timed_methods(methods: dict[str, tuple[type, str]]) -> Iterator[dict[str, dict[str, float]]]:
     """Inside the block, every call of the methods ``{part: (class, name)}`` (spde_tokens' own classes) adds its
-    wall seconds to ``totals[part]``; the methods are restored on leaving."""
-    totals = dict.fromkeys(methods, 0.0)
+    seconds on each clock of :data:`CLOCKS` to ``totals[part][clock]``; the methods are restored on leaving."""
+    totals = {part: dict.fromkeys(CLOCKS, 0.0) for part in methods}
     saved = {part: (cls, name, cls.__dict__[name]) for part, (cls, name) in methods.items()}
 
     def wrap(part: str, method: Callable) -> Callable:
         @functools.wraps(method)
         def timed(*args, **kwargs):
-            start = time.perf_counter()
+            start = _now()
             try:
                 return method(*args, **kwargs)
             finally:
-                totals[part] += time.perf_counter() - start
+                end = _now()
+                for clock in CLOCKS:
+                    totals[part][clock] += end[clock] - start[clock]
         return timed
 
     try:
@@ -319,7 +343,8 @@ def mobius_warm(lmax: int = MOBIUS_RUNS[0][0], dt: float = MOBIUS_RUNS[0][1],
     diagnostics), ``dataset`` (``Recorder.dataset``) and ``other`` (the rest: checks, analysis of ρ₀, the driver's
     loop, bar and warnings). Fixed costs are everything but the steps. Runs on one grid built beforehand (a user's
     grid, reused) and runs that each build their grid (``SphereGrid(lmax)``, ``*_fresh`` keys, its time ``grid``)
-    alternate; the fresh runs' fixed costs include the grid.
+    alternate; the fresh runs' fixed costs include the grid. Times are CPU times of this process (``*_ms``);
+    ``fixed_over_total`` is the median of the per-run ratios in CPU time, ``fixed_over_total_wall`` in wall time.
     """
     from spde_tokens.density import DensityEquation, SpectralEngine, solve_density
     from spde_tokens.records import Recorder
@@ -328,37 +353,46 @@ def mobius_warm(lmax: int = MOBIUS_RUNS[0][0], dt: float = MOBIUS_RUNS[0][1],
     methods = {"equation": (DensityEquation, "__init__"), "steps": (SpectralEngine, "step"),
                "records": (SpectralEngine, "record"), "dataset": (Recorder, "dataset")}
     names = ("grid", "rho0", "solve", *methods)
-    parts: dict[str, dict[str, list[float]]] = {mode: {name: [] for name in names} for mode in ("reused", "fresh")}
+    # mode → clock → part → seconds of every run
+    parts: dict[str, dict[str, dict[str, list[float]]]] = {
+        mode: {clock: {name: [] for name in names} for clock in CLOCKS} for mode in ("reused", "fresh")}
     user_grid = SphereGrid(lmax)
     for i in range(repeats + 2):  # two warm-up rounds
         for mode, taken in parts.items():
             with timed_methods(methods) as inside:
-                start = time.perf_counter()
+                start = _now()
                 grid = user_grid if mode == "reused" else SphereGrid(lmax)
-                built = time.perf_counter()
+                built = _now()
                 rho0 = initial.mobius(grid, list(MOBIUS_W0))
-                ready = time.perf_counter()
+                ready = _now()
                 solve_density(model, None, rho0, t_end=MOBIUS_T_END, dt=dt, save_every=MOBIUS_T_END,
                               engine="spectral", progress=False)
-                solved = time.perf_counter()
-            if i >= 2:
-                taken["grid"].append(built - start)
-                taken["rho0"].append(ready - built)
-                taken["solve"].append(solved - ready)
+                solved = _now()
+            if i < 2:
+                continue
+            for clock, runs in taken.items():
+                runs["grid"].append(built[clock] - start[clock])
+                runs["rho0"].append(ready[clock] - built[clock])
+                runs["solve"].append(solved[clock] - ready[clock])
                 for name, seconds in inside.items():
-                    taken[name].append(seconds)
+                    runs[name].append(seconds[clock])
     out: dict = {"lmax": lmax, "dt": dt, "repeats": repeats}
     for mode, taken in parts.items():
         suffix = "" if mode == "reused" else "_fresh"
-        series = {name: np.array(values) for name, values in taken.items()}
-        series["other"] = series["solve"] - sum(series[p] for p in methods)
-        series["fixed"] = series["grid"] + series["rho0"] + series["solve"] - series["steps"]
-        series["total"] = series["fixed"] + series["steps"]
-        for name, values in series.items():
-            if mode == "fresh" or name != "grid":
-                out[f"{name}{suffix}_ms"] = 1e3 * float(np.median(values))
-        # the median of the per-run ratios, so that one slow run does not move it
-        out[f"fixed_over_total{suffix}"] = float(np.median(series["fixed"] / series["total"]))
+        for clock, lists in taken.items():
+            series: dict[str, np.ndarray] = {name: np.array(values) for name, values in lists.items()}
+            series["other"] = series["solve"] - np.sum([series[p] for p in methods], axis=0)
+            series["fixed"] = series["grid"] + series["rho0"] + series["solve"] - series["steps"]
+            series["total"] = series["fixed"] + series["steps"]
+            # the median of the per-run ratios, so that one slow run does not move it
+            ratio = float(np.median(series["fixed"] / series["total"]))
+            if clock == "wall":
+                out[f"fixed_over_total_wall{suffix}"] = ratio
+                continue
+            out[f"fixed_over_total{suffix}"] = ratio
+            for name, values in series.items():
+                if mode == "fresh" or name != "grid":
+                    out[f"{name}{suffix}_ms"] = 1e3 * float(np.median(values))
     return out
 
 
@@ -368,11 +402,15 @@ def format_warm(row: dict) -> str:
             "rho0", "equation", "records", "dataset", "other")
         return ", ".join(f"{name} {row[f'{name}{suffix}_ms']:.2f}" for name in names)
 
-    return (f"warm process, SphereGrid({row['lmax']}) dt={row['dt']:g}, medians of {row['repeats']} runs (ms):\n"
-            f"  grid built once, reused: steps {row['steps_ms']:.2f}; fixed {row['fixed_ms']:.2f} = {parts('')}; "
-            f"fixed/total {100 * row['fixed_over_total']:.1f} %\n"
-            f"  grid built by each run:  steps {row['steps_fresh_ms']:.2f}; fixed {row['fixed_fresh_ms']:.2f} = "
-            f"{parts('_fresh')}; fixed/total {100 * row['fixed_over_total_fresh']:.1f} %")
+    def line(suffix: str) -> str:
+        return (f"steps {row[f'steps{suffix}_ms']:.2f}; fixed {row[f'fixed{suffix}_ms']:.2f} ({parts(suffix)}); "
+                f"fixed/total {100 * row[f'fixed_over_total{suffix}']:.1f} % (wall clock "
+                f"{100 * row[f'fixed_over_total_wall{suffix}']:.1f} %)")
+
+    return (f"warm process, SphereGrid({row['lmax']}) dt={row['dt']:g}: CPU ms, medians of {row['repeats']} runs "
+            f"(the parts' medians need not add up to the fixed costs' median)\n"
+            f"  grid built once, reused: {line('')}\n"
+            f"  grid built by each run:  {line('_fresh')}")
 
 
 def format_mobius(row: dict) -> str:
