@@ -51,9 +51,10 @@ processes.
 Then the 1e-6 run (SphereGrid(35), dt = 0.075) is broken down in this, warm, process (everything imported, two
 warm-up rounds, medians of ``MOBIUS_WARM_REPEATS`` runs): the CPU time of the 20 steps (``SpectralEngine.step``)
 against each fixed cost, i.e. everything else a run does: ρ₀ (``initial.mobius``), the equation
-(``DensityEquation.__init__``), the two records (``SpectralEngine.record``), the Dataset (``Recorder.dataset``)
-and the rest of ``solve_density`` (checks, analysis of ρ₀, the driver's loop, blow-up checks, bar, warnings), timed
-by wrapping those methods; and the ratio fixed/(fixed + steps) in CPU and in wall time. Runs on a grid built once
+(``DensityEquation.__init__``), the two records (``SpectralEngine.record``), the Dataset (``Recorder.dataset``),
+the rest of ``solve_density``'s set-up (checks, analysis of ρ₀, engine, attributes) and the rest of the driver
+(``runner.run``: its loop with a blow-up check per step, bar, warnings), timed by wrapping those functions; and the
+ratio fixed/(fixed + steps) in CPU and in wall time. Runs on a grid built once
 (a user's grid, reused) alternate with runs that each build their grid, whose fixed costs include the grid. CPU
 time is the primary clock: on a shared machine the scheduler's time slices (a few ms) land in the wall time of
 whichever part is running.
@@ -93,6 +94,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
+from typing import Any
 
 import numpy as np
 
@@ -307,9 +309,10 @@ def _now() -> dict[str, float]:
 
 
 @contextlib.contextmanager
-def timed_methods(methods: dict[str, tuple[type, str]]) -> Iterator[dict[str, dict[str, float]]]:
-    """Inside the block, every call of the methods ``{part: (class, name)}`` (spde_tokens' own classes) adds its
-    seconds on each clock of :data:`CLOCKS` to ``totals[part][clock]``; the methods are restored on leaving."""
+def timed_methods(methods: dict[str, tuple[Any, str]]) -> Iterator[dict[str, dict[str, float]]]:
+    """Inside the block, every call of the methods ``{part: (owner, name)}`` (of spde_tokens' own classes and
+    modules) adds its seconds on each clock of :data:`CLOCKS` to ``totals[part][clock]``; the methods are restored on
+    leaving."""
     totals = {part: dict.fromkeys(CLOCKS, 0.0) for part in methods}
     saved = {part: (cls, name, cls.__dict__[name]) for part, (cls, name) in methods.items()}
 
@@ -340,18 +343,21 @@ def mobius_warm(lmax: int = MOBIUS_RUNS[0][0], dt: float = MOBIUS_RUNS[0][1],
 
     Parts: ``rho0`` (``initial.mobius``) and the parts of ``solve_density``: ``equation``
     (``DensityEquation.__init__``), ``steps`` (the engine's steps), ``records`` (the engine's records: field and
-    diagnostics), ``dataset`` (``Recorder.dataset``) and ``other`` (the rest: checks, analysis of ρ₀, the driver's
-    loop, bar and warnings). Fixed costs are everything but the steps. Runs on one grid built beforehand (a user's
-    grid, reused) and runs that each build their grid (``SphereGrid(lmax)``, ``*_fresh`` keys, its time ``grid``)
-    alternate; the fresh runs' fixed costs include the grid. Times are CPU times of this process (``*_ms``);
-    ``fixed_over_total`` is the median of the per-run ratios in CPU time, ``fixed_over_total_wall`` in wall time.
+    diagnostics), ``dataset`` (``Recorder.dataset``), ``setup`` (the rest of ``solve_density`` before the driver:
+    checks, analysis of ρ₀, engine, attributes) and ``driver`` (the rest of :func:`spde_tokens.runner.run`: its loop
+    with a blow-up check per step, bar, warnings, BLAS limit). Fixed costs are everything but the steps. Runs on one
+    grid built beforehand (a user's grid, reused) and runs that each build their grid (``SphereGrid(lmax)``,
+    ``*_fresh`` keys, its time ``grid``) alternate; the fresh runs' fixed costs include the grid. Times are CPU times
+    of this process (``*_ms``); ``fixed_over_total`` is the median of the per-run ratios in CPU time,
+    ``fixed_over_total_wall`` in wall time.
     """
+    from spde_tokens import density
     from spde_tokens.density import DensityEquation, SpectralEngine, solve_density
     from spde_tokens.records import Recorder
 
     model = AttentionModel(3, 0.0)
     methods = {"equation": (DensityEquation, "__init__"), "steps": (SpectralEngine, "step"),
-               "records": (SpectralEngine, "record"), "dataset": (Recorder, "dataset")}
+               "records": (SpectralEngine, "record"), "dataset": (Recorder, "dataset"), "run": (density, "run")}
     names = ("grid", "rho0", "solve", *methods)
     # mode → clock → part → seconds of every run
     parts: dict[str, dict[str, dict[str, list[float]]]] = {
@@ -381,7 +387,8 @@ def mobius_warm(lmax: int = MOBIUS_RUNS[0][0], dt: float = MOBIUS_RUNS[0][1],
         suffix = "" if mode == "reused" else "_fresh"
         for clock, lists in taken.items():
             series: dict[str, np.ndarray] = {name: np.array(values) for name, values in lists.items()}
-            series["other"] = series["solve"] - np.sum([series[p] for p in methods], axis=0)
+            series["setup"] = series["solve"] - series["run"] - series["equation"]
+            series["driver"] = series["run"] - series["steps"] - series["records"] - series["dataset"]
             series["fixed"] = series["grid"] + series["rho0"] + series["solve"] - series["steps"]
             series["total"] = series["fixed"] + series["steps"]
             # the median of the per-run ratios, so that one slow run does not move it
@@ -398,8 +405,8 @@ def mobius_warm(lmax: int = MOBIUS_RUNS[0][0], dt: float = MOBIUS_RUNS[0][1],
 
 def format_warm(row: dict) -> str:
     def parts(suffix: str) -> str:
-        names = ("grid", "rho0", "equation", "records", "dataset", "other") if suffix else (
-            "rho0", "equation", "records", "dataset", "other")
+        names = ("grid", "rho0", "equation", "setup", "records", "dataset", "driver") if suffix else (
+            "rho0", "equation", "setup", "records", "dataset", "driver")
         return ", ".join(f"{name} {row[f'{name}{suffix}_ms']:.2f}" for name in names)
 
     def line(suffix: str) -> str:
