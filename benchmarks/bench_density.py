@@ -42,9 +42,22 @@ The beta = 0 Möbius density on S² (``initial.mobius(grid, w₀)``, w₀ = (0.1
 For each (lmax, dt) of ``MOBIUS_RUNS`` a **fresh** Python process imports spde_tokens, builds the grid and ρ₀ and
 solves to t = 1.5 (``engine="spectral"``, one record); this script times the whole process from launch to exit,
 the child reports its own import, set-up (grid, ρ₀) and solve times, and the error max|ρ − ρ_{w(1.5)}| / max ρ is
-computed here against w(1.5) from ``solve_ivp`` (rtol 1e-13). The raw cost of the same run is the fresh process
-``python -c "import numpy, xarray"`` (what any xarray-based tool pays), timed alternately with the runs; each
-time is the best of ``MOBIUS_REPEATS`` processes.
+computed here against w(1.5) from ``solve_ivp`` (rtol 1e-13). Two raw costs are timed alternately with the runs,
+each a fresh process: ``python -c "import numpy, xarray"`` (what any xarray-based tool pays to start) and
+``python -c "import numpy, xarray; xarray.DataArray(numpy.zeros(1))"`` (what it pays for its first object: xarray
+then imports dask.array, when installed, to test for dask arrays); each time is the best of ``MOBIUS_REPEATS``
+processes.
+
+Then the 1e-6 run (SphereGrid(35), dt = 0.075) is broken down in this, warm, process (everything imported, two
+warm-up rounds, medians of ``MOBIUS_WARM_REPEATS`` runs): the CPU time of the 20 steps (``SpectralEngine.step``)
+against each fixed cost, i.e. everything else a run does: ρ₀ (``initial.mobius``), the equation
+(``DensityEquation.__init__``), the two records (``SpectralEngine.record``), the Dataset (``Recorder.dataset``),
+the rest of ``solve_density``'s set-up (checks, analysis of ρ₀, engine, attributes) and the rest of the driver
+(``runner.run``: its loop with a blow-up check per step, bar, warnings), timed by wrapping those functions; and the
+ratio fixed/(fixed + steps) in CPU and in wall time. Runs on a grid built once
+(a user's grid, reused) alternate with runs that each build their grid, whose fixed costs include the grid. CPU
+time is the primary clock: on a shared machine the scheduler's time slices (a few ms) land in the wall time of
+whichever part is running.
 
 How to run
 ----------
@@ -54,7 +67,8 @@ How to run
     python benchmarks/bench_density.py --quick      # lmax 63 and n 256 only
     python benchmarks/bench_density.py --json out.json
     python benchmarks/bench_density.py --keep-heap  # glibc keeps freed memory (see below)
-    python benchmarks/bench_density.py --mobius     # only the whole-process Möbius runs (about 30 s)
+    python benchmarks/bench_density.py --mobius     # only the Möbius runs: whole processes, warm breakdown (30 s)
+    python benchmarks/bench_density.py --warm       # only the warm breakdown of the 1e-6 Möbius run (a few s)
 
 ``--keep-heap`` asks glibc (``mallopt``) to keep freed memory instead of returning it to the system, so that the
 multi-megabyte temporaries of an RHS at lmax 255 stop costing fresh page faults on every call: a diagnostic of how
@@ -72,12 +86,15 @@ import os
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import argparse
+import contextlib
+import functools
 import json
 import platform
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import numpy as np
 
@@ -100,6 +117,11 @@ MOBIUS_RUNS = ((35, 0.075), (63, 0.025))
 MOBIUS_W0 = (0.12, -0.2, 0.15)
 MOBIUS_T_END = 1.5
 MOBIUS_REPEATS = 5
+#: warm repetitions of the 1e-6 Möbius run in this process (the median of each part is reported)
+MOBIUS_WARM_REPEATS = 9
+#: the raw costs of a fresh process: importing numpy and xarray, and that plus the first xarray object built from a
+#: NumPy array (xarray then imports dask.array, when installed, to test for dask arrays)
+RAW_COSTS = {"import": "import numpy, xarray", "first_object": "import numpy, xarray; xarray.DataArray(numpy.zeros(1))"}
 #: what a fresh process runs (argv: lmax, dt, output .npy); it prints its own split of the time as JSON
 MOBIUS_CHILD = f"""
 import time
@@ -243,9 +265,9 @@ def fresh_process(args: list[str]) -> tuple[float, str]:
     return time.perf_counter() - start, done.stdout
 
 
-def mobius_rows(repeats: int = MOBIUS_REPEATS) -> list[dict]:
-    """Whole-process time of every run of ``MOBIUS_RUNS`` against a fresh ``import numpy, xarray``, best of
-    ``repeats`` processes each, alternating runs and raw cost."""
+def mobius_rows(repeats: int = MOBIUS_REPEATS) -> tuple[list[dict], dict[str, float]]:
+    """Whole-process time of every run of ``MOBIUS_RUNS`` against the raw costs of :data:`RAW_COSTS` (fresh
+    processes), best of ``repeats`` processes each, alternating runs and raw costs; also the raw costs (s)."""
     import tempfile
 
     from spde_tokens import initial
@@ -254,28 +276,154 @@ def mobius_rows(repeats: int = MOBIUS_REPEATS) -> list[dict]:
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         best: dict[tuple[int, float], tuple[float, dict]] = {}
-        raw = []
+        raw: dict[str, list[float]] = {name: [] for name in RAW_COSTS}
         for _ in range(repeats):
-            raw.append(fresh_process(["-c", "import numpy, xarray"])[0])
+            for name, code in RAW_COSTS.items():
+                raw[name].append(fresh_process(["-c", code])[0])
             for lmax, dt in MOBIUS_RUNS:
                 out = os.path.join(tmp, f"rho_{lmax}_{dt}.npy")  # the same numbers in every process
                 wall, stdout = fresh_process(["-c", MOBIUS_CHILD, str(lmax), str(dt), out])
                 split = json.loads(stdout.splitlines()[-1])
                 if (lmax, dt) not in best or wall < best[lmax, dt][0]:
                     best[lmax, dt] = (wall, split)
+        raw_s = {name: min(times) for name, times in raw.items()}
         for lmax, dt in MOBIUS_RUNS:
             wall, split = best[lmax, dt]
             grid = SphereGrid(lmax)
             exact = initial.mobius(grid, exact_center).values
             error = float(np.abs(np.load(os.path.join(tmp, f"rho_{lmax}_{dt}.npy")) - exact).max() / exact.max())
-            rows.append({"lmax": lmax, "dt": dt, "error": error, "process_s": wall, "raw_s": min(raw),
-                         "process_over_raw": wall / min(raw), **{f"{k}_s": v for k, v in split.items()}})
-    return rows
+            rows.append({"lmax": lmax, "dt": dt, "error": error, "process_s": wall, "raw_s": raw_s["import"],
+                         "process_over_raw": wall / raw_s["import"], "raw_first_object_s": raw_s["first_object"],
+                         "process_over_raw_first_object": wall / raw_s["first_object"],
+                         **{f"{k}_s": v for k, v in split.items()}})
+    return rows, raw_s
+
+
+#: the clocks of :func:`mobius_warm`: this process's CPU time (what a part costs, whatever else the machine runs) and
+#: wall time (what a user waits, inflated whenever the scheduler gives the core to another process)
+CLOCKS = {"cpu": time.process_time, "wall": time.perf_counter}
+
+
+def _now() -> dict[str, float]:
+    return {name: clock() for name, clock in CLOCKS.items()}
+
+
+@contextlib.contextmanager
+def timed_methods(methods: dict[str, tuple[Any, str]]) -> Iterator[dict[str, dict[str, float]]]:
+    """Inside the block, every call of the methods ``{part: (owner, name)}`` (of spde_tokens' own classes and
+    modules) adds its seconds on each clock of :data:`CLOCKS` to ``totals[part][clock]``; the methods are restored on
+    leaving."""
+    totals = {part: dict.fromkeys(CLOCKS, 0.0) for part in methods}
+    saved = {part: (cls, name, cls.__dict__[name]) for part, (cls, name) in methods.items()}
+
+    def wrap(part: str, method: Callable) -> Callable:
+        @functools.wraps(method)
+        def timed(*args, **kwargs):
+            start = _now()
+            try:
+                return method(*args, **kwargs)
+            finally:
+                end = _now()
+                for clock in CLOCKS:
+                    totals[part][clock] += end[clock] - start[clock]
+        return timed
+
+    try:
+        for part, (cls, name, method) in saved.items():
+            setattr(cls, name, wrap(part, method))
+        yield totals
+    finally:
+        for cls, name, method in saved.values():
+            setattr(cls, name, method)
+
+
+def mobius_warm(lmax: int = MOBIUS_RUNS[0][0], dt: float = MOBIUS_RUNS[0][1],
+                repeats: int = MOBIUS_WARM_REPEATS) -> dict:
+    """The parts of the Möbius run of ``MOBIUS_CHILD`` in this (warm) process, medians over ``repeats`` runs (ms).
+
+    Parts: ``rho0`` (``initial.mobius``) and the parts of ``solve_density``: ``equation``
+    (``DensityEquation.__init__``), ``steps`` (the engine's steps), ``records`` (the engine's records: field and
+    diagnostics), ``dataset`` (``Recorder.dataset``), ``setup`` (the rest of ``solve_density`` before the driver:
+    checks, analysis of ρ₀, engine, attributes) and ``driver`` (the rest of :func:`spde_tokens.runner.run`: its loop
+    with a blow-up check per step, bar, warnings, BLAS limit). Fixed costs are everything but the steps. Runs on one
+    grid built beforehand (a user's grid, reused) and runs that each build their grid (``SphereGrid(lmax)``,
+    ``*_fresh`` keys, its time ``grid``) alternate; the fresh runs' fixed costs include the grid. Times are CPU times
+    of this process (``*_ms``); ``fixed_over_total`` is the median of the per-run ratios in CPU time,
+    ``fixed_over_total_wall`` in wall time.
+    """
+    from spde_tokens import density
+    from spde_tokens.density import DensityEquation, SpectralEngine, solve_density
+    from spde_tokens.records import Recorder
+
+    model = AttentionModel(3, 0.0)
+    methods = {"equation": (DensityEquation, "__init__"), "steps": (SpectralEngine, "step"),
+               "records": (SpectralEngine, "record"), "dataset": (Recorder, "dataset"), "run": (density, "run")}
+    names = ("grid", "rho0", "solve", *methods)
+    # mode → clock → part → seconds of every run
+    parts: dict[str, dict[str, dict[str, list[float]]]] = {
+        mode: {clock: {name: [] for name in names} for clock in CLOCKS} for mode in ("reused", "fresh")}
+    user_grid = SphereGrid(lmax)
+    for i in range(repeats + 2):  # two warm-up rounds
+        for mode, taken in parts.items():
+            with timed_methods(methods) as inside:
+                start = _now()
+                grid = user_grid if mode == "reused" else SphereGrid(lmax)
+                built = _now()
+                rho0 = initial.mobius(grid, list(MOBIUS_W0))
+                ready = _now()
+                solve_density(model, None, rho0, t_end=MOBIUS_T_END, dt=dt, save_every=MOBIUS_T_END,
+                              engine="spectral", progress=False)
+                solved = _now()
+            if i < 2:
+                continue
+            for clock, runs in taken.items():
+                runs["grid"].append(built[clock] - start[clock])
+                runs["rho0"].append(ready[clock] - built[clock])
+                runs["solve"].append(solved[clock] - ready[clock])
+                for name, seconds in inside.items():
+                    runs[name].append(seconds[clock])
+    out: dict = {"lmax": lmax, "dt": dt, "repeats": repeats}
+    for mode, taken in parts.items():
+        suffix = "" if mode == "reused" else "_fresh"
+        for clock, lists in taken.items():
+            series: dict[str, np.ndarray] = {name: np.array(values) for name, values in lists.items()}
+            series["setup"] = series["solve"] - series["run"] - series["equation"]
+            series["driver"] = series["run"] - series["steps"] - series["records"] - series["dataset"]
+            series["fixed"] = series["grid"] + series["rho0"] + series["solve"] - series["steps"]
+            series["total"] = series["fixed"] + series["steps"]
+            # the median of the per-run ratios, so that one slow run does not move it
+            ratio = float(np.median(series["fixed"] / series["total"]))
+            if clock == "wall":
+                out[f"fixed_over_total_wall{suffix}"] = ratio
+                continue
+            out[f"fixed_over_total{suffix}"] = ratio
+            for name, values in series.items():
+                if mode == "fresh" or name != "grid":
+                    out[f"{name}{suffix}_ms"] = 1e3 * float(np.median(values))
+    return out
+
+
+def format_warm(row: dict) -> str:
+    def parts(suffix: str) -> str:
+        names = ("grid", "rho0", "equation", "setup", "records", "dataset", "driver") if suffix else (
+            "rho0", "equation", "setup", "records", "dataset", "driver")
+        return ", ".join(f"{name} {row[f'{name}{suffix}_ms']:.2f}" for name in names)
+
+    def line(suffix: str) -> str:
+        return (f"steps {row[f'steps{suffix}_ms']:.2f}; fixed {row[f'fixed{suffix}_ms']:.2f} ({parts(suffix)}); "
+                f"fixed/total {100 * row[f'fixed_over_total{suffix}']:.1f} % (wall clock "
+                f"{100 * row[f'fixed_over_total_wall{suffix}']:.1f} %)")
+
+    return (f"warm process, SphereGrid({row['lmax']}) dt={row['dt']:g}: CPU ms, medians of {row['repeats']} runs "
+            f"(the parts' medians need not add up to the fixed costs' median)\n"
+            f"  grid built once, reused: {line('')}\n"
+            f"  grid built by each run:  {line('_fresh')}")
 
 
 def format_mobius(row: dict) -> str:
     return (f"SphereGrid({row['lmax']:>3}) dt={row['dt']:<6g} error {row['error']:.1e}: process "
-            f"{row['process_s']:.3f} s = {row['process_over_raw']:.2f} x raw ({row['raw_s']:.3f} s); inside: "
+            f"{row['process_s']:.3f} s = {row['process_over_raw']:.2f} x raw import, "
+            f"{row['process_over_raw_first_object']:.2f} x raw first object; inside: "
             f"import {row['import_s']:.3f} s, set-up {1e3 * row['setup_s']:.1f} ms, "
             f"solve {1e3 * row['solve_s']:.1f} ms")
 
@@ -304,7 +452,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--keep-heap", action="store_true",
                         help="keep freed memory in the heap (glibc mallopt): times without fresh page faults")
     parser.add_argument("--mobius", action="store_true",
-                        help="only the whole-process Möbius runs (fresh processes: import + set-up + solve)")
+                        help="only the whole-process Möbius runs (fresh processes: import + set-up + solve) and "
+                             "the warm-process breakdown of the 1e-6 run")
+    parser.add_argument("--warm", action="store_true",
+                        help="only the warm-process breakdown of the 1e-6 Möbius run (steps against fixed costs)")
     args = parser.parse_args(argv)
     heap = "default"
     if args.keep_heap:
@@ -314,14 +465,22 @@ def main(argv: list[str] | None = None) -> int:
           f"{np.__version__}, python {platform.python_version()}, {platform.machine()}, heap {heap}")
     print("floor = one analysis + synthesis pair (shtns on S^2, pyfftw on S^1); median of "
           f"{ROUNDS} batches of >= {MIN_BATCH_SECONDS} s; spread = (max - min)/median of the per-batch ratios")
-    mobius = mobius_rows()
+    if args.warm:
+        warm = mobius_warm()
+        print(format_warm(warm), flush=True)
+        return _write_json(args, heap, [], [], {}, warm)
+    mobius, raw = mobius_rows()
     print(f"whole process to t = {MOBIUS_T_END} on the beta = 0 Möbius density (fresh processes, best of "
-          f"{MOBIUS_REPEATS}; raw = python -c 'import numpy, xarray'):")
+          f"{MOBIUS_REPEATS}); raw costs of a fresh process: import {raw['import']:.3f} s "
+          f"(python -c '{RAW_COSTS['import']}'), first object {raw['first_object']:.3f} s "
+          f"(python -c '{RAW_COSTS['first_object']}'; xarray imports dask.array)")
     for row in mobius:
         print(format_mobius(row), flush=True)
+    warm = mobius_warm()
+    print(format_warm(warm), flush=True)
     rows: list[dict] = []
     if args.mobius:
-        return _write_json(args, heap, rows, mobius)
+        return _write_json(args, heap, rows, mobius, raw, warm)
     print(HEADER)
     print("-" * len(HEADER))
     for label, make_grid, dim, means, models in setups(args.quick):
@@ -331,16 +490,17 @@ def main(argv: list[str] | None = None) -> int:
             rows.append(row)
             print(format_row(row), flush=True)
 
-    return _write_json(args, heap, rows, mobius)
+    return _write_json(args, heap, rows, mobius, raw, warm)
 
 
-def _write_json(args: argparse.Namespace, heap: str, rows: list[dict], mobius: list[dict]) -> int:
+def _write_json(args: argparse.Namespace, heap: str, rows: list[dict], mobius: list[dict], raw: dict[str, float],
+                warm: dict) -> int:
     if args.json:
         meta = {"omp_num_threads": os.environ["OMP_NUM_THREADS"], "numpy": np.__version__,
                 "python": platform.python_version(), "machine": platform.machine(), "quick": args.quick, "heap": heap,
                 "rounds": ROUNDS, "min_batch_seconds": MIN_BATCH_SECONDS, "cfl": CFL}
         with open(args.json, "w") as fh:
-            json.dump({"meta": meta, "rows": rows, "mobius": mobius}, fh, indent=2)
+            json.dump({"meta": meta, "rows": rows, "mobius": mobius, "raw_s": raw, "mobius_warm": warm}, fh, indent=2)
         print(f"wrote {args.json}")
     return 0
 

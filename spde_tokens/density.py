@@ -35,7 +35,7 @@ from spde_tokens.lagrangian import (
 )
 from spde_tokens.model import AttentionModel
 from spde_tokens.noise import IdiosyncraticNoise, NoiseModel, NoisePath, NoiseSum, as_noise, resolve_path
-from spde_tokens.records import Recorder, TimeGrid, fingerprint_hash
+from spde_tokens.records import Recorder, TimeGrid, fingerprint_hash, record_coordinates
 from spde_tokens.runner import State, run
 from spde_tokens.steppers import Scheme, get_scheme
 
@@ -591,11 +591,7 @@ def solve_density(model: AttentionModel, noise: NoiseModel | None, rho0: xr.Data
              **(path.attrs() if path is not None else {}), **grid.attrs(), **times.attrs()}
     if rate is not None:
         attrs.update(mean_density=1, one_point_rate=rate)
-    coords = {name: xr.Variable(*spec) for name, spec in grid.coords().items()}
-    coords["degree"] = xr.Variable("degree", np.arange(grid.degree_max + 1), {"long_name": "harmonic degree",
-                                                                              "units": "1"})
-    coords["component"] = xr.Variable("component", np.arange(grid.dim), {"long_name": "Cartesian component",
-                                                                         "units": "1"})
+    coords = record_coordinates(grid)  # built once per grid
     fingerprint = {"model": repr(model), "model_matrices": fingerprint_hash(*model.matrices().values()),
                    "noise": repr(noise), "seed": -1 if path is None else path.seed,
                    "path_coarsening": 1 if path is None else path.factor, "scheme": scheme, "cfl": float(cfl),
@@ -612,8 +608,8 @@ def solve_density(model: AttentionModel, noise: NoiseModel | None, rho0: xr.Data
         attrs.update(handover_tail=float(handover_tail), node_attention=method)
         fingerprint["handover_tail"] = float(handover_tail)
         variables.update(_node_variables(grid))
-        coords["node"] = xr.Variable("node", np.arange(run_engine.n_nodes), {"long_name": "Lagrangian node index",
-                                                                             "units": "1"})
+        coords = coords.assign(node=xr.Variable("node", np.arange(run_engine.n_nodes),
+                                                {"long_name": "Lagrangian node index", "units": "1"}))
         if engine == "lagrangian":
             state = run_engine.handover(coeffs, 0.0)
     ds = run(run_engine, state, times, Recorder(variables, coords, attrs, model), fingerprint=fingerprint,

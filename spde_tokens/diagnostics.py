@@ -9,6 +9,8 @@ zero off the axis e_d), dispersion, energy and MMD of a probability density are 
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 
 from spde_tokens.grids.base import Grid
@@ -26,16 +28,23 @@ def mass(grid: Grid, coeffs: np.ndarray) -> float:
 
 def mean_vector(grid: Grid, coeffs: np.ndarray) -> np.ndarray:
     """m = ∫ x ρ(x) dA, from the degree-1 coefficients (exact); on a ZonalGrid (0, …, 0, ρ_1/√d)."""
-    cached = grid.__dict__.get("_coordinate_coefficients")
-    if cached is None:
-        cached = grid.__dict__["_coordinate_coefficients"] = grid.coordinate_coefficients()
-    return np.array([grid.inner(cached[i], coeffs) for i in range(grid.dim)])
+    coordinates = grid.coordinate_coefficients()  # computed once per grid
+    return np.array([grid.inner(coordinates[i], coeffs) for i in range(grid.dim)])
 
 
 def dispersion(grid: Grid, coeffs: np.ndarray) -> float:
     """½ ∫∫ |x − y|² dρ dρ = (∫ρ)² − |m|² (1 − |m|² for a probability density)."""
     m = mean_vector(grid, coeffs)
     return float(mass(grid, coeffs) ** 2 - m @ m)
+
+
+@functools.lru_cache(maxsize=32)
+def _cached_energy_weights(dim: int, beta: float, lmax: int, normalized: bool) -> np.ndarray:
+    """:func:`energy_weights`, computed once per (dim, beta, lmax, normalized), read-only: every record of a run
+    needs them (docs/numerics.md, 'Start-up and fixed costs')."""
+    weights = energy_weights(dim, beta, lmax, normalized)
+    weights.flags.writeable = False
+    return weights
 
 
 def energy_weights(dim: int, beta: float, lmax: int, normalized: bool = False) -> np.ndarray:
@@ -82,7 +91,7 @@ def _normalized_energy_weights(dim: int, beta: float, lmax: int) -> np.ndarray:
 
 def energy(grid: Grid, coeffs: np.ndarray, beta: float) -> float:
     """E_beta[ρ] = (1/(2 beta)) ∫∫ expm1(beta x·y) dρ(x) dρ(y) = Σ_l e_l P_l (Funk–Hecke; ½|m|² at beta = 0)."""
-    weights = energy_weights(grid.dim, beta, grid.degree_max, normalized=isinstance(grid, ZonalGrid))
+    weights = _cached_energy_weights(grid.dim, float(beta), grid.degree_max, isinstance(grid, ZonalGrid))
     return float(weights @ grid.power_spectrum(coeffs))
 
 

@@ -12,15 +12,19 @@ import os
 import signal
 import sys
 import threading
-from collections.abc import Callable, Iterator
+import weakref
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import xarray as xr
 
 from spde_tokens import checks
 from spde_tokens.model import AttentionModel
+
+if TYPE_CHECKING:
+    from spde_tokens.grids import Grid
 
 #: relative tolerance on t_end/dt and save_every/dt being whole numbers (docs/mathematics.md, 'Time stepping')
 WHOLE_STEPS_RTOL = 1e-9
@@ -133,7 +137,7 @@ def cell_measure(attrs: dict[str, Any]) -> tuple[str, xr.Variable] | None:
     from spde_tokens.grids import grid_from_attrs
 
     grid = grid_from_attrs(attrs)
-    dims = tuple(grid.coords())
+    dims = grid.dims
     if attrs["grid"] == "zonal":  # a probability weight of the normalized measure, not a length or an area
         return "gauss_weight", xr.Variable(dims, grid.weights(), {
             "long_name": "Gauss weight of the node for the normalized surface measure sigma: sum(gauss_weight * f) "
@@ -147,21 +151,47 @@ def cell_measure(attrs: dict[str, Any]) -> tuple[str, xr.Variable] | None:
                      "integral of f", "units": "m"})
 
 
+#: per grid, the coordinates of its runs' records (:func:`record_coordinates`); a grid's entry goes with the grid
+_RECORD_COORDINATES: weakref.WeakKeyDictionary[Grid, xr.Coordinates] = weakref.WeakKeyDictionary()
+
+
+def record_coordinates(grid: Grid) -> xr.Coordinates:
+    """The coordinates of a density run's records on ``grid``, with their indexes, built once per grid.
+
+    The grid's own (:meth:`~spde_tokens.grids.Grid.coordinates`), ``degree`` (0 … degree_max, of the power spectrum)
+    and ``component`` (0 … dim − 1, of the mean vector). Building the pandas indexes of coordinates was most of the
+    cost of a run's Dataset (docs/numerics.md, 'Start-up and fixed costs'); xarray copies the variables and their
+    attributes into every Dataset built from these, so the cached object is never handed to users.
+    """
+    coordinates = _RECORD_COORDINATES.get(grid)
+    if coordinates is None:
+        coordinates = grid.coordinates().assign(
+            degree=xr.Variable("degree", np.arange(grid.degree_max + 1), {"long_name": "harmonic degree",
+                                                                          "units": "1"}),
+            component=xr.Variable("component", np.arange(grid.dim), {"long_name": "Cartesian component",
+                                                                     "units": "1"}))
+        _RECORD_COORDINATES[grid] = coordinates
+    return coordinates
+
+
 class Recorder:
     """Collects the records of a run (values on ``time``) and turns them into a Dataset.
 
     Parameters
     ----------
     variables : name → (dimensions after ``time``, attributes) of every recorded variable.
-    coords : the coordinates of those dimensions (``time`` excluded).
+    coords : the coordinates of those dimensions (``time`` excluded): variables, or ``xarray.Coordinates`` whose
+        indexes are then reused as they are (:func:`record_coordinates`).
     attrs : global attributes of the run; a grid's attributes (``Grid.attrs()``) add its quadrature weights
         (:func:`cell_measure`), linked to the fields on the grid by ``cell_measures``.
     model : the attention model, whose matrices are stored as variables and parameters as attributes.
     """
 
-    def __init__(self, variables: Variables, coords: dict[str, xr.Variable], attrs: dict[str, Any],
-                 model: AttentionModel):
-        self.variables, self.coords, self.attrs, self.model = variables, coords, attrs, model
+    def __init__(self, variables: Variables, coords: Mapping[str, xr.Variable] | xr.Coordinates,
+                 attrs: dict[str, Any], model: AttentionModel):
+        self.variables, self.attrs, self.model = variables, attrs, model
+        # indexes built once per run at most, not at every call of dataset()
+        self.coords = coords if isinstance(coords, xr.Coordinates) else xr.Coordinates(dict(coords))
         self.times: list[float] = []
         self.rows: dict[str, list[np.ndarray]] = {}
 
@@ -202,7 +232,9 @@ class Recorder:
                 "history": f"{utc_stamp()} created by spde_tokens {__version__}"}
         base.update(self.model.attrs())
         base.update(self.attrs)
-        ds = xr.Dataset(data, coords={"time": time, **self.coords}, attrs=base)
+        # ``time``, named like its dimension, becomes the index coordinate; the others come with their indexes
+        # (building those was most of the cost of this Dataset; docs/numerics.md, 'Start-up and fixed costs')
+        ds = xr.Dataset({"time": time, **data}, coords=self.coords, attrs=base)
         if earlier is not None and earlier.sizes.get("time", 0):
             ds = concat_records([earlier, ds])
             ds.attrs = base

@@ -272,3 +272,21 @@ def test_zonal_sample_is_exact_with_a_coarse_envelope(monkeypatch):
 def test_zonal_bad_input(call, name):
     with pytest.raises(ValueError, match=name):
         call()
+
+
+@pytest.mark.parametrize("grid", [S1, S2, st.ZonalGrid(5, 12)], ids=repr)
+def test_density_is_the_plain_xarray_dataarray(grid):
+    """A density is built on the grid's coordinates prebuilt once (Grid.coordinates, docs/numerics.md, 'Start-up and
+    fixed costs'): it must be the DataArray plain xarray builds, and share nothing mutable with the next one."""
+    values = 1.0 + grid.points()[..., -1] ** 2
+    rho = st.initial.as_density(grid, values, initial="test")
+    measure = "normalized surface measure" if isinstance(grid, st.ZonalGrid) else "surface measure"
+    reference = xr.DataArray(values / grid.integrate(values), dims=grid.dims,
+                             coords={name: xr.Variable(*spec) for name, spec in grid.coords().items()},
+                             name="density", attrs={"long_name": f"token density w.r.t. {measure}", "units": "1",
+                                                    **grid.attrs(), "initial": "test"})
+    xr.testing.assert_identical(rho, reference)
+    dim = grid.dims[0]
+    rho[dim].attrs["units"] = "changed"
+    rho.attrs["initial"] = "changed"
+    xr.testing.assert_identical(st.initial.as_density(grid, values, initial="test"), reference)

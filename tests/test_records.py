@@ -148,3 +148,60 @@ def test_a_failed_write_keeps_the_old_file(tmp_path, monkeypatch):
     assert [p.name for p in tmp_path.iterdir()] == ["state.nc"]
     with xr.open_dataset(path, engine="netcdf4") as ds:
         np.testing.assert_array_equal(ds.x.values, [1.0, 2.0])
+
+
+def test_records_dataset_is_the_plain_xarray_dataset(monkeypatch):
+    """The records are built on coordinates prebuilt once per grid (docs/numerics.md, 'Start-up and fixed costs'):
+    the Dataset must be the one plain xarray builds from the same values, variables, coordinates and attributes,
+    and nothing in it may be shared with the next run's."""
+    import xarray as xr
+
+    from spde_tokens import records
+    from spde_tokens._version import __version__
+
+    monkeypatch.setattr(records, "utc_stamp", lambda: "2000-01-01T00:00:00Z")
+    grid = st.SphereGrid(8)
+    model = st.AttentionModel(3, 1.0, V=np.diag([1.0, 2.0, 0.5]))
+    variables = {"density": (grid.dims, {"long_name": "rho", "units": "1"}),
+                 "power_spectrum": (("degree",), {"long_name": "P_l", "units": "1"}),
+                 "mean_vector": (("component",), {"long_name": "m", "units": "1"}),
+                 "mass": ((), {"long_name": "mass", "units": "1"})}
+    run_attrs = {"title": "a test run", **grid.attrs()}
+    rng = np.random.default_rng(0)
+    times = [0.0, 0.25, 0.5]
+    values = [{"density": rng.random(grid.shape), "power_spectrum": rng.random(9), "mean_vector": rng.random(3),
+               "mass": rng.random()} for _ in times]
+
+    def fast() -> xr.Dataset:
+        recorder = records.Recorder(variables, records.record_coordinates(grid), run_attrs, model)
+        for t, v in zip(times, values, strict=True):
+            recorder.add(t, v)
+        return recorder.dataset()
+
+    ds = fast()
+    area_name, area = records.cell_measure(grid.attrs())
+    reference = xr.Dataset(
+        {"density": (("time", *grid.dims), np.stack([v["density"] for v in values]),
+                     {"long_name": "rho", "units": "1", "cell_measures": "area: area"}),
+         "power_spectrum": (("time", "degree"), np.stack([v["power_spectrum"] for v in values]),
+                            {"long_name": "P_l", "units": "1"}),
+         "mean_vector": (("time", "component"), np.stack([v["mean_vector"] for v in values]),
+                         {"long_name": "m", "units": "1"}),
+         "mass": (("time",), np.array([v["mass"] for v in values]), {"long_name": "mass", "units": "1"}),
+         **{name: (("row", "column"), mat, {"long_name": f"attention matrix {name}", "units": "1"})
+            for name, mat in model.matrices().items()},
+         area_name: area},
+        coords={"time": ("time", times, {"units": "1", "long_name": "depth (dimensionless time)"}),
+                **{name: xr.Variable(*spec) for name, spec in grid.coords().items()},
+                "degree": ("degree", np.arange(9), {"long_name": "harmonic degree", "units": "1"}),
+                "component": ("component", np.arange(3), {"long_name": "Cartesian component", "units": "1"})},
+        attrs={"Conventions": "CF-1.8", "source": f"spde_tokens {__version__}",
+               "history": f"2000-01-01T00:00:00Z created by spde_tokens {__version__}", **model.attrs(), **run_attrs})
+    xr.testing.assert_identical(ds, reference)
+    assert set(ds.xindexes) == {"time", "lat", "lon", "degree", "component"}
+    # a user's changes to one run's coordinates do not reach the next run's
+    ds.lat.attrs["units"] = "changed"
+    ds["degree"].attrs.clear()
+    with pytest.raises(ValueError):  # index values are read-only, as in any xarray object
+        ds.lon.values[0] = 1.0
+    xr.testing.assert_identical(fast(), reference)

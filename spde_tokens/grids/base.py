@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import os
 from abc import ABC, abstractmethod
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from spde_tokens.grids.funk_hecke import ZonalWeights, zonal_weights
+
+if TYPE_CHECKING:
+    import xarray as xr
 
 #: bytes of the complex basis block formed at once by point evaluation
 _POINT_CHUNK_BYTES = 32 * 2**20
@@ -148,6 +152,22 @@ class Grid(ABC):
     def attrs(self) -> dict:
         """Attributes that identify the grid (rebuilt by :func:`grid_from_attrs`)."""
 
+    def coordinates(self) -> xr.Coordinates:
+        """The coordinates of :meth:`coords` as ``xarray.Coordinates`` with their indexes, built on the first call only.
+
+        Building the pandas indexes is most of the cost of a DataArray or Dataset on the grid (docs/numerics.md,
+        'Start-up and fixed costs'); passed to a constructor, these are reused as they are. xarray copies each
+        coordinate variable, and its attributes, into the object it builds, and their values are read-only, so the
+        objects handed to users share nothing mutable with this one. Do not modify it.
+        """
+        coordinates = self.__dict__.get("_coordinates")
+        if coordinates is None:
+            import xarray as xr
+
+            coordinates = xr.Coordinates({name: xr.Variable(*spec) for name, spec in self.coords().items()})
+            self.__dict__["_coordinates"] = coordinates
+        return coordinates
+
     @property
     @abstractmethod
     def basis_peak(self) -> np.ndarray:
@@ -270,9 +290,11 @@ class Grid(ABC):
         return out
 
     def coordinate_coefficients(self) -> np.ndarray:
-        """Coefficients of the coordinate functions x ↦ x_i, shape (dim, n_coeff)."""
+        """Coefficients of the coordinate functions x ↦ x_i, shape (dim, n_coeff); computed once (``dim`` analyses,
+        which every run's set-up and every record's mean vector need), read-only."""
         pts = self.points()
-        return np.stack([self.analysis(np.ascontiguousarray(pts[..., i])) for i in range(self.dim)])
+        return self._cached("coordinate_coefficients", lambda: np.stack(
+            [self.analysis(np.ascontiguousarray(pts[..., i])) for i in range(self.dim)]))
 
     # ---- point evaluation ----------------------------------------------------------------------------------
     def _check_points(self, points: np.ndarray) -> np.ndarray:
