@@ -17,6 +17,9 @@ width=None) and MLPNoise(0.3, "tanh", width=64):
 * **(grid)**: for the linear fields, the same sub-steps on the grid (``_transport_step`` with the tangent field
   P_x ΔN/dt on the nodes): the path the spectral operator replaced, for comparison;
 * **drift**: the attention drift over one step, ``eq._drift_step(coeffs, dt, rk4, cfl)``: one RK4 step, 4 RHS;
+* **floor 4**: four times the transforms no RHS can skip, a synthesis of ρ and a vector analysis of the flux ρX on
+  the dealiased grid (``grid.synthesis``, ``grid.divergence``): the least a drift step of one evaluation per RK4
+  stage can cost on this grid;
 * **step**: one split step between records, ``eq.step(coeffs, dt, rk4, cfl, path.increments(k), owed=True,
   close=False)``: the field, the drift over dt (the closing half step of the previous step merged with the opening
   half step of this one, docs/mathematics.md, 'Splitting'), the transport — what every step but those ending on a
@@ -27,8 +30,8 @@ width=None) and MLPNoise(0.3, "tanh", width=64):
 each in pairs (time / pair of the same round). ``substeps`` is the mean number of noise sub-steps over the 64 steps of
 the path, found by stepping the state once through the whole path before any timing.
 
-Targets (docs/numerics.md, 'Performance'), per step, set-up excluded: BiasNoise ≤ 24 pairs, RotationNoise ≤ 12 pairs
-(the drift half steps are most of it: their low-degree transforms of G̃ρ are another change), MLPNoise(width=64) within
+Targets (docs/numerics.md, 'Performance'), per step between records, set-up excluded: BiasNoise ≤ 24 pairs,
+RotationNoise ≤ 12 pairs (the drift is most of it, and ``floor 4`` alone is 10–15 pairs), MLPNoise(width=64) within
 1.5 × its own floor: the activation φ over nodes × width (``phi`` of N_nodes × 64 pre-activations, in the
 package's cache-sized row blocks), measured in the same run; its field is compared with that floor. The other
 models have no target and are printed for reference.
@@ -45,8 +48,8 @@ to the path's; each call uses the state the pre-pass reached before step k.
 Timing method
 -------------
 ``time.perf_counter``; every callable is warmed up, then run in batches of as many calls as take at least 0.2 s (a
-multiple of the eight rotated steps). The pair, the dealiased pair, the activation floor, field, transport (both) and
-step batches are interleaved, five rounds; a ratio is the median over the rounds of the ratio of the batches of the same
+multiple of the eight rotated steps). The pair, the dealiased pair, the activation floor, field, transport (both),
+floor, drift and both step batches are interleaved, five rounds; a ratio is the median over the rounds of the ratio of the batches of the same
 round, so that a burst of load from another process (the machine is shared) hits numerator and denominator alike.
 ``spread`` is (max − min)/median of the per-round step ratios.
 
@@ -224,6 +227,7 @@ def bench_row(grid: SphereGrid, plain: SphereGrid, label: str, noise) -> dict:
     plain_field = plain.synthesis(coeffs[: plain.n_coeff]) if plain.n_coeff == grid.n_coeff else None
     assert plain_field is not None  # the same lmax, hence the same coefficients
     dealiased_field = grid.synthesis(coeffs)
+    flux = np.stack([dealiased_field, dealiased_field])  # a tangent field of the flux's size (its values do not matter)
     path = NoisePath(noise, 3, DT, n_steps=N_STEPS, seed=SEED, lmax=grid.lmax)
     eq = DensityEquation(model, grid, noise=noise)
     rk4 = get_scheme("rk4")
@@ -243,6 +247,7 @@ def bench_row(grid: SphereGrid, plain: SphereGrid, label: str, noise) -> dict:
         "field": (rotating([lambda k=k: eq.frozen_field(states[k], path.increments(k), DT) for k in ks]), n),
         "transport": (rotating([lambda k=k: eq._transport_step(states[k], frozen[k], DT, rk4, CFL) for k in ks]), n),
         "drift": (rotating([lambda k=k: eq._drift_step(states[k], DT, rk4, CFL) for k in ks]), n),
+        "rhs_floor": (lambda: (grid.synthesis(coeffs), grid.divergence(flux)), 1),
         "step": (rotating([lambda k=k: eq.step(states[k], DT, rk4, CFL, path.increments(k), **merged) for k in ks]), n),
         "record_step": (rotating([lambda k=k: eq.step(states[k], DT, rk4, CFL, path.increments(k)) for k in ks]), n),
     }
@@ -276,14 +281,15 @@ def bench_row(grid: SphereGrid, plain: SphereGrid, label: str, noise) -> dict:
 
 # ---- output -------------------------------------------------------------------------------------------------------
 HEADER = (f"{'grid':<16} {'noise':<17} {'pair ms':>7} {'dealiased':>9} {'field':>6} {'transport':>9} {'(grid)':>6} "
-          f"{'drift':>6} {'step':>6} {'record':>6} {'substeps':>8} {'spread':>6}  target")
+          f"{'floor4':>6} {'drift':>6} {'step':>6} {'record':>6} {'substeps':>8} {'spread':>6}  target")
 
 
 def format_row(row: dict) -> str:
     line = (f"{row['grid']:<16} {row['noise']:<17} {row['pair_ms']:>7.3f} {row['dealiased_pair_pairs']:>9.2f} "
             f"{row['field_pairs']:>6.2f} {row['transport_pairs']:>9.2f} "
             f"{row['grid_transport_pairs'] if 'grid_transport_pairs' in row else float('nan'):>6.2f} "
-            f"{row['drift_pairs']:>6.1f} {row['step_pairs']:>6.1f} {row['record_step_pairs']:>6.1f} "
+            f"{4 * row['rhs_floor_pairs']:>6.1f} {row['drift_pairs']:>6.1f} {row['step_pairs']:>6.1f} "
+            f"{row['record_step_pairs']:>6.1f} "
             f"{row['substeps_mean']:>8.2f} {100 * row['spread']:>5.0f}%  ")
     if "target" in row:
         measured = (f"field/phi = {row['field_over_activation']:.2f}" if "field_over_activation" in row

@@ -343,7 +343,8 @@ class HandoverEngine:
     The state is ``{"coeffs": ρ_lm}`` while the spectral engine runs, then ``{"nodes", "log_jacobian", "weights",
     "handover_time"}``. ``"auto"`` steps spectrally and tests the spectral tail of every new state; at the first
     step whose tail exceeds ``handover_tail`` it builds the nodes from the state at the start of that step (still
-    resolved; closed first if it owes a half drift step) and takes the step again, on the same noise increments, with the Lagrangian engine.
+    resolved; closed first if it owes a half drift step) and takes the step again, on the same noise increments,
+    with the Lagrangian engine.
     ``"lagrangian"`` builds the nodes from ρ_0.
     """
 
