@@ -223,8 +223,7 @@ class DensityEquation:
 
 def _variables(grid: Grid) -> dict:
     out = {
-        "density": (grid.dims, {"long_name": "token density w.r.t. " + ("normalized surface measure"
-                                if isinstance(grid, ZonalGrid) else "surface measure"), "units": "1"}),
+        "density": (grid.dims, {"long_name": f"token density w.r.t. {grid.measure}", "units": "1"}),
         "power_spectrum": (("degree",), {"long_name": "power spectrum P_l = sum_m w_m |rho_lm|^2", "units": "1"}),
         "energy": ((), {"long_name": "interaction energy E_beta = (1/2beta) iint expm1(beta x.y) drho drho",
                         "units": "1"}),

@@ -61,8 +61,7 @@ def as_density(grid: Grid, values: np.ndarray, normalize: bool = True, **attrs) 
             raise ValueError(f"the density must have a positive finite integral, got {total}")
         values = values / total
     check_density(values, "density")
-    measure = "normalized surface measure" if isinstance(grid, ZonalGrid) else "surface measure"
-    all_attrs = {"long_name": f"token density w.r.t. {measure}", "units": "1", **grid.attrs(), **attrs}
+    all_attrs = {"long_name": f"token density w.r.t. {grid.measure}", "units": "1", **grid.attrs(), **attrs}
     # the grid's coordinates with their indexes, built once per grid (Grid.coordinates); through a Dataset, which
     # copies them shallowly (a DataArray deep-copies its index coordinates, most of its cost): the same DataArray
     variable = xr.Variable(grid.dims, values, all_attrs)

@@ -108,6 +108,8 @@ class Grid(ABC):
     order_weight: np.ndarray
     #: surface area: 2π on S^1, 4π on S^2
     area: float
+    #: the measure the densities on this grid are taken against (∫ ρ d(measure) = 1), named in their long_name
+    measure = "surface measure"
 
     # ---- transforms and calculus (grid specific) ------------------------------------------------------------
     @abstractmethod

@@ -108,6 +108,7 @@ class ZonalGrid(Grid):
     n_tangent = 1
     dims = ("s",)
     area = 1.0
+    measure = "normalized surface measure"
 
     def __init__(self, dim: int, lmax: int, dealias: bool = True, threads: int = 1):
         self.dim = checks.integer("dim", dim, 2)
