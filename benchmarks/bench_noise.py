@@ -49,8 +49,9 @@ Timing method
 -------------
 ``time.perf_counter``; every callable is warmed up, then run in batches of as many calls as take at least 0.2 s (a
 multiple of the eight rotated steps). The pair, the dealiased pair, the activation floor, field, transport (both),
-floor, drift and both step batches are interleaved, five rounds; a ratio is the median over the rounds of the ratio of the batches of the same
-round, so that a burst of load from another process (the machine is shared) hits numerator and denominator alike.
+floor, drift and both step batches are interleaved, five rounds; a ratio is the median over the rounds of the ratio
+of the batches of the same round, so that a burst of load from another process (the machine is shared) hits
+numerator and denominator alike.
 ``spread`` is (max − min)/median of the per-round step ratios.
 
 How to run

@@ -393,8 +393,9 @@ def test_hyperviscosity_is_recorded_and_damps_the_top_degree():
 
 
 def test_noise_substeps_do_not_evaluate_the_attention(monkeypatch):
-    """The split step (docs/mathematics.md, 'Splitting'): the attention drift is evaluated by the two RK4 half steps
-    only (8 evaluations per step), whatever the number of noise sub-steps the CFL number asks for."""
+    """The split step (docs/mathematics.md, 'Splitting' and 'Merged half steps'): the attention drift is evaluated by
+    the RK4 half steps only (8 evaluations per step with a record after each; 4 per step and 4 per record when the
+    half steps between records merge), whatever the number of noise sub-steps the CFL number asks for."""
     from spde_tokens.drift import GridAttention
 
     calls = {"n": 0}
@@ -420,13 +421,13 @@ def test_noise_substeps_do_not_evaluate_the_attention(monkeypatch):
 
 
 def test_merged_half_steps_differ_by_the_schemes_fourth_order_error():
-    """Merging the adjacent drift half steps between records (docs/mathematics.md, 'Splitting') integrates the same
-    map D_{dt/2} ∘ D_{dt/2} = D_dt by one RK4 step instead of two: on one path, the run with a single record differs
-    from the run recorded at every step (never merged) by RK4's local error, O(dt⁵) per step, O(dt⁴) at t = 0.4.
-    Measured on one path of 32 steps and its coarsenings by 4 and 2 (dt = 0.05, 0.025, 0.0125): differences 2.2e-8,
-    1.5e-9, 9.9e-11, orders 3.82 and 3.96. A wrong merged
-    length (D_{dt/2} or D_{3dt/2} in place of D_dt) would leave an O(dt) gap (order ≈ 1); the band 4 ± 0.5 holds the
-    pre-asymptotic spread. The smallest gap is 1e6 × the rounding of the transforms (≈ 1e-16 × 24² × stages)."""
+    """Merging the adjacent drift half steps between records (docs/mathematics.md, 'Merged half steps') integrates
+    the same map D_{dt/2} ∘ D_{dt/2} = D_dt by one RK4 step instead of two: on one path, the run with a single record
+    differs from the run recorded at every step (never merged) by RK4's local error, O(dt⁵) per step, O(dt⁴) at
+    t = 0.4. Measured on one path of 32 steps and its coarsenings by 4 and 2 (dt = 0.05, 0.025, 0.0125): differences
+    2.2e-8, 1.5e-9, 9.9e-11, orders 3.82 and 3.96. A wrong merged length (D_{dt/2} or D_{3dt/2} in place of D_dt)
+    would leave an O(dt) gap (order ≈ 1); the band 4 ± 0.5 holds the pre-asymptotic spread. The smallest gap must
+    stay above 1e-12, itself well above the rounding of the transforms (≈ 1e-16 × 24² per stage, 256 stages)."""
     grid = st.SphereGrid(24)
     rho0 = st.initial.von_mises_fisher(grid, [0, 0, 1], 3.0)
     model, noise, t_end = st.AttentionModel(3, 2.0), BiasNoise(0.3), 0.4
